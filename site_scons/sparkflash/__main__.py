@@ -1,0 +1,5 @@
+"""`python -m sparkflash` runs the command line."""
+
+from sparkflash.cli import main
+
+raise SystemExit(main())

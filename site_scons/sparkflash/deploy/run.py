@@ -1,0 +1,117 @@
+"""The deploy loop: every region of a verified release through one flasher, each verified.
+
+Shared by DFU, serial and OTA. A region is reported "verified" only after the device's
+own digest of the written range equals the signed manifest's; the host-side ledger of
+deployed versions is written only after every region verified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sparkflash.deploy.base import DeployResult, EventFn, Flasher, RegionResult
+from sparkflash.errors import InputError, SparkflashError, VerifyError
+from sparkflash.manifest.model import Region, parse_version
+from sparkflash.manifest.release import Release, atomic_write
+
+__all__ = ["deploy_release", "select_regions", "Ledger"]
+
+
+def _noop(_: dict[str, Any]) -> None:
+    pass
+
+
+class Ledger:
+    """Last version of each release deployed to each device (host side, for downgrade checks)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        default = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "sparkflash"
+        self.root = root or Path(os.environ.get("SPARKFLASH_HOME", default))
+
+    def _path(self, device: str) -> Path:
+        return self.root / "devices" / f"{device}.json"
+
+    def last(self, device: str, release: str) -> str | None:
+        p = self._path(device)
+        if not p.exists():
+            return None
+        v = json.loads(p.read_text()).get(release)
+        return str(v) if v is not None else None
+
+    def record(self, device: str, release: str, version: str) -> None:
+        p = self._path(device)
+        d = json.loads(p.read_text()) if p.exists() else {}
+        d[release] = version
+        atomic_write(p, (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
+
+
+def select_regions(regions: tuple[Region, ...], only: list[str] | None = None, memory: str | None = None) -> list[Region]:
+    out = [r for r in regions if memory is None or r.memory == memory]
+    if only:
+        names = {r.name for r in regions}
+        for n in only:
+            if n not in names:
+                raise InputError(f"no region named {n!r} in the release (regions: {', '.join(sorted(names))})")
+        out = [r for r in out if r.name in only]
+    return out
+
+
+def deploy_release(
+    flasher: Flasher,
+    release: Release,
+    *,
+    regions: list[Region] | None = None,
+    on_event: EventFn = _noop,
+    ledger: Ledger | None = None,
+    allow_downgrade: bool = False,
+) -> DeployResult:
+    """Write and verify each region; stop at the first failure (later regions: "skipped")."""
+    m = release.manifest
+    todo = list(m.regions) if regions is None else regions
+    device = flasher.device_id()
+    if ledger is not None and not allow_downgrade:
+        last = ledger.last(device, m.name)
+        if last is not None and parse_version(m.version) < parse_version(last):
+            raise InputError(
+                f"release {m.name} {m.version} is older than {last}, last deployed to device {device}; "
+                "pass --allow-downgrade to deploy it anyway"
+            )
+    blobs = {r.name: release.blob(r) for r in todo}  # every digest checked before any write
+    result = DeployResult(m.name, m.version, device, flasher.via, [])
+    on_event({"event": "deploy-start", "release": m.name, "version": m.version, "device": device,
+              "via": flasher.via, "regions": len(todo)})
+    failed = False
+    for r in todo:
+        rr = RegionResult(r.name, r.address, r.size, "skipped")
+        result.regions.append(rr)
+        if failed:
+            continue
+        on_event({"event": "region-start", "region": r.name, "memory": r.memory, "address": r.address, "size": r.size})
+        t0 = time.monotonic()
+
+        def progress(done: int, total: int, _name: str = r.name) -> None:
+            on_event({"event": "progress", "region": _name, "done": done, "total": total})
+
+        try:
+            rr.report = flasher.write_region(r, blobs[r.name], progress)
+            crc, sha = flasher.device_digest(r)
+            if sha != r.sha256 or crc != r.crc32:
+                raise VerifyError(
+                    f"region {r.name!r} at 0x{r.address:08x}: device holds sha256 {sha[:16]}… crc32 {crc:08x}, "
+                    f"expected {r.sha256[:16]}… {r.crc32:08x}"
+                )
+            rr.status = "unchanged" if rr.report.bytes_sent == 0 and rr.report.sectors_skipped else "verified"
+        except SparkflashError as e:
+            rr.status, rr.error, failed = "failed", str(e), True
+        rr.seconds = time.monotonic() - t0
+        on_event({"event": "region-done", **rr.to_json()})
+    if not failed:
+        flasher.finish()
+        if ledger is not None:
+            ledger.record(device, m.name, m.version)
+    on_event({"event": "deploy-done", "ok": result.ok, "device": device})
+    return result

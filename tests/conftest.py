@@ -1,0 +1,44 @@
+"""Shared fixtures: a fresh virtual core per test, isolated host state, tool detection."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host-side ledgers and caches go to the test's own directory."""
+    monkeypatch.setenv("SPARKFLASH_HOME", str(tmp_path / "sparkflash-home"))
+
+
+@pytest.fixture
+def core_dir(tmp_path: Path) -> Path:
+    return tmp_path / "core"
+
+
+def require_tool(name: str) -> str:
+    """Path of an interop tool; fail (not skip) in CI where .ci/run installs it."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed although .ci/run installs it")
+        pytest.skip(f"{name} is not installed (apt-get install {'lrzsz' if name in ('sb', 'rb') else name})")
+    return path
+
+
+@pytest.fixture
+def virtual_core(core_dir: Path) -> Iterator[object]:
+    from sparkflash.virtual.core import CoreOptions, VirtualCore
+
+    core = VirtualCore(core_dir, CoreOptions(dfu_poll=False)).start()
+    try:
+        yield core
+    finally:
+        core.stop()
