@@ -101,7 +101,7 @@ class Release:
     manifest: Manifest
     raw: bytes
     signature: Signature | None
-    blob_dir: Path
+    blob_dir: Path  # the store root: blobs are at blob_dir / blob_key(sha256)
 
     def blob(self, region: Region) -> bytes:
         """The region's bytes, checked against the signed digest and size."""
@@ -150,4 +150,4 @@ def open_release(
             raise VerifyError(f"{manifest_path}: signed by unknown key {sig.key_id[:16]}…; add its public key with --trust")
         if not trust.verify(sig.key_id, sig.signature, raw):
             raise VerifyError(f"{manifest_path}: signature does not match the manifest (tampered?)")
-    return Release(manifest, raw, sig, blob_dir or manifest_path.parent / "blobs")
+    return Release(manifest, raw, sig, blob_dir or manifest_path.parent)

@@ -1,0 +1,161 @@
+"""`sparkflash manifest build|show|verify|sign`: release YAML → signed canonical manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sparkflash.boards import Board, load_board
+from sparkflash.errors import InputError
+from sparkflash.manifest.build import build_release, plan_release
+from sparkflash.manifest.keys import TrustStore, load_signer
+from sparkflash.manifest.model import Manifest
+from sparkflash.manifest.release import MANIFEST_NAME, open_release, sign_manifest
+from sparkflash.manifest.svg import render_svg
+
+__all__ = ["register"]
+
+
+def _pair(s: str) -> tuple[str, str]:
+    name, sep, value = s.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {s!r}")
+    return name, value
+
+
+def _manifest_path(p: Path) -> Path:
+    return p / MANIFEST_NAME if p.is_dir() else p
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--firmware", type=Path, help="the firmware .bin for a {build: firmware} source")
+    p.add_argument("--artifact", type=_pair, action="append", default=[], metavar="NAME=PATH",
+                   help="path of another {build: NAME} source")
+    p.add_argument("--strict-sectors", action="store_true", help="sectors shared by two regions are an error")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("manifest", help="lay out, sign and verify release manifests")
+    ms = p.add_subparsers(dest="manifest_command", required=True)
+
+    b = ms.add_parser("build", help="release YAML -> DIR/manifest.json + DIR/blobs/sha256/<hex>")
+    b.add_argument("yaml", type=Path)
+    b.add_argument("--out", type=Path, required=True, help="output directory (holds one release)")
+    b.add_argument("--meta", type=_pair, action="append", default=[], metavar="KEY=VALUE",
+                   help="pin extra metadata (e.g. a build date) into the manifest")
+    _add_inputs(b)
+    b.set_defaults(func=_build)
+
+    s = ms.add_parser("show", help="print the layout as a table (YAML, release dir or manifest.json)")
+    s.add_argument("source", type=Path)
+    s.add_argument("--svg", type=Path, help="also write an SVG map of both flashes here")
+    _add_inputs(s)
+    s.set_defaults(func=_show)
+
+    v = ms.add_parser("verify", help="check the signature against trusted keys and every blob digest")
+    v.add_argument("release", type=Path, help="release dir or its manifest.json")
+    v.add_argument("--trust", type=Path, action="append", default=[], required=True,
+                   help="trusted public key (.pub.pem) or a directory of them")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_verify)
+
+    g = ms.add_parser("sign", help="write manifest.json.sig next to the manifest")
+    g.add_argument("release", type=Path, help="release dir or its manifest.json")
+    g.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_sign)
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    for w in warnings:
+        print(f"sparkflash: warning: {w}", file=sys.stderr)
+
+
+def _table(m: Manifest) -> str:
+    rows = [("REGION", "KIND", "MEMORY", "START", "END", "SIZE", "SECTORS", "SHA256", "CRC32")]
+    for r in m.regions:
+        rows.append((r.name, r.kind, r.memory, f"0x{r.address:08x}", f"0x{r.end:08x}", str(r.size),
+                     str(len(r.erase)), r.sha256[:16], f"{r.crc32:08x}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"{m.name} {m.version} for {m.board}"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _doc(m: Manifest, **extra: Any) -> dict[str, Any]:
+    return {**m.to_json(), **extra}
+
+
+def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
+    arts = {n: Path(v) for n, v in args.artifact}
+    if args.firmware is not None:
+        arts["firmware"] = args.firmware
+    return arts
+
+
+def _build(args: argparse.Namespace) -> int:
+    res = build_release(args.yaml, args.out, artifacts=_artifacts(args), strict_sectors=args.strict_sectors,
+                        meta=dict(args.meta))
+    _warn(res.warnings)
+    if args.json:
+        print(json.dumps(_doc(res.manifest, manifest_path=str(res.manifest_path), warnings=list(res.warnings)),
+                         sort_keys=True))
+    else:
+        print(_table(res.manifest))
+        print(f"wrote {res.manifest_path}{'' if res.changed else ' (unchanged)'}; sign it with "
+              f"`sparkflash manifest sign {args.out} --key KEY.pem`", file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    board: Board
+    if args.source.suffix in (".yaml", ".yml"):
+        plan = plan_release(args.source, artifacts=_artifacts(args), strict_sectors=args.strict_sectors)
+        _warn(plan.warnings)
+        manifest, board = plan.manifest, plan.board
+    else:
+        mpath = _manifest_path(args.source)
+        try:
+            raw = mpath.read_bytes()
+        except OSError as e:
+            raise InputError(f"{mpath}: cannot read manifest: {e.strerror}") from None
+        manifest = Manifest.from_bytes(raw, str(mpath))
+        board = load_board(manifest.board)
+    if args.svg is not None:
+        args.svg.write_text(render_svg(manifest, board), encoding="utf-8")
+    if args.json:
+        print(json.dumps(_doc(manifest), sort_keys=True))
+    else:
+        print(_table(manifest))
+        if args.svg is not None:
+            print(f"wrote {args.svg}", file=sys.stderr)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    mpath = _manifest_path(args.release)
+    rel = open_release(mpath, TrustStore.from_paths(args.trust))
+    rel.verify_blobs()
+    m = rel.manifest
+    assert rel.signature is not None
+    if args.json:
+        print(json.dumps({"ok": True, "manifest": str(mpath), "name": m.name, "version": m.version,
+                          "key_id": rel.signature.key_id, "regions": len(m.regions)}, sort_keys=True))
+    else:
+        print(f"OK: {m.name} {m.version}: signature by key {rel.signature.key_id[:16]}… and "
+              f"{len(m.regions)} blob digests verified")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    signer = load_signer(args.key)
+    out = sign_manifest(_manifest_path(args.release), signer)
+    if args.json:
+        print(json.dumps({"signature": str(out), "key_id": signer.key_id}, sort_keys=True))
+    else:
+        print(f"wrote {out} (key id {signer.key_id})")
+    return 0

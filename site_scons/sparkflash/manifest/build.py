@@ -1,0 +1,138 @@
+"""Release YAML → canonical manifest.json + content-addressed blobs in an output directory.
+
+The only module here that reads source files and writes outputs; validation itself is
+pure (spec.py, layout.py). Output for a given YAML, sources and options is
+byte-identical on every run and machine: nothing depends on time, paths or order of
+directory listing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparkflash.boards import Board, load_board
+from sparkflash.errors import InputError
+from sparkflash.manifest.generate import generate
+from sparkflash.manifest.layout import LayoutResult, lay_out
+from sparkflash.manifest.load import load_yaml, where
+from sparkflash.manifest.model import Manifest
+from sparkflash.manifest.pack import pack_dir
+from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, atomic_write, blob_key, store_blob
+from sparkflash.manifest.spec import ReleaseSpec, RegionSpec, parse_release
+
+__all__ = ["BuildResult", "Plan", "load_release", "resolve_sources", "plan_release", "write_release", "build_release"]
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything `build` would write, computed without writing anything."""
+
+    spec: ReleaseSpec
+    board: Board
+    manifest: Manifest
+    layout: LayoutResult
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.layout.warnings
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    manifest: Manifest
+    manifest_path: Path
+    warnings: tuple[str, ...]
+    changed: bool  # False when manifest.json already had these exact bytes
+
+
+def load_release(path: Path) -> ReleaseSpec:
+    return parse_release(load_yaml(path), str(path))
+
+
+def _read_source(spec: RegionSpec, base: Path, artifacts: Mapping[str, Path], origin: str) -> bytes:
+    src = spec.source
+    here = f"{where(origin, src.line)}: region {spec.name!r}"
+    if src.kind == "generate":
+        try:
+            return generate(src.value, dict(src.params))
+        except InputError as e:
+            raise InputError(f"{here}: {e}") from None
+    if src.kind == "build":
+        p = artifacts.get(src.value)
+        if p is None:
+            hint = "--firmware PATH" if src.value == "firmware" else f"--artifact {src.value}=PATH"
+            raise InputError(f"{here}: build output {src.value!r} not given; pass {hint} (scons manifest does)")
+    else:
+        p = base / src.value
+    try:
+        if src.kind == "dir":
+            return pack_dir(p)
+        return p.read_bytes()
+    except InputError as e:
+        raise InputError(f"{here}: {e}") from None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        raise InputError(f"{here}: cannot read {src.kind} source {p}: {e.strerror}") from None
+
+
+def resolve_sources(rel: ReleaseSpec, base: Path, artifacts: Mapping[str, Path]) -> dict[str, bytes]:
+    """Each region's raw bytes; file and dir paths are relative to the YAML's directory."""
+    return {r.name: _read_source(r, base, artifacts, rel.origin) for r in rel.regions}
+
+
+def plan_release(
+    path: Path,
+    *,
+    artifacts: Mapping[str, Path] | None = None,
+    strict_sectors: bool = False,
+    meta: Mapping[str, str] | None = None,
+) -> Plan:
+    """Load, resolve and lay out a release YAML; raises InputError at the first problem."""
+    rel = load_release(path)
+    try:
+        board = load_board(rel.board, search=(path.parent / "boards",))
+    except InputError as e:
+        raise InputError(f"{where(rel.origin, rel.line_of('board'))}: {e}") from None
+    layout = lay_out(rel, board, resolve_sources(rel, path.parent, artifacts or {}), strict_sectors=strict_sectors)
+    manifest = Manifest(rel.name, rel.version, board.name, layout.regions, {**rel.meta, **(meta or {})})
+    return Plan(rel, board, manifest, layout)
+
+
+def write_release(out_dir: Path, manifest: Manifest, blobs: Mapping[str, bytes]) -> tuple[Path, bool]:
+    """Write manifest.json and its blobs; drop blobs and a signature that no longer apply."""
+    raw = manifest.canonical()
+    for data in blobs.values():
+        store_blob(out_dir, data)
+    mpath = out_dir / MANIFEST_NAME
+    changed = not mpath.exists() or mpath.read_bytes() != raw
+    if changed:
+        (out_dir / SIGNATURE_NAME).unlink(missing_ok=True)  # it signs other bytes now
+        atomic_write(mpath, raw)
+    wanted = {r.sha256 for r in manifest.regions}
+    store = out_dir / blob_key("x").rsplit("/", 1)[0]
+    for p in store.iterdir() if store.is_dir() else ():
+        if _HEX64.match(p.name) and p.name not in wanted:
+            p.unlink()
+    return mpath, changed
+
+
+def build_release(
+    path: Path,
+    out_dir: Path,
+    *,
+    artifacts: Mapping[str, Path] | None = None,
+    firmware: Path | None = None,
+    strict_sectors: bool = False,
+    meta: Mapping[str, str] | None = None,
+) -> BuildResult:
+    """The whole of `sparkflash manifest build` / `scons manifest`, minus printing."""
+    arts = dict(artifacts or {})
+    if firmware is not None:
+        arts["firmware"] = firmware
+    plan = plan_release(path, artifacts=arts, strict_sectors=strict_sectors, meta=meta)
+    mpath, changed = write_release(out_dir, plan.manifest, plan.layout.blobs)
+    return BuildResult(plan.manifest, mpath, plan.warnings, changed)

@@ -1,0 +1,215 @@
+"""Publish a signed release directory to S3 so that no half release is ever visible.
+
+Object layout under s3://BUCKET/PREFIX/ (the same shape as a local release directory):
+    blobs/sha256/<hex>                          content-addressed, shared by every release
+    releases/<name>/<version>/manifest.json     canonical bytes; its existence IS the release
+    releases/<name>/<version>/manifest.json.sig
+    channels/<name>/<channel>.json              signed record -> version + manifest sha256
+
+Order matters: every blob, then the signature, then the manifest with If-None-Match: *
+(the commit point; a second publisher of the same version loses the race and is refused
+unless its bytes are identical), then the channel record. A publish interrupted at any
+point leaves no manifest, and a rerun skips blobs already present (HEAD).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sparkflash.errors import InputError, PublishError, VerifyError
+from sparkflash.manifest.keys import Signer, TrustStore
+from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Release, Signature, blob_key, open_release
+from sparkflash.publish.channel import ChannelRecord, open_channel, sign_channel
+from sparkflash.publish.store import ClientOptions, S3Store, S3Url, make_client, parse_s3_url, sha256_b64
+
+__all__ = ["PublishOptions", "BlobResult", "PublishReport", "publish", "open_store", "release_keys"]
+
+EventFn = Callable[[dict[str, Any]], None]
+MiB = 1024 * 1024
+
+
+def _noop(_: dict[str, Any]) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    multipart_threshold: int = 16 * MiB  # S3 needs parts >= 5 MiB (except the last)
+    part_size: int = 8 * MiB
+    create_bucket: bool = False
+
+
+@dataclass
+class BlobResult:
+    sha256: str
+    size: int
+    regions: list[str]
+    status: str = "pending"  # "uploaded" | "present" | "repaired"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "regions": self.regions, "status": self.status}
+
+
+@dataclass
+class PublishReport:
+    url: str
+    name: str
+    version: str
+    manifest_sha256: str
+    manifest_status: str = "pending"  # "created" | "unchanged"
+    blobs: list[BlobResult] = field(default_factory=list)
+    channel: dict[str, str] | None = None
+
+    @property
+    def bytes_uploaded(self) -> int:
+        return sum(b.size for b in self.blobs if b.status in ("uploaded", "repaired"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url, "name": self.name, "version": self.version,
+            "manifest_sha256": self.manifest_sha256, "manifest": self.manifest_status,
+            "blobs": [b.to_json() for b in self.blobs],
+            "blobs_uploaded": sum(1 for b in self.blobs if b.status in ("uploaded", "repaired")),
+            "bytes_uploaded": self.bytes_uploaded, "channel": self.channel,
+        }
+
+
+def release_keys(loc: S3Url, name: str, version: str) -> tuple[str, str]:
+    """(manifest key, signature key) of one release."""
+    return loc.key("releases", name, version, MANIFEST_NAME), loc.key("releases", name, version, SIGNATURE_NAME)
+
+
+def open_store(bucket: str, client_options: ClientOptions) -> S3Store:
+    client, endpoint = make_client(client_options)
+    return S3Store(client, bucket, endpoint)
+
+
+def _load_local(dist: Path, signer: Signer | None, trust: TrustStore | None) -> Release:
+    """The release to publish, its signature and every blob checked: never publish what cannot deploy."""
+    mpath = dist / MANIFEST_NAME if dist.is_dir() else dist
+    rel = open_release(mpath, None, blob_dir=mpath.parent, require_signature=False)
+    sig = rel.signature
+    if sig is None:
+        raise VerifyError(f"{mpath}: unsigned release (no {SIGNATURE_NAME}); sign it first (scons sign)")
+    if trust is not None and sig.key_id in trust.keys:
+        ok = trust.verify(sig.key_id, sig.signature, rel.raw)
+    elif signer is not None and sig.key_id == signer.key_id:
+        ok = signer.sign(rel.raw) == sig.signature  # Ed25519 is deterministic
+    elif signer is None and trust is None:
+        raise InputError(f"{mpath}: pass --key or --trust so the release signature can be checked before publishing")
+    else:
+        raise VerifyError(f"{mpath}: signed by key {sig.key_id[:16]}…, which is neither --key nor in --trust")
+    if not ok:
+        raise VerifyError(f"{mpath}: signature does not match the manifest (edited after signing?)")
+    rel.verify_blobs()
+    return rel
+
+
+def _upload_blob(store: S3Store, key: str, data: bytes, b: BlobResult, opts: PublishOptions, on_event: EventFn) -> None:
+    head = store.head(key)
+    status = "uploaded"
+    if head is not None:
+        stored = head.get("ChecksumSHA256")
+        whole = isinstance(stored, str) and "-" not in stored  # "-N": a composite multipart checksum
+        if head.get("ContentLength") == b.size and not (whole and stored != sha256_b64(data)):
+            b.status = "present"
+            on_event({"event": "blob-done", "sha256": b.sha256, "size": b.size, "status": b.status})
+            return
+        status = "repaired"  # a content address holding other bytes: overwrite with the right ones
+    on_event({"event": "blob-start", "sha256": b.sha256, "size": b.size, "regions": b.regions})
+
+    def progress(done: int, total: int) -> None:
+        on_event({"event": "progress", "blob": b.sha256, "done": done, "total": total})
+
+    if b.size >= opts.multipart_threshold:
+        fresh = store.put_multipart(key, data, opts.part_size, progress, if_none_match=status == "uploaded")
+    else:
+        fresh = store.put(key, data, if_none_match=status == "uploaded")
+        progress(b.size, b.size)
+    b.status = status if fresh else "present"  # lost a race to an identical upload
+    on_event({"event": "blob-done", "sha256": b.sha256, "size": b.size, "status": b.status})
+
+
+def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, report: PublishReport) -> None:
+    m = rel.manifest
+    mkey, skey = release_keys(loc, m.name, m.version)
+    existing = store.get(mkey)
+    if existing is None:
+        store.put(skey, sig.to_bytes(), if_none_match=False, content_type="application/json")
+        if store.put(mkey, rel.raw, if_none_match=True, content_type="application/json"):
+            report.manifest_status = "created"
+            if store.get(skey) != sig.to_bytes():  # a refused concurrent publisher overwrote it
+                store.put(skey, sig.to_bytes(), if_none_match=False, content_type="application/json")
+            return
+        existing = store.get(mkey)
+    if existing != rel.raw:
+        raise PublishError(
+            f"s3://{store.bucket}/{mkey}: {m.name} {m.version} is already published with different content; "
+            "a release is immutable: bump the version"
+        )
+    report.manifest_status = "unchanged"
+    if store.head(skey) is None:
+        store.put(skey, sig.to_bytes(), if_none_match=True, content_type="application/json")
+
+
+def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer | None) -> dict[str, str]:
+    if signer is None:
+        raise InputError(f"--channel {channel}: a channel record must be signed; pass --key")
+    if not channel or "/" in channel or channel in (".", ".."):
+        raise InputError(f"--channel {channel!r}: not a valid channel name")
+    m = rel.manifest
+    key = loc.key("channels", m.name, f"{channel}.json")
+    previous = store.get(key)
+    prev_version = ""
+    if previous is not None:
+        try:
+            prev_version = open_channel(previous, key, None)[0].version
+        except VerifyError:
+            prev_version = "?"
+    rec = ChannelRecord(m.name, channel, m.version, hashlib.sha256(rel.raw).hexdigest())
+    store.put(key, sign_channel(rec, signer), if_none_match=False, content_type="application/json")
+    return {"channel": channel, "url": f"s3://{store.bucket}/{key}", "version": m.version, "previous": prev_version}
+
+
+def publish(
+    dist: Path,
+    url: str,
+    *,
+    signer: Signer | None = None,
+    trust: TrustStore | None = None,
+    channel: str | None = None,
+    client_options: ClientOptions | None = None,
+    options: PublishOptions | None = None,
+    on_event: EventFn = _noop,
+    store: S3Store | None = None,
+) -> PublishReport:
+    """Upload DIST (a signed release directory) under s3://BUCKET/PREFIX; see the module doc for order."""
+    opts = options or PublishOptions()
+    loc = parse_s3_url(url)
+    rel = _load_local(dist, signer, trust)
+    assert rel.signature is not None
+    m = rel.manifest
+    if store is None:
+        store = open_store(loc.bucket, client_options or ClientOptions())
+    store.ensure_bucket(opts.create_bucket)
+    report = PublishReport(loc.url("releases", m.name, m.version), m.name, m.version,
+                           hashlib.sha256(rel.raw).hexdigest())
+    by_digest: dict[str, BlobResult] = {}
+    for r in m.regions:
+        by_digest.setdefault(r.sha256, BlobResult(r.sha256, r.size, [])).regions.append(r.name)
+    report.blobs = list(by_digest.values())
+    on_event({"event": "publish-start", "release": m.name, "version": m.version, "url": report.url,
+              "blobs": len(report.blobs)})
+    for b in report.blobs:
+        data = rel.blob(m.region(b.regions[0]))
+        _upload_blob(store, loc.key(blob_key(b.sha256)), data, b, opts, on_event)
+    _commit_manifest(store, loc, rel, rel.signature, report)
+    on_event({"event": "manifest-done", "url": report.url, "status": report.manifest_status})
+    if channel:
+        report.channel = _move_channel(store, loc, rel, channel, signer)
+        on_event({"event": "channel-done", **report.channel})
+    on_event({"event": "publish-done", "bytes_uploaded": report.bytes_uploaded})
+    return report
