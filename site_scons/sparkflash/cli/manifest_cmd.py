@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--out", type=Path, required=True, help="output directory (holds one release)")
     b.add_argument("--meta", type=_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="pin extra metadata (e.g. a build date) into the manifest")
+    b.add_argument("--key", type=Path, help="also sign with this Ed25519 private key (PEM)")
     _add_inputs(b)
     b.set_defaults(func=_build)
 
@@ -75,14 +76,26 @@ def _warn(warnings: tuple[str, ...]) -> None:
         print(f"sparkflash: warning: {w}", file=sys.stderr)
 
 
-def _table(m: Manifest) -> str:
-    rows = [("REGION", "KIND", "MEMORY", "START", "END", "SIZE", "SECTORS", "SHA256", "CRC32")]
-    for r in m.regions:
-        rows.append((r.name, r.kind, r.memory, f"0x{r.address:08x}", f"0x{r.end:08x}", str(r.size),
-                     str(len(r.erase)), r.sha256[:16], f"{r.crc32:08x}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+def _table(m: Manifest, board: Board) -> str:
+    """One block per board memory (both flashes on the Core), regions in address order."""
+    head = ("REGION", "KIND", "START", "END", "SIZE", "SECTORS", "AREA", "SHA256", "CRC32")
+    blocks: list[tuple[str, list[tuple[str, ...]]]] = []
+    for mem in board.memories:
+        rows = [head]
+        for r in sorted((r for r in m.regions if r.memory == mem.name), key=lambda r: r.address):
+            areas = [a for a in mem.areas if a.start <= r.address < a.end]
+            area = min(areas, key=lambda a: a.size).name if areas else "-"
+            rows.append((r.name, r.kind, f"0x{r.address:08x}", f"0x{r.end:08x}", str(r.size), str(len(r.erase)),
+                         area, r.sha256[:16], f"{r.crc32:08x}"))
+        used = sum(r.size for r in m.regions if r.memory == mem.name)
+        title = (f"{mem.name} flash 0x{mem.base:08x}..0x{mem.end:08x} ({mem.size // 1024} KiB, "
+                 f"{mem.sector_size // 1024} KiB sectors): {len(rows) - 1} region(s), {used} bytes")
+        blocks.append((title, rows))
+    widths = [max(len(row[i]) for _, rows in blocks for row in rows) for i in range(len(head))]
     lines = [f"{m.name} {m.version} for {m.board}"]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    for title, rows in blocks:
+        lines.append(title)
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows] if len(rows) > 1 else []
     return "\n".join(lines)
 
 
@@ -98,16 +111,22 @@ def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _build(args: argparse.Namespace) -> int:
+    signer = load_signer(args.key) if args.key is not None else None  # a bad key fails before any output
     res = build_release(args.yaml, args.out, artifacts=_artifacts(args), strict_sectors=args.strict_sectors,
                         meta=dict(args.meta))
     _warn(res.warnings)
+    sig = sign_manifest(res.manifest_path, signer) if signer is not None else None
     if args.json:
-        print(json.dumps(_doc(res.manifest, manifest_path=str(res.manifest_path), warnings=list(res.warnings)),
-                         sort_keys=True))
+        print(json.dumps(_doc(res.manifest, manifest_path=str(res.manifest_path), warnings=list(res.warnings),
+                              signature=str(sig) if sig else None), sort_keys=True))
+        return 0
+    print(_table(res.manifest, res.board))
+    note = "" if res.changed else " (unchanged)"
+    if signer is not None:
+        print(f"wrote {res.manifest_path}{note} and {sig} (key id {signer.key_id})", file=sys.stderr)
     else:
-        print(_table(res.manifest))
-        print(f"wrote {res.manifest_path}{'' if res.changed else ' (unchanged)'}; sign it with "
-              f"`sparkflash manifest sign {args.out} --key KEY.pem`", file=sys.stderr)
+        print(f"wrote {res.manifest_path}{note}; sign it with `sparkflash manifest sign {args.out} --key KEY.pem`",
+              file=sys.stderr)
     return 0
 
 
@@ -130,7 +149,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_doc(manifest), sort_keys=True))
     else:
-        print(_table(manifest))
+        print(_table(manifest, board))
         if args.svg is not None:
             print(f"wrote {args.svg}", file=sys.stderr)
     return 0

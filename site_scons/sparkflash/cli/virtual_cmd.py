@@ -46,9 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     core.start()
     info = {"state": str(args.state), "device_id": core.state.info["device_id"], "endpoints": list(names)}
-    serial_path = args.state / "serial.path"
-    if "serial" in names and serial_path.exists():
-        info["serial"] = serial_path.read_text().strip()
+    if "serial" in names:
+        info["serial"] = getattr(core.endpoints["serial"], "port", None)
     if "dfu" in names:
         info["dfu"] = f"virtual:{args.state}"
     print(json.dumps(info) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)

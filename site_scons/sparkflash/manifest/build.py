@@ -45,6 +45,7 @@ class Plan:
 @dataclass(frozen=True)
 class BuildResult:
     manifest: Manifest
+    board: Board
     manifest_path: Path
     warnings: tuple[str, ...]
     changed: bool  # False when manifest.json already had these exact bytes
@@ -72,11 +73,15 @@ def _read_source(spec: RegionSpec, base: Path, artifacts: Mapping[str, Path], or
     try:
         if src.kind == "dir":
             return pack_dir(p)
+        if not p.is_file():  # nor a device node such as /dev/zero, which would never end
+            raise InputError(f"{p}: {'not a regular file' if p.exists() else 'no such file'}")
         return p.read_bytes()
     except InputError as e:
         raise InputError(f"{here}: {e}") from None
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
-        raise InputError(f"{here}: cannot read {src.kind} source {p}: {e.strerror}") from None
+    except OSError as e:
+        raise InputError(f"{here}: cannot read {src.kind} source {p}: {e.strerror or e}") from None
+    except ValueError as e:  # e.g. a NUL byte in the path
+        raise InputError(f"{here}: bad {src.kind} source path {src.value!r}: {e}") from None
 
 
 def resolve_sources(rel: ReleaseSpec, base: Path, artifacts: Mapping[str, Path]) -> dict[str, bytes]:
@@ -135,4 +140,4 @@ def build_release(
         arts["firmware"] = firmware
     plan = plan_release(path, artifacts=arts, strict_sectors=strict_sectors, meta=meta)
     mpath, changed = write_release(out_dir, plan.manifest, plan.layout.blobs)
-    return BuildResult(plan.manifest, mpath, plan.warnings, changed)
+    return BuildResult(plan.manifest, plan.board, mpath, plan.warnings, changed)

@@ -48,9 +48,15 @@ class LayoutResult:
     placed: tuple[Placed, ...]
 
 
+def _memory(spec: RegionSpec, board: Board, origin: str, name: str) -> Memory:
+    try:
+        return board.memory(name)
+    except InputError as e:
+        raise InputError(f"{where(origin, spec.line_of('memory'))}: region {spec.name!r}: {e}") from None
+
+
 def _place(spec: RegionSpec, board: Board, origin: str) -> tuple[Memory, int, Area | None]:
-    here = f"{where(origin, spec.line)}: region {spec.name!r}"
-    area: Area | None = None
+    """Memory, address and (for `area:`) the named area of one region."""
     if spec.area is not None:
         found = board.find_area(spec.area)
         if found is None:
@@ -62,24 +68,31 @@ def _place(spec: RegionSpec, board: Board, origin: str) -> tuple[Memory, int, Ar
             raise InputError(f"{where(origin, spec.line_of('memory'))}: region {spec.name!r}: area {area.name!r} is in "
                              f"{mem.name} memory, not {spec.memory}")
         return mem, area.start, area
-    if spec.kind == "firmware" and spec.address is None:
-        return board.memory(spec.memory or board.firmware_memory), board.firmware_address, None
-    if spec.memory is None:
-        raise InputError(f"{here}: missing memory (known: {', '.join(m.name for m in board.memories)})")
-    try:
-        mem = board.memory(spec.memory)
-    except InputError as e:
-        raise InputError(f"{where(origin, spec.line_of('memory'))}: region {spec.name!r}: {e}") from None
-    assert spec.address is not None
-    return mem, spec.address, None
+    memory = spec.memory or (board.firmware_memory if spec.kind == "firmware" else None)
+    if memory is None:
+        raise InputError(f"{where(origin, spec.line)}: region {spec.name!r}: missing memory "
+                         f"(known: {', '.join(m.name for m in board.memories)})")
+    address = board.firmware_address if spec.address is None else spec.address  # spec.py: only firmware may omit it
+    return _memory(spec, board, origin, memory), address, None
 
 
-def _pad(spec: RegionSpec, mem: Memory, data: bytes, here: str) -> bytes:
-    """Apply pad_to, then round up to `align` and to the memory's write unit, with `fill`."""
+def _pad(spec: RegionSpec, mem: Memory, data: bytes, origin: str) -> bytes:
+    """Apply pad_to, then round up to `align` and to the memory's write unit, with `fill`.
+
+    Sizes are checked against the memory first, so a typo such as pad_to: 0x80000000
+    is an error, not a 2 GiB allocation."""
+    def err(key: str, msg: str) -> InputError:
+        return InputError(f"{where(origin, spec.line_of(key))}: region {spec.name!r}: {msg}")
+
     fill = bytes([mem.erase_value if spec.fill is None else spec.fill])
+    for key, value in (("pad_to", spec.pad_to), ("align", spec.align)):
+        if value is not None and value > mem.size:
+            raise err(key, f"{key} {value:#x} is larger than {mem.name} flash ({mem.size:#x} bytes)")
+    if len(data) > mem.size:
+        raise err("source", f"out of bounds: source is {len(data)} bytes, larger than {mem.name} flash ({mem.size:#x} bytes)")
     if spec.pad_to is not None:
         if len(data) > spec.pad_to:
-            raise InputError(f"{here}: blob is {len(data)} bytes, larger than pad_to {spec.pad_to:#x}")
+            raise err("pad_to", f"blob is {len(data)} bytes, larger than pad_to {spec.pad_to:#x}")
         data += fill * (spec.pad_to - len(data))
     unit = max(spec.align or 1, mem.write_align)
     return data + fill * (-len(data) % unit)
@@ -109,13 +122,13 @@ def _check_one(p: Placed, board: Board, origin: str) -> None:
     size = len(p.data)
     if size == 0:
         raise InputError(f"{p.where(origin, 'source')}: source is empty; a region needs at least one byte")
+    if not mem.contains(p.address, size):
+        raise InputError(f"{here}: out of bounds: 0x{p.address:08x}..0x{p.end:08x} ({size} bytes) is outside {mem.name} "
+                         f"flash 0x{mem.base:08x}..0x{mem.end:08x}")
     area = p.area or _area_at(mem, p.address)
     if area is not None and p.end > area.end:
         raise InputError(f"{here}: blob of {size} bytes (0x{size:x}) is larger than its area {area.name!r} "
                          f"(0x{area.start:08x}..0x{area.end:08x}, {area.size} bytes) by {p.end - area.end} bytes")
-    if not mem.contains(p.address, size):
-        raise InputError(f"{here}: out of bounds: 0x{p.address:08x}..0x{p.end:08x} ({size} bytes) is outside {mem.name} "
-                         f"flash 0x{mem.base:08x}..0x{mem.end:08x}")
     if p.address % mem.write_align:
         raise InputError(f"{here}: address not aligned to the {mem.name} write unit of {mem.write_align} bytes")
     if spec.align and p.address % spec.align:
@@ -167,8 +180,7 @@ def lay_out(rel: ReleaseSpec, board: Board, sources: dict[str, bytes], *, strict
     placed: list[Placed] = []
     for spec in rel.regions:
         mem, address, area = _place(spec, board, rel.origin)
-        here = f"{where(rel.origin, spec.line)}: region {spec.name!r} at {mem.name} 0x{address:08x}"
-        p = Placed(spec, mem, address, _pad(spec, mem, sources[spec.name], here), area)
+        p = Placed(spec, mem, address, _pad(spec, mem, sources[spec.name], rel.origin), area)
         _check_one(p, board, rel.origin)
         placed.append(p)
     warnings = _check_pairs(placed, rel)

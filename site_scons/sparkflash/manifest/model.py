@@ -22,7 +22,7 @@ def parse_version(v: str) -> tuple[int, int, int, str]:
     """Semver as a sortable tuple (a pre-release sorts before its release)."""
     core, _, pre = v.partition("-")
     parts = core.split("+")[0].split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
         raise InputError(f"version {v!r} is not semver (MAJOR.MINOR.PATCH)")
     return int(parts[0]), int(parts[1]), int(parts[2]), pre or "\uffff"
 

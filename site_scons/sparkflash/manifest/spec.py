@@ -96,7 +96,8 @@ def _str(ctx: _Ctx, d: Marked, key: str, required: bool = True) -> str | None:
         return None
     v = d[key]
     if not isinstance(v, str) or not v:
-        raise ctx.err(d.line_of(key), f"{key} must be a non-empty string, not {v!r}")
+        hint = f' (quote it: {key}: "{v}")' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+        raise ctx.err(d.line_of(key), f"{key} must be a non-empty string, not {v!r}{hint}")
     return v
 
 
@@ -190,7 +191,7 @@ def parse_release(doc: Any, origin: str) -> ReleaseSpec:
     try:
         parse_version(version)
     except InputError as e:
-        raise ctx.err(doc.line_of("version"), f"{e} (quote it in YAML: version: \"1.2.0\")") from None
+        raise ctx.err(doc.line_of("version"), str(e)) from None
     board = _str(ctx, doc, "board")
     assert board is not None
     meta_raw = doc.get("meta", Marked())

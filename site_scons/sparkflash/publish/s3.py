@@ -155,11 +155,16 @@ def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, r
         store.put(skey, sig.to_bytes(), if_none_match=True, content_type="application/json")
 
 
-def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer | None) -> dict[str, str]:
+def _check_channel(channel: str, signer: Signer | None) -> Signer:
+    """Before anything is uploaded: a channel move that cannot happen fails the publish up front."""
     if signer is None:
         raise InputError(f"--channel {channel}: a channel record must be signed; pass --key")
     if not channel or "/" in channel or channel in (".", ".."):
         raise InputError(f"--channel {channel!r}: not a valid channel name")
+    return signer
+
+
+def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer) -> dict[str, str]:
     m = rel.manifest
     key = loc.key("channels", m.name, f"{channel}.json")
     previous = store.get(key)
@@ -189,6 +194,7 @@ def publish(
     """Upload DIST (a signed release directory) under s3://BUCKET/PREFIX; see the module doc for order."""
     opts = options or PublishOptions()
     loc = parse_s3_url(url)
+    channel_signer = _check_channel(channel, signer) if channel else None
     rel = _load_local(dist, signer, trust)
     assert rel.signature is not None
     m = rel.manifest
@@ -208,8 +214,8 @@ def publish(
         _upload_blob(store, loc.key(blob_key(b.sha256)), data, b, opts, on_event)
     _commit_manifest(store, loc, rel, rel.signature, report)
     on_event({"event": "manifest-done", "url": report.url, "status": report.manifest_status})
-    if channel:
-        report.channel = _move_channel(store, loc, rel, channel, signer)
+    if channel and channel_signer is not None:
+        report.channel = _move_channel(store, loc, rel, channel, channel_signer)
         on_event({"event": "channel-done", **report.channel})
     on_event({"event": "publish-done", "bytes_uploaded": report.bytes_uploaded})
     return report

@@ -128,7 +128,7 @@ class S3Store:
                             "AWS_ENDPOINT_URL and the network, then rerun (finished work is skipped)")
 
     @staticmethod
-    def _code(e: Exception) -> str:
+    def _code(e: BaseException | None) -> str:
         resp = getattr(e, "response", None) or {}
         return str(resp.get("Error", {}).get("Code", ""))
 
@@ -260,4 +260,5 @@ def _nobucket(e: Exception) -> Exception:
 
     resp = dict(getattr(e, "response", {}) or {})
     resp["Error"] = {"Code": "NoSuchBucket", "Message": "no such bucket"}
-    return ClientError(resp, "HeadBucket")  # type: ignore[arg-type]
+    err: Exception = ClientError(resp, "HeadBucket")  # type: ignore[arg-type,unused-ignore]
+    return err

@@ -1,0 +1,139 @@
+"""SCons tool: build a core-firmware tree and its two sibling libraries like their makefiles.
+
+`env.Tool('spark_core', arguments=ARGUMENTS)` reads the command-line variables (see
+`spark_core_variables`), loads arm_gcc, and adds `env.SparkCoreFirmware()`, which returns
+the nodes of build/<variant>/firmware.{elf,bin,hex,map,size}. Which sources and flags each
+tree gets is data in sparkflash.build.coretree; this file only turns it into nodes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import SCons.Errors
+import SCons.Script
+from SCons.Variables import BoolVariable, EnumVariable, Variables
+
+from sparkflash.boards import load_board
+from sparkflash.build import PACKAGE_DIR
+from sparkflash.build.coretree import (
+    ASFLAGS,
+    CODEGEN,
+    LINK_LIBS,
+    LINK_TAIL,
+    NEWLIB_COMPAT_DEFINES,
+    NEWLIB_COMPAT_LINK,
+    BuildOptions,
+    Component,
+    load_tree,
+)
+from sparkflash.errors import SparkflashError
+
+DEFAULT_TREE = "examples/core-firmware"
+
+
+def spark_core_variables(arguments: dict[str, str]) -> Variables:
+    """The command-line variables `scons NAME=value` understands."""
+    v = Variables(None, arguments)
+    v.Add("CORE_FIRMWARE", "core-firmware tree (siblings ../core-common-lib, ../core-communication-lib)", DEFAULT_TREE)
+    v.Add("APP", "build applications/<APP>/ instead of src/application.cpp (as make APP=)", "")
+    v.Add(EnumVariable("VARIANT", "release (RELEASE_BUILD) or debug (DEBUG_BUILD)", "release", allowed_values=("release", "debug")))
+    v.Add("ARM_TOOLCHAIN", "directory holding bin/arm-none-eabi-gcc (default: PATH)", "")
+    v.Add("BOARD", "board whose application flash and RAM limit the size", "spark-core")
+    v.Add(BoolVariable("USE_SWD_JTAG", "define USE_SWD_JTAG (as make USE_SWD_JTAG=y)", False))
+    v.Add("SPARK_PRODUCT_ID", "core-communication-lib product id", "65535")
+    v.Add("PRODUCT_FIRMWARE_VERSION", "core-communication-lib product firmware version", "65535")
+    v.Add(BoolVariable("NEWLIB_COMPAT", "GCC 12/newlib 3.3 defines and nosys specs (spec section 1)", True))
+    v.Add(BoolVariable("IMPLICIT_CACHE", "reuse scanned #include lists of unchanged files", True))
+    v.Add(BoolVariable("VERBOSE", "print full command lines", False))
+    return v
+
+
+def _prefix_maps(env: Any, tree_roots: list[Path]) -> list[str]:
+    """Map absolute build/source dirs to '.' so two checkouts give identical outputs."""
+    dirs = {Path(env.Dir("#").abspath)} | {r.parent for r in tree_roots}
+    ordered = sorted(dirs, key=lambda d: len(str(d)))
+    # -fdebug-prefix-map too: gcc hands only that one to the assembler for .S files
+    return [f"-f{kind}-prefix-map={d}=." for d in ordered for kind in ("file", "debug")]
+
+
+def _component_env(env: Any, comp: Component, maps: list[str]) -> Any:
+    compat = list(NEWLIB_COMPAT_DEFINES) if env["NEWLIB_COMPAT"] else []
+    return env.Clone(
+        CPPPATH=[str(p) for p in comp.include_dirs],
+        CPPDEFINES=compat + list(comp.defines),
+        CCFLAGS=[*CODEGEN, *comp.cflags, *maps],
+        CFLAGS=[],
+        CXXFLAGS=list(comp.cxxflags),
+        ASPPFLAGS=[*ASFLAGS, *maps],
+        ASPPCOM="$CC $ASPPFLAGS -c -o $TARGET $SOURCES",  # the makefile passes no -I/-D to .S
+    )
+
+
+def _objects(cenv: Any, comp: Component, obj_dir: str) -> list[Any]:
+    return [cenv.Object(f"{obj_dir}/{Path(s.rel).with_suffix('.o').as_posix()}", str(s.path))[0] for s in comp.sources]
+
+
+def _firmware(env: Any) -> dict[str, Any]:
+    """Nodes for the whole build; see the module docstring."""
+    opts = BuildOptions(
+        app=env["APP"] or None,
+        debug=env["VARIANT"] == "debug",
+        swd_jtag=bool(env["USE_SWD_JTAG"]),
+        product_id=int(env["SPARK_PRODUCT_ID"]),
+        product_version=int(env["PRODUCT_FIRMWARE_VERSION"]),
+        newlib_compat=bool(env["NEWLIB_COMPAT"]),
+    )
+    try:
+        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts)
+        board = load_board(env["BOARD"])
+    except SparkflashError as e:
+        raise SCons.Errors.StopError(str(e)) from None
+    variant = f"#build/{env['VARIANT']}"
+    out = f"{variant}/applications/{opts.app}" if opts.app else variant
+    maps = _prefix_maps(env, [c.root for c in tree.components])
+    archives = []
+    for comp in (tree.common, tree.communication):
+        cenv = _component_env(env, comp, maps)
+        archives.append(cenv.StaticLibrary(f"{variant}/{comp.name}/{comp.archive}", _objects(cenv, comp, f"{variant}/{comp.name}/obj"))[0])
+    fenv = _component_env(env, tree.firmware, maps)
+    fenv.Replace(
+        LDSCRIPT=str(tree.linker_script),
+        LINKFLAGS=[*(NEWLIB_COMPAT_LINK if env["NEWLIB_COMPAT"] else ()), *CODEGEN],
+        LINKCOM="$LINK $LINKFLAGS $SOURCES -o $TARGET -T$LDSCRIPT $LINKTAIL -Wl,-Map,${TARGET.base}.map $LINKLIBS",
+        LINKTAIL=list(LINK_TAIL),
+        LINKLIBS=list(LINK_LIBS),
+    )
+    objs = _objects(fenv, tree.firmware, f"{out}/{tree.firmware.name}/obj")
+    elf = fenv.Program(f"{out}/firmware.elf", objs + archives)[0]
+    fenv.Depends(elf, str(tree.linker_script))
+    map_file = env.File(f"{out}/firmware.map")
+    env.SideEffect(map_file, elf)
+    env.Clean(elf, map_file)
+    size = env.SizeCheck(f"{out}/firmware.size", elf, BOARD=env["BOARD"])[0]
+    env.Depends(size, [str(PACKAGE_DIR / "sizereport.py"), str(board.source)])
+    binary = env.ElfToBin(f"{out}/firmware.bin", elf)[0]
+    hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
+    env.Depends([binary, hexfile], size)  # an image over the limit is never produced
+    return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree}
+
+
+def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> None:
+    """Read the variables, load arm_gcc, add env.SparkCoreFirmware()."""
+    variables = spark_core_variables(arguments or {})
+    variables.Update(env)
+    unknown = variables.UnknownVariables()
+    if unknown:
+        known = ", ".join(variables.keys())
+        raise SCons.Errors.StopError(f"unknown variable(s) {', '.join(sorted(unknown))} (known: {known})")
+    env["SPARK_CORE_VARIABLES"] = variables
+    env.Tool("arm_gcc")
+    env.Decider("content-timestamp")
+    if env["IMPLICIT_CACHE"]:
+        SCons.Script.SetOption("implicit_cache", 1)  # a no-op stays under 0.5 s (docs/build.md)
+    env.AddMethod(_firmware, "SparkCoreFirmware")
+
+
+def exists(env: Any) -> bool:
+    return True

@@ -1,0 +1,63 @@
+"""Throwaway checkouts for running scons: the tests and tools/benchmarks/build.py build in
+copies so they never touch the developer's build/ and can compare two directories."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sparkflash.build import PACKAGE_DIR
+from sparkflash.build.coretree import NEWLIB_COMPAT_DEFINES, NEWLIB_COMPAT_LINK
+from sparkflash.build.toolchain import find_toolchain
+
+__all__ = ["REPO_ROOT", "make_checkout", "run_scons", "run_make"]
+
+REPO_ROOT = PACKAGE_DIR.parents[2]
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc", ".sconsign*")
+
+
+def make_checkout(dest: Path, root: Path = REPO_ROOT) -> Path:
+    """Copy what a build needs (SConstruct, site_scons/, examples/) from `root` to `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / "SConstruct", dest / "SConstruct")
+    for d in ("site_scons", "examples"):
+        shutil.copytree(root / d, dest / d, ignore=_IGNORE, symlinks=True, dirs_exist_ok=True)
+    return dest
+
+
+def _scons_command() -> list[str]:
+    """This interpreter's SCons if it has one (the venv), else the project venv's."""
+    if importlib.util.find_spec("SCons") is not None:
+        return [sys.executable, "-m", "SCons"]
+    venv = REPO_ROOT / ".venv" / "bin" / "python"
+    return [str(venv), "-m", "SCons"] if venv.exists() else ["scons"]
+
+
+def run_scons(
+    checkout: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`scons -Q ARGS` in `checkout` with this interpreter (so it sees this venv's packages)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*_scons_command(), "-Q", *args],
+        cwd=checkout,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_make(firmware: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """A core-firmware tree's own makefile, with the GCC 12 overrides of
+    shared/specs/core-firmware-build.md §1 (the yardstick our SCons rules must match)."""
+    tc = find_toolchain()
+    cc = " ".join([tc.tool("gcc"), *(f"-D{d}" for d in NEWLIB_COMPAT_DEFINES)])
+    link = " ".join([tc.tool("g++"), *NEWLIB_COMPAT_LINK])
+    cmd = ["make", "-C", str(firmware / "build"), f"CC={cc}", f"CPP={link}", f"MAKE_ARGS=--no-print-directory CC='{cc}'", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)

@@ -1,0 +1,148 @@
+"""`sparkflash dfu pack|list|info`: .dfu files for dfu-util users, and a view of DFU devices.
+
+`pack` turns a release (or FILE@ADDR pieces) into one DfuSe file, one target per alt
+setting (internal flash = alt 0, SPI flash = alt 1), flashable with
+`dfu-util -d 1d50:607f -D out.dfu`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sparkflash.boards import Board, load_board
+from sparkflash.errors import InputError
+from sparkflash.manifest.keys import TrustStore
+from sparkflash.manifest.release import MANIFEST_NAME, open_release
+from sparkflash.protocols.dfu_file import (
+    BCD_DFUSE, Element, Target, build_dfuse, parse_dfuse, parse_suffix,
+)
+from sparkflash.protocols.dfu_layout import parse_layout
+
+__all__ = ["register", "pack_elements"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = sub.add_parser("dfu", help="DfuSe files and devices")
+    ds = d.add_subparsers(dest="dfu_command", metavar="SUBCOMMAND", required=True)
+    p = ds.add_parser("pack", help="write a DfuSe .dfu (one target per alt) from a release or FILE@ADDR pieces")
+    p.add_argument("inputs", nargs="+", help="manifest.json (or its directory), or FILE@ADDRESS")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--board", default="spark-core", help="board for FILE@ADDRESS inputs")
+    p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key for a release")
+    p.add_argument("--no-verify-signature", action="store_true", help="accept an unsigned release")
+    p.add_argument("--allow-protected", action="store_true", help="FILE@ADDRESS may write protected areas")
+    p.set_defaults(func=_pack)
+    li = ds.add_parser("list", help="DFU devices, dfu-util -l style (USB, or --device virtual:DIR)")
+    li.add_argument("--device", action="append", default=[], help="VID:PID, usb:BUS-PORT or virtual:STATE_DIR")
+    li.add_argument("--board", default="spark-core")
+    li.set_defaults(func=_list)
+    i = ds.add_parser("info", help="show the targets and elements of a .dfu file")
+    i.add_argument("file", type=Path)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+
+
+def pack_elements(board: Board, pieces: list[tuple[int, bytes, str]]) -> list[Target]:
+    """Group (address, data, label) pieces into one target per alt, in address order."""
+    by_alt: dict[int, list[Element]] = {}
+    names: dict[int, str] = {}
+    for address, data, label in sorted(pieces, key=lambda p: p[0]):
+        mem = next((m for m in board.memories if m.contains(address, len(data))), None)
+        if mem is None:
+            raise InputError(f"{label}: 0x{address:08x}+{len(data)} is not inside one memory of {board.name}")
+        by_alt.setdefault(mem.dfu_alt, []).append(Element(address, data))
+        names[mem.dfu_alt] = parse_layout(mem.dfu_layout).name if mem.dfu_layout else mem.name
+    return [Target(alt, names[alt], tuple(by_alt[alt])) for alt in sorted(by_alt)]
+
+
+def _pieces(args: argparse.Namespace) -> tuple[Board, list[tuple[int, bytes, str]]]:
+    board_name, pieces = args.board, []
+    for item in args.inputs:
+        path_s, at, addr_s = item.rpartition("@")
+        if at and not Path(item).exists():
+            try:
+                address = int(addr_s, 0)
+            except ValueError:
+                raise InputError(f"{item}: bad address {addr_s!r} (use FILE@0x80000)") from None
+            try:
+                data = Path(path_s).read_bytes()
+            except OSError as e:
+                raise InputError(f"{path_s}: {e.strerror}") from e
+            board = load_board(board_name)
+            mem = next((m for m in board.memories if m.contains(address, len(data))), None)
+            prot = mem.protected_overlap(address, len(data)) if mem else None
+            if prot is not None and not args.allow_protected:
+                raise InputError(f"{item}: 0x{address:08x}+{len(data)} writes the protected area {prot.name!r}; "
+                                 "pass --allow-protected")
+            pieces.append((address, data, item))
+            continue
+        mpath = Path(item)
+        if mpath.is_dir():
+            mpath = mpath / MANIFEST_NAME
+        trust = TrustStore.from_paths(args.trust) if args.trust else None
+        rel = open_release(mpath, trust, require_signature=not args.no_verify_signature)
+        board_name = rel.manifest.board
+        pieces += [(r.address, rel.blob(r), f"{mpath}: region {r.name!r}") for r in rel.manifest.regions]
+    return load_board(board_name), pieces
+
+
+def _pack(args: argparse.Namespace) -> int:
+    board, pieces = _pieces(args)
+    vid, pid = board.usb["dfu"]
+    raw = build_dfuse(pack_elements(board, pieces), vid, pid)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(raw)
+    print(f"{args.output}: {len(raw)} bytes, {len(pieces)} elements; flash with "
+          f"`dfu-util -d {vid:04x}:{pid:04x} -D {args.output}`", file=sys.stderr)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from sparkflash.deploy.dfu_session import DfuSession, open_pipes
+    from sparkflash.errors import TransportError
+
+    vid, pid = load_board(args.board).usb["dfu"]
+    try:
+        pipes = open_pipes(args.device, vid, pid)
+    except TransportError as e:
+        if args.device:
+            raise
+        print(f"No DFU devices found ({e})", file=sys.stderr)
+        return 0
+    for pipe in pipes:
+        try:
+            for line in DfuSession(pipe).info.lines():
+                print(line)
+        finally:
+            pipe.close()
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    try:
+        raw = args.file.read_bytes()
+    except OSError as e:
+        raise InputError(f"{args.file}: {e.strerror}") from e
+    suffix = parse_suffix(raw, str(args.file))
+    doc: dict[str, object] = {"file": str(args.file), "vendor": suffix.vendor, "product": suffix.product,
+                              "bcd_device": suffix.bcd_device, "bcd_dfu": suffix.bcd_dfu, "crc": suffix.crc}
+    if suffix.bcd_dfu == BCD_DFUSE:
+        f = parse_dfuse(raw, str(args.file))
+        doc["targets"] = [{"alt": t.alt, "name": t.name,
+                           "elements": [{"address": e.address, "size": len(e.data)} for e in t.elements]}
+                          for t in f.targets]
+    else:
+        doc["payload_size"] = len(raw) - 16
+    if args.json:
+        print(json.dumps(doc, sort_keys=True))
+        return 0
+    print(f"{args.file}: DFU suffix {suffix.vendor:04x}:{suffix.product:04x} bcdDevice {suffix.bcd_device:04x} "
+          f"bcdDFU {suffix.bcd_dfu:04x} CRC {suffix.crc:08x}")
+    for t in doc.get("targets", []):  # type: ignore[attr-defined]
+        print(f"  target alt {t['alt']} {t['name']!r}")
+        for e in t["elements"]:
+            print(f"    0x{e['address']:08x}  {e['size']} bytes")
+    return 0

@@ -1,0 +1,95 @@
+"""`sparkflash publish DIST s3://BUCKET/PREFIX` and `sparkflash s3-local` (the loopback S3 server)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from sparkflash.cli.output import Reporter
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("publish", help="upload a signed release to S3 (blobs, then manifest, then channel)")
+    p.add_argument("dist", type=Path, help="signed release directory (manifest.json, .sig, blobs/) or its manifest.json")
+    p.add_argument("url", help="s3://BUCKET/PREFIX")
+    p.add_argument("--channel", help="also point channels/NAME/CHANNEL.json at this release (needs --key)")
+    p.add_argument("--key", type=Path, help="Ed25519 private key: checks the release signature, signs the channel record")
+    p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key (.pub.pem) or directory")
+    p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL(_S3), else AWS)")
+    p.add_argument("--region", help="AWS region (default: AWS_REGION / AWS config, else us-east-1)")
+    p.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")
+    p.add_argument("--json", action="store_true", help="JSON Lines events on stdout, then a result line")
+    p.set_defaults(func=_publish)
+
+    s = sub.add_parser("s3-local", help="run an S3 server on loopback (moto server mode) until interrupted")
+    s.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=5000, help="TCP port (default 5000; 0 = any free port)")
+    s.add_argument("--data", type=Path, help="keep objects in this directory across restarts")
+    s.add_argument("--bucket", action="append", default=[], help="create this bucket at start (repeatable)")
+    s.add_argument("--verbose", action="store_true", help="log every request on stderr")
+    s.add_argument("--json", action="store_true", help='print {"endpoint": URL} as one JSON line')
+    s.set_defaults(func=_s3_local)
+
+
+class _PublishPrinter:
+    """Human-readable publish progress on stderr."""
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        kind = ev["event"]
+        if kind == "publish-start":
+            print(f"Publishing {ev['release']} {ev['version']} to {ev['url']} ({ev['blobs']} blobs)", file=sys.stderr)
+        elif kind == "blob-done":
+            print(f"  blob {ev['sha256'][:16]}… {ev['size']} B: {ev['status']}", file=sys.stderr)
+        elif kind == "manifest-done":
+            print(f"  manifest: {ev['status']}", file=sys.stderr)
+        elif kind == "channel-done":
+            prev = f" (was {ev['previous']})" if ev.get("previous") else ""
+            print(f"  channel {ev['channel']} -> {ev['version']}{prev}", file=sys.stderr)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from sparkflash.manifest.keys import TrustStore, load_signer
+    from sparkflash.publish.s3 import PublishOptions, publish
+    from sparkflash.publish.store import ClientOptions
+
+    signer = load_signer(args.key) if args.key else None
+    trust = TrustStore.from_paths(args.trust) if args.trust else None
+    rep = Reporter(True) if args.json else None
+    report = publish(args.dist, args.url, signer=signer, trust=trust, channel=args.channel,
+                     client_options=ClientOptions(endpoint_url=args.endpoint_url, region=args.region),
+                     options=PublishOptions(create_bucket=args.create_bucket),
+                     on_event=rep if rep is not None else _PublishPrinter())
+    doc = report.to_json()
+    if rep is not None:
+        rep.result(doc)
+    else:
+        print(f"{report.url}: {report.manifest_status}; uploaded {doc['blobs_uploaded']} of {len(report.blobs)} "
+              f"blobs ({report.bytes_uploaded} B)")
+    return 0
+
+
+def _s3_local(args: argparse.Namespace) -> int:
+    from sparkflash.publish.local_server import LocalS3
+
+    server = LocalS3(args.host, args.port, args.data, args.verbose).start(args.bucket)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.json:
+        print(json.dumps({"endpoint": server.endpoint, "data": str(args.data) if args.data else None}), flush=True)
+    else:
+        print(f"S3 endpoint {server.endpoint} (export AWS_ENDPOINT_URL={server.endpoint}); Ctrl-C stops it",
+              flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0

@@ -1,0 +1,77 @@
+"""A deployment: one release to many devices at once, each through the shared deploy loop.
+
+One thread per device runs `deploy_release` with a `CloudFlasher`; every event it emits is
+tagged with the device and kept in order, so the admin API can replay and stream them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from sparkflash.boards import load_board
+from sparkflash.cloud.flasher import CloudFlasher, OtaOptions
+from sparkflash.deploy.base import DeployResult
+from sparkflash.deploy.run import deploy_release, select_regions
+from sparkflash.errors import SparkflashError
+from sparkflash.manifest.release import Release
+
+if TYPE_CHECKING:
+    from sparkflash.cloud.server import CloudServer
+
+__all__ = ["Deployment"]
+
+_ids = itertools.count(1)
+
+
+class Deployment:
+    def __init__(self, server: CloudServer, release: Release, devices: list[str],
+                 regions: list[str] | None = None, opts: OtaOptions = OtaOptions()) -> None:
+        self.id = f"d{next(_ids)}"
+        self.server, self.release, self.devices, self.opts = server, release, devices, opts
+        self.regions = select_regions(release.manifest.regions, regions)
+        self.board = load_board(release.manifest.board)
+        self.events: list[dict[str, Any]] = []
+        self.results: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(d,), name=f"deploy-{d}", daemon=True) for d in devices]
+
+    def start(self) -> Deployment:
+        for t in self._threads:
+            t.start()
+        return self
+
+    @property
+    def done(self) -> bool:
+        return len(self.results) == len(self.devices)
+
+    def _emit(self, device: str, ev: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append({**ev, "device": device, "deployment": self.id})
+
+    def _run(self, device: str) -> None:
+        flasher = CloudFlasher(self.server, self.board, device, self.opts)
+        try:
+            res = deploy_release(flasher, self.release, regions=self.regions,
+                                 on_event=lambda ev: self._emit(device, ev), allow_downgrade=True)
+            doc = res.to_json()
+        except SparkflashError as e:
+            m = self.release.manifest
+            doc = {**DeployResult(m.name, m.version, device, "ota", []).to_json(), "ok": False, "error": str(e)}
+            self._emit(device, {"event": "deploy-done", "ok": False, "error": str(e)})
+        with self._lock:
+            self.results[device] = doc
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            results = [self.results[d] for d in self.devices if d in self.results]
+            return {"id": self.id, "release": self.release.manifest.name, "version": self.release.manifest.version,
+                    "devices": self.devices, "regions": [r.name for r in self.regions], "done": self.done,
+                    "ok": self.done and all(r["ok"] for r in results), "results": results}
+
+    def events_after(self, n: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return self.events[n:]

@@ -1,0 +1,173 @@
+"""`sparkflash cloud serve`: the device server on TCP 5683 plus the loopback admin API.
+
+One asyncio loop holds every device session. Deployments run the shared deploy loop
+(`deploy.run.deploy_release`) in one thread per device, reaching the loop through
+`cloud.flasher.CloudFlasher`; `ServerThread` runs the whole server in the background for
+tests, benchmarks and the CLI alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sparkflash.cloud.registry import DeviceRegistry
+from sparkflash.cloud.session import DeviceSession
+from sparkflash.errors import InputError, TransportTimeout
+from sparkflash.manifest.keys import TrustStore
+
+__all__ = ["CloudServer", "ServerThread", "load_server_key"]
+
+log = logging.getLogger("sparkflash.cloud")
+
+
+def load_server_key(path: Path) -> rsa.RSAPrivateKey:
+    """The server's RSA-2048 private key, DER (PKCS#1 or PKCS#8) or PEM."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+    try:
+        loader = serialization.load_pem_private_key if raw.startswith(b"-----") else serialization.load_der_private_key
+        key = loader(raw, None)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{path}: not an unencrypted RSA private key ({e})") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != 2048:
+        raise InputError(f"{path}: the Core needs an RSA-2048 server key")
+    return key
+
+
+class CloudServer:
+    def __init__(self, key: rsa.RSAPrivateKey, registry: DeviceRegistry, *, host: str = "0.0.0.0",
+                 port: int = 5683, admin: tuple[str, int] | None = ("127.0.0.1", 8683),
+                 trust: TrustStore | None = None) -> None:
+        self.key, self.registry, self.trust = key, registry, trust
+        self.host, self.port, self.admin_addr = host, port, admin
+        self.sessions: dict[str, DeviceSession] = {}
+        self.deployments: dict[str, Any] = {}
+        self._changed: asyncio.Condition | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        from sparkflash.cloud.admin import handle_http
+
+        self.loop = asyncio.get_running_loop()
+        self._changed = asyncio.Condition()
+        dev = await asyncio.start_server(self._on_device, self.host, self.port, backlog=512)
+        self.port = dev.sockets[0].getsockname()[1]
+        self._servers.append(dev)
+        if self.admin_addr is not None:
+            adm = await asyncio.start_server(lambda r, w: handle_http(self, r, w), *self.admin_addr)
+            self.admin_addr = adm.sockets[0].getsockname()[:2]
+            self._servers.append(adm)
+        log.info("cloud: devices on %s:%d, admin on %s", self.host, self.port, self.admin_addr)
+
+    async def close(self) -> None:
+        for s in self._servers:
+            s.close()
+        for sess in list(self.sessions.values()):
+            sess.close()
+        for s in self._servers:
+            await s.wait_closed()
+
+    async def _on_device(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await DeviceSession(self, reader, writer).run()
+
+    def attach(self, s: DeviceSession) -> None:
+        assert s.info is not None
+        old = self.sessions.get(s.info.device_id)
+        self.sessions[s.info.device_id] = s
+        if old is not None and old is not s:
+            old.close()
+        self._notify()
+
+    def detach(self, s: DeviceSession) -> None:
+        if s.info is not None and self.sessions.get(s.info.device_id) is s:
+            del self.sessions[s.info.device_id]
+        self._notify()
+
+    def _notify(self) -> None:
+        async def _n() -> None:
+            assert self._changed is not None
+            async with self._changed:
+                self._changed.notify_all()
+
+        asyncio.ensure_future(_n())
+
+    async def wait_session(self, device: str, timeout: float, *, not_before: DeviceSession | None = None) -> DeviceSession:
+        """The device's live session (a newer one than `not_before`), waiting for it to connect."""
+        assert self._changed is not None
+
+        def ready() -> bool:
+            s = self.sessions.get(device)
+            return s is not None and s is not not_before and not s.closed.is_set()
+
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+        except TimeoutError:
+            raise TransportTimeout(f"device {device} did not connect to the cloud within {timeout:g} s") from None
+        return self.sessions[device]
+
+    def device_list(self) -> dict[str, Any]:
+        out = []
+        for d in sorted(set(self.registry.devices()) | set(self.sessions)):
+            s = self.sessions.get(d)
+            i = s.info if s else None
+            out.append({"id": d, "connected": s is not None, "peer": s.peer if s else None,
+                        "generation": i.generation if i else None, "product_id": i.product_id if i else None,
+                        "fast_ota": i.fast if i else None, "files": i.ours if i else None,
+                        "ota_flashed": i.ota_flashed if i else None})
+        return {"devices": out, "refused": list(self.registry.refused)}
+
+
+class ServerThread:
+    """A CloudServer on its own event loop thread: start() returns once it listens."""
+
+    def __init__(self, server: CloudServer) -> None:
+        self.server = server
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="sparkflash-cloud", daemon=True)
+
+    def _main(self) -> None:
+        asyncio.run(self._amain())
+
+    async def _amain(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as e:  # reported by start()
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stop.wait()
+        await self.server.close()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        loop, stop = self.server.loop, self._stop
+        if loop is not None and stop is not None and self._thread.is_alive():
+            loop.call_soon_threadsafe(stop.set)
+        self._thread.join(10)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,209 @@
+"""One connected Core on the server: handshake, framed CoAP, and the exchanges we run on it.
+
+The asyncio driver around the pure protocol modules: it reads exactly 256 bytes for the
+handshake (the Node server trusted one socket read), writes each frame in one call (a Core
+cannot cope with a split length prefix), answers pings, and runs at most one OTA transfer
+or checksum request at a time, feeding the `OtaSender` device messages and deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sparkflash.errors import DeviceGone, RemoteProtocolError, TransportTimeout
+from sparkflash.protocols import coap, ota
+from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
+from sparkflash.protocols.cloud_handshake import (
+    HELLO_LEN, NONCE_LEN, SESSION_LEN, device_public_spki, open_device_hello, server_reply,
+)
+from sparkflash.protocols.coap import Message, MessageIds
+
+if TYPE_CHECKING:
+    from sparkflash.cloud.server import CloudServer
+
+__all__ = ["DeviceSession", "DeviceInfo", "SPARKFLASH_PRODUCT_ID"]
+
+log = logging.getLogger("sparkflash.cloud")
+SPARKFLASH_PRODUCT_ID = 0x5346  # "SF": our device firmware (files at any address + the Checksum request)
+HANDSHAKE_S = 30.0
+
+
+@dataclass
+class DeviceInfo:
+    """What the handshake and the Hello told us about the device."""
+
+    device_id: str
+    generation: str  # "os" (214-byte handshake) or "ccl" (52 bytes)
+    product_id: int = 0xFFFF
+    firmware_version: int = 0xFFFF
+    ota_flashed: bool = False  # Hello flag bit 0: this boot follows a successful OTA install
+    platform_id: int | None = None
+
+    @property
+    def ours(self) -> bool:
+        return self.product_id == SPARKFLASH_PRODUCT_ID
+
+    @property
+    def fast(self) -> bool:
+        return self.generation == "os"
+
+
+class DeviceSession:
+    def __init__(self, server: CloudServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server, self.reader, self.writer = server, reader, writer
+        self.peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        self.info: DeviceInfo | None = None
+        self.closed = asyncio.Event()
+        self.ids = MessageIds(secrets.randbelow(0xFFFF) + 1)
+        self._sender: ota.OtaSender | None = None
+        self._wake = asyncio.Event()
+        self._waiting: dict[bytes, asyncio.Future[Message]] = {}
+        self._exchange = asyncio.Lock()
+        self.bytes_out = 0
+
+    # -- connection -------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            if await self._handshake():
+                self.server.attach(self)
+                await self._read_loop()
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as e:
+            log.info("device %s (%s): connection ended: %s", self.info.device_id if self.info else "?", self.peer, e or type(e).__name__)
+        except RemoteProtocolError as e:
+            log.warning("device %s (%s): %s", self.info.device_id if self.info else "?", self.peer, e)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed.is_set():
+            self.closed.set()
+            self._wake.set()
+            for f in self._waiting.values():
+                if not f.done():
+                    f.set_exception(DeviceGone(f"device {self.info.device_id if self.info else '?'}: connection lost"))
+            self.writer.close()
+            self.server.detach(self)
+
+    async def _handshake(self) -> bool:
+        key: rsa.RSAPrivateKey = self.server.key
+        nonce = secrets.token_bytes(NONCE_LEN)
+        self.writer.write(nonce)
+        block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), HANDSHAKE_S)
+        hello = open_device_hello(key, nonce, block)
+        device = hello.device_id.hex()
+        pub = self.server.registry.lookup(device)
+        if pub is None:
+            self.server.registry.refuse(device, self.peer, "not registered", hello.public_key_der)
+            return False
+        if hello.public_key_der is not None and hello.public_key_der != device_public_spki(pub):
+            self.server.registry.refuse(device, self.peer, "offered a key that differs from the registered one")
+            return False
+        material = secrets.token_bytes(SESSION_LEN)
+        self.writer.write(server_reply(key, pub, material))
+        iv = material[16:32]
+        self._opener = Opener(material[:16], iv)
+        self._sealer = Sealer(material[:16], iv, max_len=DEVICE_BUFFER - 18)
+        m = await asyncio.wait_for(self._next_message(), HANDSHAKE_S)
+        if m.code != coap.POST or m.path != "h":
+            raise RemoteProtocolError(f"device {device}: first message {coap.code_str(m.code)} /{m.path}, expected Hello")
+        p = m.payload
+        self.info = DeviceInfo(device, hello.generation)
+        if len(p) >= 6:
+            self.info.product_id = int.from_bytes(p[0:2], "big")
+            self.info.firmware_version = int.from_bytes(p[2:4], "big")
+            self.info.ota_flashed = bool(p[5] & 1)
+        if len(p) >= 8:
+            self.info.platform_id = int.from_bytes(p[6:8], "big")
+        self.send([Message(coap.NON, coap.POST, self.ids.next_mid(), b"", ((coap.URI_PATH, b"h"),))])
+        log.info("device %s connected from %s (%s, product 0x%04x%s)", device, self.peer, hello.generation,
+                 self.info.product_id, ", just flashed" if self.info.ota_flashed else "")
+        return True
+
+    async def _next_message(self) -> Message:
+        while True:
+            raw = self._opener.next_message()
+            if raw is not None:
+                return coap.decode(raw)
+            data = await self.reader.read(4096)
+            if not data:
+                raise ConnectionError("closed by the device")
+            self._opener.receive_data(data)
+
+    def send(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            frame = self._sealer.seal(coap.encode(m))
+            self.bytes_out += len(frame)
+            self.writer.write(frame)
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            m = await self._next_message()
+            if m.type == coap.CON and m.code == coap.EMPTY:  # ping
+                self.send([ota.empty_ack(m.mid)])
+                continue
+            fut = self._waiting.pop(m.token, None) if m.type == coap.ACK and m.token else None
+            if fut is not None and not fut.done():
+                fut.set_result(m)
+                continue
+            if self._sender is not None:
+                self.send(self._sender.receive(m, loop.time()))
+                self._wake.set()
+            elif m.type == coap.CON:
+                self.send([ota.empty_ack(m.mid)])
+
+    # -- exchanges ----------------------------------------------------------------------
+    async def transfer(self, sender: ota.OtaSender, progress: Callable[[int], None]) -> None:
+        """Run one transfer to its end; DeviceGone if the connection drops (the caller resumes)."""
+        loop = asyncio.get_running_loop()
+        async with self._exchange:
+            self._sender = sender
+            try:
+                self.send(sender.start(loop.time()))
+                while not sender.finished:
+                    if self.closed.is_set():
+                        raise DeviceGone(f"device {self.device_id}: connection lost at chunk {sender.acked}/{sender.count}")
+                    await self.writer.drain()
+                    delay = None if sender.next_deadline is None else max(0.0, sender.next_deadline - loop.time())
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+                    if not self.closed.is_set():
+                        self.send(sender.on_timeout(loop.time()))
+                    progress(sender.acked)
+                await self.writer.drain()
+            finally:
+                self._sender = None
+
+    async def request(self, m: Message, timeout: float) -> Message:
+        """Send a CON request, wait for its piggybacked answer (matched by token)."""
+        async with self._exchange:
+            fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            self._waiting[m.token] = fut
+            self.send([m])
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise TransportTimeout(f"device {self.device_id}: no answer to {coap.code_str(m.code)} /{m.path} in {timeout:g} s") from None
+            finally:
+                self._waiting.pop(m.token, None)
+
+    async def checksum(self, address: int, size: int, timeout: float = 30.0) -> tuple[int, str]:
+        m = ota.checksum_request(self.ids.next_mid(), self.ids.next_token(), address, size)
+        reply = await self.request(m, timeout)
+        if reply.code != coap.CONTENT:
+            raise RemoteProtocolError(f"device {self.device_id}: checksum of 0x{address:08x}+{size} refused ({coap.code_str(reply.code)})")
+        return ota.parse_checksum_reply(reply)
+
+    @property
+    def device_id(self) -> str:
+        return self.info.device_id if self.info else "?"

@@ -1,0 +1,1 @@
+"""Thin adapters to real ports (pyserial, pyusb, sockets) that translate backend errors."""

@@ -1,0 +1,86 @@
+"""pyserial adapter for `Link`: open by path or URL, translate pyserial errors.
+
+A Core's USB serial port disappears when the device resets or is unplugged; pyserial then
+reports EIO or "returned no data", which we turn into DeviceGone naming the port, so the
+deploy loop can reconnect or stop with a clear message.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+
+import serial
+
+from sparkflash.errors import DeviceGone, TransportError, TransportTimeout
+
+__all__ = ["SerialLink", "open_serial", "POLL_S"]
+
+POLL_S = 0.05  # read-timeout slice: the granularity of every deadline on a serial port
+
+_HINTS = {
+    errno.ENOENT: "no such port; is the device plugged in (and the virtual core running)?",
+    errno.EACCES: "permission denied; add your user to the dialout group",
+    errno.EBUSY: "port busy; close other programs using it",
+}
+
+
+class SerialLink:
+    """A `Link` over one open pyserial port."""
+
+    def __init__(self, port: serial.SerialBase, name: str) -> None:
+        self.port, self.name = port, name
+
+    def read(self, n: int, timeout: float) -> bytes:
+        # The port keeps a short fixed timeout (changing it costs a tcsetattr per call);
+        # polling in slices of it gives the caller's deadline with that granularity.
+        end = time.monotonic() + timeout
+        try:
+            while True:
+                first = self.port.read(1)
+                if first:
+                    return first + self.port.read(max(0, min(n - 1, self.port.in_waiting)))
+                if time.monotonic() >= end:
+                    return b""
+        except (serial.SerialException, OSError) as e:
+            raise DeviceGone(f"serial port {self.name} vanished while reading ({e})") from e
+
+    def write(self, data: bytes) -> None:
+        try:
+            sent = self.port.write(data)
+            self.port.flush()
+        except serial.SerialTimeoutException as e:
+            raise TransportTimeout(f"serial port {self.name}: write of {len(data)} bytes timed out") from e
+        except (serial.SerialException, OSError) as e:
+            raise DeviceGone(f"serial port {self.name} vanished while writing ({e})") from e
+        if sent is not None and sent != len(data):
+            raise TransportTimeout(f"serial port {self.name}: wrote {sent} of {len(data)} bytes")
+
+    def drain_input(self) -> None:
+        """Drop stale bytes (prompts a device printed while nobody was listening)."""
+        try:
+            self.port.reset_input_buffer()
+        except (serial.SerialException, OSError) as e:
+            raise DeviceGone(f"serial port {self.name} vanished ({e})") from e
+
+    def close(self) -> None:
+        try:
+            self.port.close()
+        except (serial.SerialException, OSError):
+            pass  # it is gone already
+
+
+def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -> SerialLink:
+    """Open a port path or pyserial URL (`spy://`, `socket://`), raw 8N1, no flow control."""
+    try:
+        p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=write_timeout,
+                                  exclusive=True, do_not_open=True)
+        p.open()
+    except serial.SerialException as e:
+        code = getattr(e, "errno", None)
+        hint = _HINTS.get(code, "") if isinstance(code, int) else ""
+        msg = f"cannot open serial port {port}: {hint or e}"
+        raise (DeviceGone(msg) if code == errno.ENOENT else TransportError(msg)) from e
+    except (ValueError, OSError) as e:
+        raise TransportError(f"cannot open serial port {port}: {e}") from e
+    return SerialLink(p, port)

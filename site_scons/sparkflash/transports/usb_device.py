@@ -1,0 +1,109 @@
+"""A real Spark Core in DFU mode (1d50:607f) as a control pipe, through pyusb/libusb.
+
+Only adapts: finds the device, claims interface 0, turns libusb errors into our
+TransportError tree with what-to-do hints (enter DFU mode, udev rules, libusb).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from sparkflash.errors import DeviceGone, TransportError, TransportTimeout
+from sparkflash.protocols.dfuse import ControlRequest, EndpointStalled
+from sparkflash.protocols.usb_descriptors import SET_INTERFACE
+
+__all__ = ["UsbPipe", "find_devices", "usb_path", "DFU_MODE_HINT", "UDEV_HINT"]
+
+DFU_MODE_HINT = ("put the Core in DFU mode: hold MODE, tap RESET, release MODE when the LED blinks yellow "
+                 "(or open its serial port at 14400 baud while the application runs)")
+UDEV_HINT = ('permission denied: add a udev rule, e.g. SUBSYSTEM=="usb", ATTR{idVendor}=="1d50", '
+             'ATTR{idProduct}=="607f", MODE="0666" in /etc/udev/rules.d/50-spark.rules, then '
+             "`udevadm control --reload` and replug (or run as root)")
+
+
+def _usb() -> Any:
+    try:
+        import usb.core
+        import usb.util
+    except ImportError as e:  # pragma: no cover - pyusb is a dependency
+        raise TransportError("pyusb is not installed: pip install pyusb") from e
+    return usb
+
+
+def usb_path(dev: Any) -> str:
+    """dfu-util's BUS-PORT[.PORT...] path of a device."""
+    ports = ".".join(str(p) for p in (getattr(dev, "port_numbers", None) or ()))
+    return f"{dev.bus}-{ports}" if ports else f"{dev.bus}-{dev.address}"
+
+
+def find_devices(vid: int, pid: int) -> list[Any]:
+    """Every attached device with this VID:PID ([] if none); TransportError if libusb is missing."""
+    usb = _usb()
+    try:
+        return list(usb.core.find(find_all=True, idVendor=vid, idProduct=pid))
+    except usb.core.NoBackendError as e:
+        raise TransportError("no libusb backend for pyusb: install libusb-1.0 (apt-get install libusb-1.0-0), "
+                             "or use --backend dfu-util") from e
+
+
+def _translate(e: Exception, name: str, what: str) -> Exception:
+    code = getattr(e, "errno", None) or getattr(e, "backend_error_code", None)
+    if code == errno.EPIPE:
+        return EndpointStalled(f"{name}: {what} stalled")
+    if code in (errno.ENODEV, errno.ENOENT, errno.ESHUTDOWN, errno.EIO):
+        return DeviceGone(f"{name}: the device went away during {what} ({e})")
+    if code == errno.ETIMEDOUT:
+        return TransportTimeout(f"{name}: no answer to {what}")
+    if code == errno.EACCES:
+        return TransportError(f"{name}: {what}: {UDEV_HINT}")
+    return TransportError(f"{name}: {what}: {e}")
+
+
+class UsbPipe:
+    def __init__(self, dev: Any, name: str) -> None:
+        self.dev, self.name = dev, name
+        usb = _usb()
+        try:
+            if dev.is_kernel_driver_active(0):
+                dev.detach_kernel_driver(0)
+        except (NotImplementedError, usb.core.USBError):
+            pass
+        try:
+            usb.util.claim_interface(dev, 0)
+        except usb.core.USBError as e:
+            raise _translate(e, name, "claiming interface 0") from e
+
+    @classmethod
+    def open(cls, vid: int, pid: int, path: str | None = None) -> list[UsbPipe]:
+        """Open the matching devices (all of them when `path` is None)."""
+        devs = find_devices(vid, pid)
+        if path is not None:
+            devs = [d for d in devs if usb_path(d) == path]
+        if not devs:
+            where = f" at usb:{path}" if path else ""
+            raise TransportError(f"no DFU device {vid:04x}:{pid:04x}{where} found; {DFU_MODE_HINT}")
+        return [cls(d, f"usb:{usb_path(d)}") for d in devs]
+
+    def control(self, req: ControlRequest, timeout: float) -> bytes:
+        usb = _usb()
+        what = f"request 0x{req.bmRequestType:02x}/{req.bRequest}"
+        try:
+            if req.bmRequestType == 0x01 and req.bRequest == SET_INTERFACE:
+                self.dev.set_interface_altsetting(interface=req.wIndex, alternate_setting=req.wValue)
+                return b""
+            out = self.dev.ctrl_transfer(req.bmRequestType, req.bRequest, req.wValue, req.wIndex,
+                                         req.length if req.is_in else req.data, timeout=int(timeout * 1000))
+        except usb.core.USBTimeoutError as e:
+            raise TransportTimeout(f"{self.name}: no answer to {what} in {timeout:.1f} s") from e
+        except usb.core.USBError as e:
+            raise _translate(e, self.name, what) from e
+        return bytes(out) if req.is_in else b""
+
+    def close(self) -> None:
+        usb = _usb()
+        try:
+            usb.util.release_interface(self.dev, 0)
+            usb.util.dispose_resources(self.dev)
+        except usb.core.USBError:
+            pass

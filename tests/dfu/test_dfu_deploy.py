@@ -1,0 +1,161 @@
+"""`deploy --via dfu` against the virtual Core's DfuSe bootloader: verified, skip-unchanged, refusals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sparkflash.cli import main
+from sparkflash.cli.deploy_cmd import adhoc_release
+from sparkflash.deploy.dfu import deploy
+from sparkflash.errors import InputError
+from sparkflash.manifest.model import Manifest, Region
+from sparkflash.manifest.release import Release, digests, open_release, store_blob
+from sparkflash.virtual.core import CoreOptions, VirtualCore
+from sparkflash.virtual.faults import Faults
+
+
+def dfu_args(core: VirtualCore, **kw: object) -> argparse.Namespace:
+    base = {"device": [f"virtual:{core.state.path}"], "backend": "pyusb", "no_skip": False, "leave": False,
+            "timeout": None, "allow_downgrade": False}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def flash_file(core: VirtualCore, tmp_path: Path, data: bytes, address: int, **kw: object) -> dict:
+    f = tmp_path / f"blob-{address:x}.bin"
+    f.write_bytes(data)
+    rel = adhoc_release(f, address, "spark-core", False, tmp_path / "store")
+    (res,) = deploy(dfu_args(core, **kw), rel, list(rel.manifest.regions), lambda e: None, None)
+    assert res.ok, res.to_json()
+    return res.regions[0].to_json()
+
+
+def test_example_release_flashed_verified_then_unchanged(dfu_core: VirtualCore, example_release: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["deploy", str(example_release), "--via", "dfu", "--device", f"virtual:{dfu_core.state.path}",
+            "--no-verify-signature", "--json"]
+    assert main(argv) == 0
+    rel = open_release(example_release, None, require_signature=False)
+    flash = {"internal": dfu_core.state.internal, "external": dfu_core.state.external}
+    for r in rel.manifest.regions:
+        assert flash[r.memory].read(r.address, r.size) == rel.blob(r), r.name
+    first = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert first["ok"] and [g["status"] for g in first["deployments"][0]["regions"]] == ["verified"] * 3
+
+    erased = dfu_core.state.internal.erase_count + dfu_core.state.external.erase_count
+    programmed = dfu_core.state.internal.program_count + dfu_core.state.external.program_count
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out.splitlines()[-1])
+    regions = second["deployments"][0]["regions"]
+    assert [g["status"] for g in regions] == ["unchanged"] * 3
+    assert sum(g["sectors_erased"] for g in regions) == 0 and sum(g["bytes_sent"] for g in regions) == 0
+    assert dfu_core.state.internal.erase_count + dfu_core.state.external.erase_count == erased
+    assert dfu_core.state.internal.program_count + dfu_core.state.external.program_count == programmed
+
+
+def test_one_byte_change_in_1_5_mib_rewrites_one_sector(dfu_core: VirtualCore, tmp_path: Path) -> None:
+    data = bytearray(os.urandom(0x180000))
+    first = flash_file(dfu_core, tmp_path, bytes(data), 0x80000)
+    assert first["sectors_erased"] == 0 and first["sectors_skipped"] == 0  # a fresh SPI flash is blank
+    data[0x123456] ^= 0x01
+    second = flash_file(dfu_core, tmp_path, bytes(data), 0x80000)
+    assert (second["sectors_erased"], second["sectors_skipped"], second["bytes_sent"]) == (1, 383, 4096)
+    assert dfu_core.state.external.read(0x80000, len(data)) == data
+
+
+def test_partial_sectors_keep_their_neighbours(dfu_core: VirtualCore, tmp_path: Path) -> None:
+    ext = dfu_core.state.external
+    ext.write_erased(0x90000, b"N" * 0x2000)  # someone else's bytes around the region
+    r = flash_file(dfu_core, tmp_path, b"R" * 100, 0x90FC0)  # straddles two sectors
+    assert r["sectors_erased"] == 2
+    assert ext.read(0x90000, 0x2000) == b"N" * 0xFC0 + b"R" * 100 + b"N" * (0x2000 - 0xFC0 - 100)
+
+
+def test_no_skip_rewrites_everything(dfu_core: VirtualCore, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    flash_file(dfu_core, tmp_path, data, 0x08005000)
+    again = flash_file(dfu_core, tmp_path, data, 0x08005000, no_skip=True)
+    assert (again["sectors_erased"], again["sectors_skipped"], again["status"]) == (5, 0, "verified")
+
+
+def _bootloader_release(tmp_path: Path, allow: bool) -> Release:
+    data = b"\0" * 1024
+    sha, crc = digests(data)
+    store_blob(tmp_path, data)
+    r = Region("boot", "internal", 0x08000000, 1024, sha, crc, (0x08000000,), "data", allow)
+    m = Manifest("evil", "1.0.0", "spark-core", (r,))
+    return Release(m, m.canonical(), None, tmp_path)
+
+
+def test_protected_bootloader_refused_before_any_transfer(dfu_core: VirtualCore, tmp_path: Path) -> None:
+    rel = _bootloader_release(tmp_path, allow=False)
+    before = dfu_core.state.internal.read(0x08000000, 0x5000)
+    with pytest.raises(InputError, match=r"'boot'.*0x08000000.*protected area 'bootloader'.*before any transfer"):
+        deploy(dfu_args(dfu_core), rel, list(rel.manifest.regions), lambda e: None, None)
+    assert dfu_core.endpoints["dfu"].device.commands == []  # nothing reached the device
+    assert dfu_core.state.internal.read(0x08000000, 0x5000) == before
+
+
+def test_protected_write_forced_is_never_marked_done(dfu_core: VirtualCore, tmp_path: Path) -> None:
+    """allow_protected gets past our checks, the Core silently ignores the write: read-back fails it."""
+    rel = _bootloader_release(tmp_path, allow=True)
+    (res,) = deploy(dfu_args(dfu_core), rel, list(rel.manifest.regions), lambda e: None, None)
+    (r,) = res.regions
+    assert not res.ok and r.status == "failed"
+    assert "read-back differs at 0x08000000" in (r.error or "") and "after a retry" in (r.error or "")
+
+
+def test_leave_resets_the_core(dfu_core: VirtualCore, tmp_path: Path) -> None:
+    flash_file(dfu_core, tmp_path, os.urandom(2048), 0x08005000, leave=True)
+    assert dfu_core.endpoints["dfu"].resets == 1
+
+
+def test_reset_mid_write_is_not_marked_done_and_a_rerun_recovers(core_dir: Path, tmp_path: Path) -> None:
+    opts = CoreOptions(dfu_poll=False, endpoints=("dfu",), faults=Faults.parse(["reset@3"]))
+    with VirtualCore(core_dir, opts) as core:
+        f = tmp_path / "d.bin"
+        data = os.urandom(8192)
+        f.write_bytes(data)
+        rel = adhoc_release(f, 0xA0000, "spark-core", False, tmp_path / "store")
+        (bad,) = deploy(dfu_args(core), rel, list(rel.manifest.regions), lambda e: None, None)
+        assert not bad.ok and bad.regions[0].status == "failed" and "went away" in (bad.regions[0].error or "")
+        (res,) = deploy(dfu_args(core), rel, list(rel.manifest.regions), lambda e: None, None)
+        assert res.ok and core.state.external.read(0xA0000, 8192) == data
+
+
+def test_no_virtual_core_is_a_clear_device_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"x" * 10)
+    code = main(["flash", str(f), "--address", "0x80000", "--via", "dfu", "--device", f"virtual:{tmp_path}/none"])
+    assert code == 4
+    assert "sparkflash virtual-core --state" in capsys.readouterr().err
+
+
+def test_poll_timeouts_are_honoured(core_dir: Path, tmp_path: Path) -> None:
+    """With the Core's timeouts on, the host waits exactly what the Core announced (no sleeping in tests
+    beyond that: one SPI sector = erase 20 ms + Set Address 30 ms each + 4 blocks x 30 ms)."""
+    from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
+    from sparkflash.deploy.dfu_session import DfuSession, open_pipes
+    from sparkflash.boards import load_board
+
+    with VirtualCore(core_dir, CoreOptions(dfu_poll=True, endpoints=("dfu",))) as core:
+        core.state.external.write_erased(0xB0000, b"old" * 100)
+        (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
+        session = DfuSession(pipe)
+        f = tmp_path / "d.bin"
+        f.write_bytes(os.urandom(4096))
+        rel = adhoc_release(f, 0xB0000, "spark-core", False, tmp_path / "store")
+        (region,) = rel.manifest.regions
+        try:
+            DfuFlasher(SessionBackend(session), load_board("spark-core")).write_region(region, rel.blob(region),
+                                                                                       lambda d, t: None)
+        finally:
+            session.close()
+        assert session.counts["erase"] == 1 and session.counts["dnload"] == 4
+        # Set Address x2: read before, the write run (the read-back after reuses the pointer)
+        assert session.counts["set_address"] == 2
+        assert session.waited_s == pytest.approx(0.020 + 4 * 0.030 + 2 * 0.030)

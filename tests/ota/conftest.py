@@ -1,0 +1,66 @@
+"""OTA fixtures: one server key per session (RSA-2048 generation is slow), a running cloud
+server on ephemeral loopback ports, and virtual cores pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
+from sparkflash.protocols.cloud_handshake import server_public_der
+from sparkflash.virtual.core import CoreOptions, VirtualCore
+
+
+@pytest.fixture(scope="session")
+def server_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def cloud(server_key: rsa.RSAPrivateKey, tmp_path: Path) -> Iterator[CloudServer]:
+    srv = CloudServer(server_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0, admin=("127.0.0.1", 0))
+    with ServerThread(srv):
+        yield srv
+
+
+@pytest.fixture
+def make_core(cloud: CloudServer, tmp_path: Path) -> Iterator[Callable[..., VirtualCore]]:
+    """make_core(name, register=True, **extra) -> a started core with the cloud endpoint."""
+    cores: list[VirtualCore] = []
+
+    def make(name: str = "core", register: bool = True, faults: Any = None, **extra: Any) -> VirtualCore:
+        opts = CoreOptions(endpoints=("cloud",), extra=extra)
+        if faults is not None:
+            opts.faults = faults
+        core = VirtualCore(tmp_path / name, opts)
+        core.state.set_server(server_public_der(cloud.key.public_key()), "127.0.0.1", cloud.port)
+        if register:
+            cloud.registry.register(core.state.info["device_id"], core.state.device_public_pem())
+        cores.append(core.start())
+        return core
+
+    yield make
+    for c in cores:
+        c.stop()
+
+
+def make_release(store: Path, parts: list[tuple[str, int, bytes]], name: str = "ota-test", version: str = "1.0.0") -> Any:
+    """An unsigned release of (region name, address, bytes); 0x08005000 is the firmware."""
+    from sparkflash.boards import load_board
+    from sparkflash.manifest.model import Manifest, Region
+    from sparkflash.manifest.release import Release, digests, store_blob
+
+    board = load_board("spark-core")
+    regions = []
+    for rname, address, data in parts:
+        mem = next(m for m in board.memories if m.contains(address))
+        sha, crc = digests(data)
+        store_blob(store, data)
+        kind = "firmware" if address == board.firmware_address else "data"
+        regions.append(Region(rname, mem.name, address, len(data), sha, crc, tuple(mem.sectors(address, len(data))), kind))
+    m = Manifest(name, version, board.name, tuple(regions))
+    return Release(m, m.canonical(), None, store)
