@@ -22,13 +22,11 @@ from sparkflash.build.coretree import (
     CODEGEN,
     LINK_LIBS,
     LINK_TAIL,
-    NEWLIB_COMPAT_DEFINES,
-    NEWLIB_COMPAT_LINK,
     BuildOptions,
     Component,
     load_tree,
 )
-from sparkflash.errors import SparkflashError
+from sparkflash.errors import InputError, SparkflashError
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -59,10 +57,9 @@ def _prefix_maps(env: Any, tree_roots: list[Path]) -> list[str]:
 
 
 def _component_env(env: Any, comp: Component, maps: list[str]) -> Any:
-    compat = list(NEWLIB_COMPAT_DEFINES) if env["NEWLIB_COMPAT"] else []
     return env.Clone(
         CPPPATH=[str(p) for p in comp.include_dirs],
-        CPPDEFINES=compat + list(comp.defines),
+        CPPDEFINES=list(comp.defines),
         CCFLAGS=[*CODEGEN, *comp.cflags, *maps],
         CFLAGS=[],
         CXXFLAGS=list(comp.cxxflags),
@@ -75,17 +72,24 @@ def _objects(cenv: Any, comp: Component, obj_dir: str) -> list[Any]:
     return [cenv.Object(f"{obj_dir}/{Path(s.rel).with_suffix('.o').as_posix()}", str(s.path))[0] for s in comp.sources]
 
 
+def _integer(env: Any, name: str) -> int:
+    try:
+        return int(env[name], 0)
+    except ValueError:
+        raise InputError(f"{name}={env[name]}: not an integer") from None
+
+
 def _firmware(env: Any) -> dict[str, Any]:
     """Nodes for the whole build; see the module docstring."""
-    opts = BuildOptions(
-        app=env["APP"] or None,
-        debug=env["VARIANT"] == "debug",
-        swd_jtag=bool(env["USE_SWD_JTAG"]),
-        product_id=int(env["SPARK_PRODUCT_ID"]),
-        product_version=int(env["PRODUCT_FIRMWARE_VERSION"]),
-        newlib_compat=bool(env["NEWLIB_COMPAT"]),
-    )
     try:
+        opts = BuildOptions(
+            app=env["APP"] or None,
+            debug=env["VARIANT"] == "debug",
+            swd_jtag=bool(env["USE_SWD_JTAG"]),
+            product_id=_integer(env, "SPARK_PRODUCT_ID"),
+            product_version=_integer(env, "PRODUCT_FIRMWARE_VERSION"),
+            newlib_compat=bool(env["NEWLIB_COMPAT"]),
+        )
         tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts)
         board = load_board(env["BOARD"])
     except SparkflashError as e:
@@ -100,7 +104,7 @@ def _firmware(env: Any) -> dict[str, Any]:
     fenv = _component_env(env, tree.firmware, maps)
     fenv.Replace(
         LDSCRIPT=str(tree.linker_script),
-        LINKFLAGS=[*(NEWLIB_COMPAT_LINK if env["NEWLIB_COMPAT"] else ()), *CODEGEN],
+        LINKFLAGS=[*tree.link_flags, *CODEGEN],
         LINKCOM="$LINK $LINKFLAGS $SOURCES -o $TARGET -T$LDSCRIPT $LINKTAIL -Wl,-Map,${TARGET.base}.map $LINKLIBS",
         LINKTAIL=list(LINK_TAIL),
         LINKLIBS=list(LINK_LIBS),

@@ -30,6 +30,8 @@ from sparkflash.manifest.model import Manifest
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME
 
 VIAS = ("dfu", "serial", "ota")
+# The `scons NAME=value` variables this tool reads (KEY is shared with sparkflash_release).
+ARGUMENT_NAMES = ("BUCKET", "PREFIX", "CHANNEL", "ENDPOINT", "CREATE_BUCKET", "VIA", "PORT", "DEVICE", "KEY")
 
 
 @contextmanager

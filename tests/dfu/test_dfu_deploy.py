@@ -111,7 +111,8 @@ def test_protected_write_forced_is_never_marked_done(dfu_core: VirtualCore, tmp_
 
 def test_leave_resets_the_core(dfu_core: VirtualCore, tmp_path: Path) -> None:
     flash_file(dfu_core, tmp_path, os.urandom(2048), 0x08005000, leave=True)
-    assert dfu_core.endpoints["dfu"].resets == 1
+    ep = dfu_core.endpoints["dfu"]
+    assert ep.reset_done.wait(5) and ep.resets == 1
 
 
 def test_reset_mid_write_is_not_marked_done_and_a_rerun_recovers(core_dir: Path, tmp_path: Path) -> None:
@@ -159,3 +160,16 @@ def test_poll_timeouts_are_honoured(core_dir: Path, tmp_path: Path) -> None:
         # Set Address x2: read before, the write run (the read-back after reuses the pointer)
         assert session.counts["set_address"] == 2
         assert session.waited_s == pytest.approx(0.020 + 4 * 0.030 + 2 * 0.030)
+
+
+def test_two_devices_in_one_deploy(tmp_path: Path) -> None:
+    opts = CoreOptions(dfu_poll=False, endpoints=("dfu",))
+    with VirtualCore(tmp_path / "a", opts) as a, VirtualCore(tmp_path / "b", opts) as b:
+        f = tmp_path / "d.bin"
+        f.write_bytes(os.urandom(3000))
+        rel = adhoc_release(f, 0xC0000, "spark-core", False, tmp_path / "store")
+        args = dfu_args(a, device=[f"virtual:{a.state.path}", f"virtual:{b.state.path}"])
+        results = deploy(args, rel, list(rel.manifest.regions), lambda e: None, None)
+        assert [r.device for r in results] == [a.state.info["device_id"], b.state.info["device_id"]]
+        assert all(r.ok for r in results)
+        assert a.state.external.read(0xC0000, 3000) == b.state.external.read(0xC0000, 3000) == f.read_bytes()

@@ -82,3 +82,17 @@ def test_dfu_pack_pieces_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[
         (0, [{"address": 0x08005000, "size": 10}]), (1, [{"address": 0x80000, "size": 20}])]
     assert main(["dfu", "pack", f"{tmp_path}/a.bin@0x08000000", "-o", str(out)]) == 2
     assert "protected area 'bootloader'" in capsys.readouterr().err
+
+
+def test_suffix_added_by_dfu_suffix_is_read_back(tmp_path: Path, tool: Callable[[str], str]) -> None:
+    """dfu-suffix -a (as Particle's build did) and our add_suffix give the same bytes."""
+    from sparkflash.protocols.dfu_file import Suffix, add_suffix, parse_suffix
+
+    payload = os.urandom(777)
+    f = tmp_path / "app.dfu"
+    f.write_bytes(payload)
+    made = _run(tool("dfu-suffix"), "-v", "1d50", "-p", "607f", "-a", str(f))
+    assert made.returncode == 0, made.stderr
+    raw = f.read_bytes()
+    assert raw == add_suffix(payload, Suffix(0xFFFF, 0x607F, 0x1D50))
+    assert parse_suffix(raw).bcd_dfu == 0x0100

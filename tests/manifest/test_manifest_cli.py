@@ -155,3 +155,12 @@ def test_verify_requires_trust(signed: Path, run: Run) -> None:
     with pytest.raises(SystemExit) as e:
         run("manifest", "verify", signed)
     assert e.value.code == 2
+
+
+def test_show_yaml_plans_without_writing(tmp_path: Path, run: Run, write_yaml: Callable[[str], Path],
+                                         firmware: Path) -> None:
+    y = write_yaml(RELEASE)
+    before = sorted(tmp_path.rglob("*"))
+    code, out, _ = run("manifest", "show", y, "--firmware", firmware)
+    assert code == 0 and "blob      data      0x00080000" in out
+    assert sorted(tmp_path.rglob("*")) == before

@@ -1,8 +1,8 @@
 """A signed release verifies, and any single changed byte of it does not.
 
 Exhaustive on a tiny release: every byte of manifest.json, manifest.json.sig and one blob
-is changed in turn (two masks: a low bit, which keeps digits digits and base64 valid, and
-0x20, which flips letter case) and verification must fail with VerifyError each time.
+has its low bit flipped in turn (the subtle change: a digit stays a digit, base64 mostly stays
+base64, JSON stays JSON) and verification must fail with VerifyError each time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ regions:
     pad_to: 0x80
 """
 
-MASKS = (0x01, 0x20)
+MASKS = (0x01,)
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_every_single_byte_change_fails_verification(release: tuple[Path, TrustS
         rel = open_release(out / MANIFEST_NAME, trust)
         target = out / blob_key(rel.manifest.region("key").sha256)
     tried = flip_each_byte(target, lambda: verify(out, trust))
-    assert tried == 2 * len(target.read_bytes()) > 100
+    assert tried == len(MASKS) * len(target.read_bytes()) > 100
     verify(out, trust)  # restored: verifies again
 
 

@@ -295,3 +295,15 @@ def test_valid_release_lays_out_regions(write_yaml: Callable[[str], Path], firmw
     assert (font.address, font.size, len(font.erase)) == (0x80000, 0x10000, 16)
     assert (key.address, key.size) == (0x1000, 0x100)
     assert plan.warnings == ()
+
+
+def test_yaml_alias_bomb_is_one_short_error(write_yaml: Callable[[str], Path]) -> None:
+    """Aliases make a 1 KiB file a 387-million-item value; the error must not print it."""
+    lines = ["description:", '  - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"  - &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    path = write_yaml("\n".join([*lines, "name: *i", ""]))
+    with pytest.raises(InputError) as exc:
+        plan_release(path)
+    assert str(exc.value).startswith(f"{path}:11: name must be a non-empty string, not [[[...]")
+    assert len(str(exc.value)) < 300

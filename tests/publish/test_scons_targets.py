@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from sparkflash.publish.local_server import LocalS3Process
 
@@ -78,3 +81,40 @@ def test_scons_publish_without_bucket_says_what_to_pass(tmp_path: Path, s3_serve
     r = subprocess.run([str(Path(sys.executable).with_name("scons")), "-Q", "MANIFEST=tiny.yaml", "publish"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "pass BUCKET=name" in r.stderr
+
+
+FLASHABLE = """name: tiny
+version: "1.0.0"
+board: spark-core
+regions:
+  - name: firmware
+    kind: firmware
+    memory: internal
+    address: 0x08005000
+    source: {file: fw.bin}
+  - name: note
+    memory: external
+    address: 0x90000
+    source: {file: note.txt}
+"""
+
+
+def test_scons_flash_ext_then_flash_write_their_regions_by_dfu(tmp_path: Path, s3_server: LocalS3Process) -> None:
+    pytest.importorskip("sparkflash.deploy.dfu", reason="the DFU transport is not in this tree")
+    from sparkflash.virtual.core import CoreOptions, VirtualCore
+
+    (tmp_path / "SConstruct").write_text(SCONSTRUCT)
+    (tmp_path / "tiny.yaml").write_text(FLASHABLE)
+    (tmp_path / "note.txt").write_bytes(b"external note\n")
+    fw = struct.pack("<II", 0x20005000, 0x08005101) + bytes(range(256)) * 8  # SP, Thumb reset handler, code
+    (tmp_path / "fw.bin").write_bytes(fw)
+    core_dir = tmp_path / "core"
+    with VirtualCore(core_dir, CoreOptions(dfu_poll=False, endpoints=("dfu",))) as core:
+        blank_app = core.state.internal.read(0x08005000, len(fw))
+        ext = _scons(tmp_path, s3_server, "MANIFEST=tiny.yaml", "VIA=dfu", f"DEVICE=virtual:{core_dir}", "flash-ext")
+        assert ext.returncode == 0, ext.stdout + ext.stderr
+        assert core.state.external.read(0x90000, 14) == b"external note\n"
+        assert core.state.internal.read(0x08005000, len(fw)) == blank_app  # flash-ext leaves the firmware alone
+        fl = _scons(tmp_path, s3_server, "MANIFEST=tiny.yaml", f"DEVICE=virtual:{core_dir}", "flash")
+        assert fl.returncode == 0, fl.stdout + fl.stderr
+        assert core.state.internal.read(0x08005000, len(fw)) == fw

@@ -12,7 +12,7 @@ command/data block costs the bwPollTimeout the Core announces: 50 ms internal, S
    versus a full write of that region (--no-skip), each followed by the digest read-back.
 
 Options: --spi-kib N (default 256), --internal-kib N (16), --big-kib N (1536), --quick
-(32/8/256, for a smoke run).
+(128/8/256, for a smoke run).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
     if a.quick:
-        a.spi_kib, a.internal_kib, a.big_kib = 32, 8, 256
+        a.spi_kib, a.internal_kib, a.big_kib = 128, 8, 256
     with tempfile.TemporaryDirectory(prefix="bench-dfu-") as tmp:
         core = VirtualCore(Path(tmp) / "core", CoreOptions(dfu_poll=True, endpoints=("dfu",))).start()
         try:

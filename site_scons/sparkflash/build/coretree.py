@@ -91,6 +91,7 @@ class FirmwareTree:
     firmware: Component
     linker_script: Path
     target: str
+    link_flags: tuple[str, ...] = ()
 
     @property
     def components(self) -> tuple[Component, Component, Component]:
@@ -143,7 +144,7 @@ def _sibling(firmware_root: Path, name: str) -> Path:
     return path
 
 
-def _firmware(root: Path, common: Path, comm: Path, opts: BuildOptions, defines: list[str]) -> Component:
+def _firmware(root: Path, common: Path, comm: Path, opts: BuildOptions, compat: list[str], defines: list[str]) -> Component:
     mk = MakeVars(root)
     cxx_std: tuple[str, ...] = ()
     if opts.app:
@@ -169,7 +170,7 @@ def _firmware(root: Path, common: Path, comm: Path, opts: BuildOptions, defines:
         root=root,
         sources=_sources(root, mk),
         include_dirs=tuple(includes),
-        defines=tuple(["USE_STDPERIPH_DRIVER", "STM32F10X_MD", "DFU_BUILD_ENABLE", "SPARK=1", *defines]),
+        defines=tuple([*compat, "USE_STDPERIPH_DRIVER", "STM32F10X_MD", "DFU_BUILD_ENABLE", "SPARK=1", *defines]),
         cflags=("-ffunction-sections", "-Wall", "-fmessage-length=0", "-Werror=deprecated-declarations"),
         cxxflags=(*cxx_std, "-fno-rtti", "-fno-exceptions"),
         archive=None,
@@ -189,22 +190,24 @@ def load_tree(firmware_root: str | Path, opts: BuildOptions = BuildOptions()) ->
     if not script.is_file():
         raise InputError(f"{root}: linker script not found: expected {script}")
     extra = [*_option_defines(opts), *opts.extra_defines]
+    compat = list(NEWLIB_COMPAT_DEFINES) if opts.newlib_compat else []
     return FirmwareTree(
         common=_library(
             COMMON,
             common,
             ("CMSIS/Include", "CMSIS/Device/ST/STM32F10x/Include"),
-            ["USE_STDPERIPH_DRIVER", "STM32F10X_MD", *extra],
+            [*compat, "USE_STDPERIPH_DRIVER", "STM32F10X_MD", *extra],
             ("-ffunction-sections", "-Wall", "-Wno-switch", "-fmessage-length=0"),
         ),
         communication=_library(
             COMMUNICATION,
             comm,
             (),
-            [f"SPARK_PRODUCT_ID={opts.product_id}", f"PRODUCT_FIRMWARE_VERSION={opts.product_version}", *extra],
+            [*compat, f"SPARK_PRODUCT_ID={opts.product_id}", f"PRODUCT_FIRMWARE_VERSION={opts.product_version}", *extra],
             ("-ffunction-sections", "-fmessage-length=0", "-Wall"),
         ),
-        firmware=_firmware(root, common, comm, opts, extra),
+        firmware=_firmware(root, common, comm, opts, compat, extra),
         linker_script=script,
         target=opts.app or FIRMWARE,
+        link_flags=NEWLIB_COMPAT_LINK if opts.newlib_compat else (),
     )

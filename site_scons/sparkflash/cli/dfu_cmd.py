@@ -141,8 +141,10 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.file}: DFU suffix {suffix.vendor:04x}:{suffix.product:04x} bcdDevice {suffix.bcd_device:04x} "
           f"bcdDFU {suffix.bcd_dfu:04x} CRC {suffix.crc:08x}")
+    if "payload_size" in doc:
+        print(f"  plain DFU file: {doc['payload_size']} bytes of payload (flash with -s ADDRESS)")
     for t in doc.get("targets", []):  # type: ignore[attr-defined]
         print(f"  target alt {t['alt']} {t['name']!r}")
-        for e in t["elements"]:
-            print(f"    0x{e['address']:08x}  {e['size']} bytes")
+        for el in t["elements"]:
+            print(f"    0x{el['address']:08x}  {el['size']} bytes")
     return 0

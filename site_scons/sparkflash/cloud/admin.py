@@ -73,13 +73,14 @@ def _create(server: CloudServer, body: dict[str, Any]) -> dict[str, Any]:
 
 async def _stream(writer: asyncio.StreamWriter, dep: Deployment, after: int) -> None:
     writer.write(_head(200, "application/x-ndjson"))
-    n = after
+    n, idle = after, 0
     while True:
         done = dep.done  # read before the events: the last ones are then sent too
         evs = dep.events_after(n)
         n += len(evs)
-        if evs:
-            writer.write(b"".join((json.dumps(e, sort_keys=True) + "\n").encode() for e in evs))
+        idle = 0 if evs else idle + 1
+        if evs or idle % 100 == 0:  # an empty line every 5 s keeps idle clients from timing out
+            writer.write(b"".join((json.dumps(e, sort_keys=True) + "\n").encode() for e in evs) or b"\n")
             await writer.drain()
         if done and not evs:
             return

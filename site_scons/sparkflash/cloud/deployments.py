@@ -7,6 +7,7 @@ tagged with the device and kept in order, so the admin API can replay and stream
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Deployment"]
 
 _ids = itertools.count(1)
+log = logging.getLogger("sparkflash.cloud")
 
 
 class Deployment:
@@ -58,7 +60,9 @@ class Deployment:
             res = deploy_release(flasher, self.release, regions=self.regions,
                                  on_event=lambda ev: self._emit(device, ev), allow_downgrade=True)
             doc = res.to_json()
-        except SparkflashError as e:
+        except Exception as e:  # noqa: BLE001 - a result must exist for every device, or the deployment never ends
+            if not isinstance(e, SparkflashError):
+                log.exception("deployment %s, device %s", self.id, device)
             m = self.release.manifest
             doc = {**DeployResult(m.name, m.version, device, "ota", []).to_json(), "ok": False, "error": str(e)}
             self._emit(device, {"event": "deploy-done", "ok": False, "error": str(e)})

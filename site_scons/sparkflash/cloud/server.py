@@ -53,6 +53,8 @@ class CloudServer:
         self.deployments: dict[str, Any] = {}
         self._changed: asyncio.Condition | None = None
         self._servers: list[asyncio.base_events.Server] = []
+        self._live: set[DeviceSession] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -70,15 +72,28 @@ class CloudServer:
         log.info("cloud: devices on %s:%d, admin on %s", self.host, self.port, self.admin_addr)
 
     async def close(self) -> None:
+        """Stop listening and end every connection; handlers finish rather than being cancelled
+        (a cancelled stream handler makes Python 3.11's asyncio log a spurious traceback)."""
         for s in self._servers:
             s.close()
-        for sess in list(self.sessions.values()):
+        for sess in list(self._live):
             sess.close()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
         for s in self._servers:
             await s.wait_closed()
 
     async def _on_device(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await DeviceSession(self, reader, writer).run()
+        sess = DeviceSession(self, reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._live.add(sess)
+        self._handlers.add(task)
+        try:
+            await sess.run()
+        finally:
+            self._live.discard(sess)
+            self._handlers.discard(task)
 
     def attach(self, s: DeviceSession) -> None:
         assert s.info is not None

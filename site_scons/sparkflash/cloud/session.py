@@ -170,7 +170,7 @@ class DeviceSession:
                 while not sender.finished:
                     if self.closed.is_set():
                         raise DeviceGone(f"device {self.device_id}: connection lost at chunk {sender.acked}/{sender.count}")
-                    await self.writer.drain()
+                    await self._drain()
                     delay = None if sender.next_deadline is None else max(0.0, sender.next_deadline - loop.time())
                     try:
                         await asyncio.wait_for(self._wake.wait(), delay)
@@ -180,9 +180,15 @@ class DeviceSession:
                     if not self.closed.is_set():
                         self.send(sender.on_timeout(loop.time()))
                     progress(sender.acked)
-                await self.writer.drain()
+                await self._drain()
             finally:
                 self._sender = None
+
+    async def _drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except ConnectionError:  # a firmware update ends with the device resetting: not an error by itself
+            self.close()
 
     async def request(self, m: Message, timeout: float) -> Message:
         """Send a CON request, wait for its piggybacked answer (matched by token)."""

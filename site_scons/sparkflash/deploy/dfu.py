@@ -174,7 +174,7 @@ class DfuFlasher:
         mem = check_region(self.board, region)
         layout = self.backend.select(mem.dfu_alt)
         bad = layout.covers(region.address, region.size, WRITABLE | ERASABLE)
-        if bad is not None and not (bad.allows(WRITABLE) and bad.allows(ERASABLE)) and not region.allow_protected:
+        if bad is not None and not region.allow_protected:
             raise InputError(f"region {region.name!r}: 0x{region.address:08x} lies in a segment of type "
                              f"'{bad.type_letter}' (0x{bad.start:08x}..0x{bad.end:08x}) of alt {mem.dfu_alt} "
                              f"{layout.name!r}, which is not erasable and writable")
@@ -202,16 +202,19 @@ class DfuFlasher:
         report = WriteReport(sectors_skipped=plan.skipped)
         progress(0, region.size)
         for run_start, run_end in plan.runs():
-            self._write_run(plan, run_start, run_end, report, region)
-            progress(max(0, min(run_end, region.end) - region.address), region.size)
+            def run_progress(done: int, _total: int, _s: int = run_start) -> None:
+                progress(min(region.size, max(0, _s + done - region.address)), region.size)
+
+            self._write_run(plan, run_start, run_end, report, region, run_progress)
         progress(region.size, region.size)
         return report
 
-    def _write_run(self, plan: SectorPlan, start: int, end: int, report: WriteReport, region: Region) -> None:
+    def _write_run(self, plan: SectorPlan, start: int, end: int, report: WriteReport, region: Region,
+                   progress: ProgressFn) -> None:
         want = plan.bytes_of(start, end)
         for attempt in range(2):
             erase = [s for s in range(start, end, plan.sector_size) if attempt or s not in plan.blank]
-            report.bytes_sent += self.backend.write_run(start, want, erase, lambda d, t: None)
+            report.bytes_sent += self.backend.write_run(start, want, erase, progress)
             report.sectors_erased += len(erase)
             back = self.backend.read_back(start, end - start)
             if back == want:

@@ -59,7 +59,8 @@ class AdminClient:
         resp = self._open("GET", f"/v1/deployments/{deployment}/events")
         try:
             while line := resp.readline():
-                yield json.loads(line)
+                if line.strip():  # blank lines are the server's keep-alives
+                    yield json.loads(line)
         except (OSError, http.client.HTTPException) as e:
             raise TransportError(f"cloud admin API at {self.url}: event stream broke: {e}") from None
         finally:

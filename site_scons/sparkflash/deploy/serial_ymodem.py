@@ -64,11 +64,13 @@ class SerialFlasher:
     via = "serial"
 
     def __init__(self, port: str, board: Board, *, baud: int = 115200, timeout: float | None = None,
-                 attempts: int = 3, reconnect_s: float = 15.0,
+                 attempts: int = 3, reconnect_s: float | None = None,
                  opener: Callable[[str, int], SerialLink] = open_serial) -> None:
         self.port, self.board, self.baud = port, board, baud
-        self.attempts, self.reconnect_s, self.opener = attempts, reconnect_s, opener
         t = timeout
+        # A Core away for a reset (the bootloader copying 108 KB) is back within seconds.
+        self.reconnect_s = reconnect_s if reconnect_s is not None else (15.0 if t is None else t)
+        self.attempts, self.opener = attempts, opener
         self.timeouts = Y.SenderTimeouts() if t is None else Y.SenderTimeouts(
             start=t, header_ack=t, after_header=min(2.0, t), block_ack=t, eot_ack=t, end_c=min(6.0, t), end_ack=t)
         self.reply_s = 10.0 if t is None else t
@@ -92,21 +94,25 @@ class SerialFlasher:
         report = WriteReport(sectors_erased=len(region.erase))
         last: DeviceError | None = None
         for attempt in range(1, self.attempts + 1):
-            try:
-                if attempt > 1:
-                    report.retries += 1
+            if last is not None:
+                report.retries += 1
+                try:
                     self._reconnect()
+                except DeviceGone as e:  # it is not coming back: no point in more attempts
+                    raise DeviceGone(f"{where}: {e} (after: {last})") from last
+            try:
                 if plan.how == "firmware":
                     sender = self._send_firmware(data, progress)
                 else:
                     sender = self._send_save(region, data, plan.any_area, progress)
-                report.bytes_sent += len(data)
-                report.retries += sender.retries
-                return report
             except _Refused as e:
                 raise RemoteProtocolError(f"{where}: {e}") from None
             except (TransportError, ProtocolError) as e:
                 last = e
+                continue
+            report.bytes_sent += len(data)
+            report.retries += sender.retries
+            return report
         assert last is not None
         raise type(last)(f"{where}: failed after {self.attempts} attempts: {last}") from last
 
@@ -179,6 +185,7 @@ class SerialFlasher:
         try:
             rest = drive(self._link(), sender, on_event, initial=self._lines.take_rest())
         except ProtocolError as e:
+            self._lines.receive_data(sender.take_rest())
             why = self._device_reason()
             raise type(e)(f"{e}{'; device says: ' + why if why else ''}") from e
         self._lines.receive_data(rest)
@@ -198,8 +205,10 @@ class SerialFlasher:
         ctx = f"SAVE 0x{region.address:08x}+0x{region.size:x}"
         try:
             self._command(L.encode_save(region.address, len(data), any_area), ctx)
-        except RemoteProtocolError as e:
-            raise _Refused(str(e)) from None  # the device's range rule will not change on retry
+        except L.Refused as e:
+            if e.code == L.ERR_RANGE:
+                raise _Refused(str(e)) from None  # the device's range rule will not change on retry
+            raise
         sender = Y.Sender(region.name, data, timeouts=self.timeouts)
         self._run_sender(sender, progress)
         self._reply(f"{ctx}: result", self.reply_s)  # OK <len>, or ERR (flash or transfer)

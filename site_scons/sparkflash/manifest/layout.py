@@ -45,7 +45,6 @@ class LayoutResult:
     regions: tuple[Region, ...]
     blobs: dict[str, bytes]  # sha256 hex -> bytes
     warnings: tuple[str, ...]
-    placed: tuple[Placed, ...]
 
 
 def _memory(spec: RegionSpec, board: Board, origin: str, name: str) -> Memory:
@@ -193,4 +192,4 @@ def lay_out(rel: ReleaseSpec, board: Board, sources: dict[str, bytes], *, strict
             erase=tuple(p.memory.sectors(p.address, len(p.data))), kind=p.spec.kind,
             allow_protected=p.spec.allow_protected,
         ))
-    return LayoutResult(tuple(regions), blobs, tuple(warnings), tuple(placed))
+    return LayoutResult(tuple(regions), blobs, tuple(warnings))

@@ -8,6 +8,7 @@ signature covers exactly those bytes.
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,16 +16,24 @@ from sparkflash.errors import InputError
 
 __all__ = ["FORMAT", "Region", "Manifest", "parse_version"]
 
+_ID_CHARS = set(string.ascii_letters + string.digits + "-")
+
 FORMAT = "sparkflash-manifest/1"
 
 
-def parse_version(v: str) -> tuple[int, int, int, str]:
-    """Semver as a sortable tuple (a pre-release sorts before its release)."""
-    core, _, pre = v.partition("-")
-    parts = core.split("+")[0].split(".")
+def parse_version(v: str) -> tuple[int, int, int, tuple[tuple[int, int | str], ...]]:
+    """Semver as a key ordered by semver precedence (2.0.0 §11): a pre-release sorts before
+    its release, numeric identifiers compare as numbers, build metadata is ignored."""
+    core, _, pre = v.split("+", 1)[0].partition("-")
+    parts = core.split(".")
     if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
         raise InputError(f"version {v!r} is not semver (MAJOR.MINOR.PATCH)")
-    return int(parts[0]), int(parts[1]), int(parts[2]), pre or "\uffff"
+    ids = pre.split(".") if pre else []
+    if any(not i or not set(i) <= _ID_CHARS for i in ids):
+        raise InputError(f"version {v!r}: pre-release {pre!r} is not semver (dot-separated [0-9A-Za-z-] identifiers)")
+    # (0, n) numeric < (1, s) alphanumeric; a release gets (2, "") so it sorts after any pre-release.
+    key = tuple((0, int(i)) if i.isdigit() else (1, i) for i in ids) if ids else ((2, ""),)
+    return int(parts[0]), int(parts[1]), int(parts[2]), key
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ end in one clear InputError, never a traceback.
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,21 @@ class ReleaseSpec:
         return self.lines.get(key, self.line)
 
 
+class _Repr(reprlib.Repr):
+    repr_Marked = reprlib.Repr.repr_dict  # reprlib dispatches on the type's name
+    repr_MarkedList = reprlib.Repr.repr_list
+
+
+_REPR = _Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+
+
+def _show(v: Any) -> str:
+    """A bounded repr: YAML aliases can make a small file a huge value (billion laughs)."""
+    return _REPR.repr(v)
+
+
 class _Ctx:
     """Error helper: knows the file and (optionally) the region being read."""
 
@@ -86,7 +102,7 @@ class _Ctx:
 def _keys(ctx: _Ctx, d: Marked, known: tuple[str, ...], what: str) -> None:
     for k in d:
         if k not in known:
-            raise ctx.err(d.line_of(k), f"unknown key {k!r} in {what} (known: {', '.join(known)})")
+            raise ctx.err(d.line_of(k), f"unknown key {_show(k)} in {what} (known: {', '.join(known)})")
 
 
 def _str(ctx: _Ctx, d: Marked, key: str, required: bool = True) -> str | None:
@@ -97,7 +113,7 @@ def _str(ctx: _Ctx, d: Marked, key: str, required: bool = True) -> str | None:
     v = d[key]
     if not isinstance(v, str) or not v:
         hint = f' (quote it: {key}: "{v}")' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-        raise ctx.err(d.line_of(key), f"{key} must be a non-empty string, not {v!r}{hint}")
+        raise ctx.err(d.line_of(key), f"{key} must be a non-empty string, not {_show(v)}{hint}")
     return v
 
 
@@ -111,7 +127,7 @@ def _int(ctx: _Ctx, d: Marked, key: str, lo: int = 0, hi: int = MAX_INT) -> int 
         except ValueError:
             pass
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ctx.err(d.line_of(key), f"{key} must be an integer such as 0x80000, not {d[key]!r}")
+        raise ctx.err(d.line_of(key), f"{key} must be an integer such as 0x80000, not {_show(d[key])}")
     if not lo <= v < hi:
         raise ctx.err(d.line_of(key), f"{key} {v:#x} out of range [{lo:#x}, {hi:#x})")
     return v
@@ -121,7 +137,7 @@ def _name(ctx: _Ctx, d: Marked, key: str = "name") -> str:
     v = _str(ctx, d, key)
     assert v is not None
     if not NAME_RE.match(v):
-        raise ctx.err(d.line_of(key), f"{key} {v!r} must be 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
+        raise ctx.err(d.line_of(key), f"{key} {_show(v)} must be 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
     return v
 
 
@@ -145,7 +161,7 @@ def _source(ctx: _Ctx, parent: Marked) -> SourceSpec:
 def _region(origin: str, d: Any, line: int, index: int) -> RegionSpec:
     ctx = _Ctx(origin, f"#{index + 1}")
     if not isinstance(d, Marked):
-        raise ctx.err(line, f"each region must be a mapping with name, memory/address or area, and source; got {d!r}")
+        raise ctx.err(line, f"each region must be a mapping with name, memory/address or area, and source; got {_show(d)}")
     ctx.region = _name(ctx, d)
     _keys(ctx, d, REGION_KEYS, "region")
     kind = _str(ctx, d, "kind", required=False) or "data"
@@ -157,7 +173,7 @@ def _region(origin: str, d: Any, line: int, index: int) -> RegionSpec:
         raise ctx.err(d.line, "missing address (or a named area such as area: user)")
     allow = d.get("allow_protected", False)
     if not isinstance(allow, bool):
-        raise ctx.err(d.line_of("allow_protected"), f"allow_protected must be true or false, not {allow!r}")
+        raise ctx.err(d.line_of("allow_protected"), f"allow_protected must be true or false, not {_show(allow)}")
     if "source" not in d:
         raise ctx.err(d.line, "missing required key 'source'")
     align = _int(ctx, d, "align", 1)

@@ -36,8 +36,9 @@ class Segment:
     def type_letter(self) -> str:
         return chr(ord("a") - 1 + self.flags) if self.flags else "?"
 
-    def allows(self, flag: int) -> bool:
-        return bool(self.flags & flag)
+    def allows(self, flags: int) -> bool:
+        """True if every bit of `flags` (READABLE | ERASABLE | WRITABLE) is set."""
+        return self.flags & flags == flags
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Layout:
         return next((s for s in self.segments if s.start <= address < s.end), None)
 
     def covers(self, address: int, size: int, flag: int) -> Segment | None:
-        """The first segment in [address, address+size) lacking `flag`, or None if all allow it.
+        """The first segment in [address, address+size) lacking a bit of `flag`, or None if all allow it.
 
         Gaps between segments count as lacking every flag (returned as a zero-flag Segment)."""
         a, end = address, address + max(size, 1)

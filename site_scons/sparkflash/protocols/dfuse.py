@@ -30,6 +30,8 @@ OUT, IN = 0x21, 0xA1  # class request to interface, host->device / device->host
 CMD_SET_ADDRESS, CMD_ERASE = 0x21, 0x41
 MAX_TRANSFER = 1024  # the Core's RAM buffer; never move more per request
 MAX_ZERO_POLLS = 100  # dfu-util's "device stuck" limit for busy replies with no poll timeout
+MAX_BUSY_MS = 60_000  # no Core operation takes this long (sector erase: 25 ms max); stop waiting
+MAX_BUSY_POLLS = 2_000  # nor needs this many GETSTATUS (the Core: exactly 2 per request)
 
 
 class Req(IntEnum):
@@ -220,11 +222,13 @@ class DfuseHost:
         st = yield from self._getstatus()
         if command and st.state != State.DNBUSY and st.state != State.ERROR:
             raise RemoteProtocolError(f"{what}: wrong state after command: {st.describe()}, expected dfuDNBUSY")
-        zero = 0
+        zero = busy_ms = polls = 0
         while st.state in (State.DNBUSY, State.DNLOAD_SYNC):
             zero = zero + 1 if st.poll_ms == 0 else 0
-            if zero > MAX_ZERO_POLLS:
-                raise RemoteProtocolError(f"{what}: device stuck in {st.describe()} after {MAX_ZERO_POLLS} polls")
+            busy_ms, polls = busy_ms + st.poll_ms, polls + 1
+            if zero > MAX_ZERO_POLLS or busy_ms > MAX_BUSY_MS or polls > MAX_BUSY_POLLS:
+                raise RemoteProtocolError(f"{what}: device stuck in {st.describe()} after {polls} polls "
+                                          f"and {busy_ms} ms")
             if st.poll_ms:
                 yield Wait(st.poll_ms / 1000)
             st = yield from self._getstatus()

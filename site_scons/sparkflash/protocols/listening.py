@@ -18,7 +18,7 @@ __all__ = [
     "MAX_LINE", "ERR_SYNTAX", "ERR_RANGE", "ERR_FLASH", "ERR_TRANSFER", "ERR_SIZE",
     "ID_TEXT", "FW_PROMPT", "FW_TOO_BIG", "FW_DONE", "FW_FAILED", "FW_RESTART", "FW_NOT_SUPPORTED",
     "Key", "Identify", "Checksum", "Save", "BadLine", "Request", "LineBuffer", "CommandReader",
-    "ok", "err", "encode_id", "encode_sum", "encode_save", "Reply", "parse_reply", "parse_sum",
+    "ok", "err", "encode_id", "encode_sum", "encode_save", "Reply", "Refused", "parse_reply", "parse_sum",
     "save_range_error",
 ]
 
@@ -191,13 +191,22 @@ class Reply:
     fields: tuple[str, ...]
 
 
+class Refused(RemoteProtocolError):
+    """The device answered `ERR <code> ...`; `code` tells a range refusal from line noise."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def parse_reply(line: str, context: str) -> Reply:
     """`OK ...` -> Reply; `ERR code text` -> RemoteProtocolError naming `context`."""
     words = line.split()
     if words[:1] == ["OK"]:
         return Reply(tuple(words[1:]))
     if words[:1] == ["ERR"] and len(words) >= 2:
-        raise RemoteProtocolError(f"{context}: device refused: {' '.join(words[1:])}")
+        code = int(words[1]) if words[1].isdigit() else 0
+        raise Refused(f"{context}: device refused: {' '.join(words[1:])}", code)
     raise RemoteProtocolError(f"{context}: unexpected reply {line[:80]!r} (is this our firmware in listening mode?)")
 
 

@@ -66,18 +66,13 @@ def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | 
     key = root.key("channels", name, f"{channel}.json")
     raw = store.get(key)
     if raw is None:
-        have = [c.removesuffix(".json") for c in _names(store, root.key("channels", name))]
+        have = [c.removesuffix(".json") for c in store.list_children(root.key("channels", name), folders=False)]
         raise PublishError(f"s3://{loc.bucket}/{key}: no channel {channel!r} for {name}"
                            + (f" (channels: {', '.join(have)})" if have else " (nothing published for it)"))
     rec, _ = open_channel(raw, f"s3://{loc.bucket}/{key}", trust)
     if rec.name != name or rec.channel != channel:
         raise VerifyError(f"s3://{loc.bucket}/{key}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
     return root, name, rec.version, rec.manifest_sha256
-
-
-def _names(store: S3Store, prefix: str) -> list[str]:
-    r = store.client.list_objects_v2(Bucket=store.bucket, Prefix=prefix + "/")
-    return sorted(o["Key"].rsplit("/", 1)[-1] for o in r.get("Contents", []))
 
 
 def _safe(component: str) -> str:
@@ -159,7 +154,7 @@ def fetch_release(
     origin = f"s3://{root.bucket}/{mkey}"
     raw = store.get(mkey)
     if raw is None:
-        have = [v for v in store.list_children(root.key("releases", name))]
+        have = store.list_children(root.key("releases", name))
         raise PublishError(f"{origin}: no such release" + (f" (versions: {', '.join(have)})" if have else ""))
     sig_raw = store.get(skey)
     m = _verify_manifest(raw, sig_raw, origin, name, version, pinned, trust)

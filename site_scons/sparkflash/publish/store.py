@@ -81,13 +81,28 @@ def _boto3() -> Any:
     return boto3
 
 
+_loader: list[Any] = []  # botocore's service-model loader: static data, expensive to parse, safe to share
+
+
+def _botocore_session() -> Any:
+    """A fresh session (credentials and config read anew) that reuses the parsed service models."""
+    import botocore.session
+
+    s = botocore.session.get_session()
+    if _loader:
+        s.register_component("data_loader", _loader[0])
+    else:
+        _loader.append(s.get_component("data_loader"))
+    return s
+
+
 def make_client(opts: ClientOptions) -> tuple[Any, str]:
     """(boto3 S3 client, endpoint description for messages)."""
     boto3 = _boto3()
     from botocore.config import Config
 
     endpoint = opts.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    session = boto3.session.Session(region_name=opts.region)
+    session = boto3.session.Session(botocore_session=_botocore_session(), region_name=opts.region)
     region = session.region_name or "us-east-1"
     creds: dict[str, str] = {}
     if session.get_credentials() is None and _is_loopback(endpoint):
@@ -227,14 +242,18 @@ class S3Store:
             pass  # the server is gone; a bucket lifecycle rule (AbortIncompleteMultipartUpload) cleans up
 
     def ensure_bucket(self, create: bool) -> None:
+        """Fail early, naming the bucket, if it does not exist; or create it when asked."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_bucket(Bucket=self.bucket)
             return
         except ClientError as e:
-            if not create or self._code(e) not in ("404", "NoSuchBucket", "NotFound"):
-                raise self._fail(e if self._code(e) not in ("404", "NotFound") else _nobucket(e), "opening", "") from e
+            if self._code(e) not in ("404", "NoSuchBucket", "NotFound"):  # head_bucket's 404 has no body
+                raise self._fail(e, "opening", "") from e
+            if not create:
+                raise PublishError(f"s3://{self.bucket}: bucket {self.bucket!r} does not exist at {self.endpoint}; "
+                                   "create it (publish --create-bucket, or s3-local --bucket)") from e
         except BotoCoreError as e:
             raise self._fail(e, "opening", "") from e
         region = self.client.meta.region_name
@@ -243,22 +262,14 @@ class S3Store:
             kw["CreateBucketConfiguration"] = {"LocationConstraint": region}
         self._call("creating", "", self.client.create_bucket, **kw)
 
-    def list_children(self, prefix: str) -> list[str]:
-        """Immediate "sub-folder" names under prefix/ (for hints such as available versions)."""
+    def list_children(self, prefix: str, folders: bool = True) -> list[str]:
+        """Names of the "sub-folders" (or objects) right under prefix/, for hints such as available versions."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             r = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/", Delimiter="/")
         except (BotoCoreError, ClientError):
             return []
-        return sorted(p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in r.get("CommonPrefixes", []))
+        names = [p["Prefix"] for p in r.get("CommonPrefixes", [])] if folders else [o["Key"] for o in r.get("Contents", [])]
+        return sorted(n.rstrip("/").rsplit("/", 1)[-1] for n in names)
 
-
-def _nobucket(e: Exception) -> Exception:
-    """head_bucket's 404 carries no code; make it read like the NoSuchBucket it is."""
-    from botocore.exceptions import ClientError
-
-    resp = dict(getattr(e, "response", {}) or {})
-    resp["Error"] = {"Code": "NoSuchBucket", "Message": "no such bucket"}
-    err: Exception = ClientError(resp, "HeadBucket")  # type: ignore[arg-type,unused-ignore]
-    return err

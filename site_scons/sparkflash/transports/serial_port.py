@@ -18,6 +18,13 @@ __all__ = ["SerialLink", "open_serial", "POLL_S"]
 
 POLL_S = 0.05  # read-timeout slice: the granularity of every deadline on a serial port
 
+try:  # pyserial lets tcdrain/tcflush failures through as termios.error, not OSError
+    import termios
+
+    _GONE: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
+except ImportError:  # not POSIX
+    _GONE = (serial.SerialException, OSError)
+
 _HINTS = {
     errno.ENOENT: "no such port; is the device plugged in (and the virtual core running)?",
     errno.EACCES: "permission denied; add your user to the dialout group",
@@ -42,7 +49,7 @@ class SerialLink:
                     return first + self.port.read(max(0, min(n - 1, self.port.in_waiting)))
                 if time.monotonic() >= end:
                     return b""
-        except (serial.SerialException, OSError) as e:
+        except _GONE as e:
             raise DeviceGone(f"serial port {self.name} vanished while reading ({e})") from e
 
     def write(self, data: bytes) -> None:
@@ -51,7 +58,7 @@ class SerialLink:
             self.port.flush()
         except serial.SerialTimeoutException as e:
             raise TransportTimeout(f"serial port {self.name}: write of {len(data)} bytes timed out") from e
-        except (serial.SerialException, OSError) as e:
+        except _GONE as e:
             raise DeviceGone(f"serial port {self.name} vanished while writing ({e})") from e
         if sent is not None and sent != len(data):
             raise TransportTimeout(f"serial port {self.name}: wrote {sent} of {len(data)} bytes")
@@ -60,13 +67,13 @@ class SerialLink:
         """Drop stale bytes (prompts a device printed while nobody was listening)."""
         try:
             self.port.reset_input_buffer()
-        except (serial.SerialException, OSError) as e:
+        except _GONE as e:
             raise DeviceGone(f"serial port {self.name} vanished ({e})") from e
 
     def close(self) -> None:
         try:
             self.port.close()
-        except (serial.SerialException, OSError):
+        except _GONE:
             pass  # it is gone already
 
 

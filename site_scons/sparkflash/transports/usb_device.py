@@ -24,8 +24,8 @@ UDEV_HINT = ('permission denied: add a udev rule, e.g. SUBSYSTEM=="usb", ATTR{id
 
 def _usb() -> Any:
     try:
-        import usb.core
-        import usb.util
+        import usb.core  # type: ignore[import-untyped]
+        import usb.util  # type: ignore[import-untyped]
     except ImportError as e:  # pragma: no cover - pyusb is a dependency
         raise TransportError("pyusb is not installed: pip install pyusb") from e
     return usb

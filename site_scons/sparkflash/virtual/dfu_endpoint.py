@@ -44,6 +44,7 @@ class DfuEndpoint:
         self.device = self._fresh_device()
         self.alt = 0
         self.resets = 0  # leave requests served (tests observe them)
+        self.reset_done = threading.Event()  # set after each leave's reset
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
@@ -134,6 +135,7 @@ class DfuEndpoint:
         self.resets += 1
         self.device = self._fresh_device()
         self.alt = 0
+        self.reset_done.set()
 
     def _handle(self, req: ControlRequest) -> bytes | None:
         if req.bmRequestType == 0x80 and req.bRequest == GET_DESCRIPTOR:

@@ -228,7 +228,7 @@ class SerialEndpoint:
                     link.dead = True
                     self.resets += 1
                     self._close_pty()
-                    self.state.reset()  # the bootloader installs a pending OTA image
+                    self._boot()
                     if self._stopping.wait(BOOT_S):
                         return
                     self._open_pty()
@@ -237,6 +237,16 @@ class SerialEndpoint:
         except Exception as e:  # noqa: BLE001 - keep the thread from dying silently
             self.error = e
             self._close_pty()
+
+    def _boot(self) -> None:
+        """The bootloader installs a pending OTA image; a reset fault during that copy just
+        means another reset (the pending flag is still set, so the copy starts over)."""
+        while True:
+            try:
+                self.state.reset()
+                return
+            except DeviceReset:
+                self.resets += 1
 
     def _listen(self, link: _PtyLink) -> None:
         reader = L.CommandReader()

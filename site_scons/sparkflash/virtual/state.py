@@ -5,7 +5,7 @@ STATE_DIR/
     internal.bin    128 KiB STM32 flash image (bootloader area write-protected)
     external.bin    2 MiB SST25VF016B image; device key at 0x2000, server key at 0x1000,
                     server address TLV at 0x1180, as on a real Core
-    serial.path     pty path of the serial port while the core runs
+    serial.port     path to open for the serial port (STATE/tty -> current pty) while it runs
     dfu.sock        the DfuSe endpoint while the core runs
 
 Everything a transport can observe lives in the images, so tests check the bytes

@@ -1,0 +1,119 @@
+"""`sparkflash cloud serve|register|keygen`: run our own Spark cloud for OTA deployments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sparkflash.errors import InputError
+from sparkflash.manifest.release import atomic_write
+
+__all__ = ["register"]
+
+
+def _hostport(s: str) -> tuple[str, int]:
+    host, _, port = s.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {s!r}")
+    return host, int(port)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("cloud", help="our own Spark cloud server for OTA (devices on TCP 5683, admin API on loopback)")
+    cs = p.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
+
+    s = cs.add_parser("serve", help="accept registered devices and run deployments")
+    s.add_argument("--host", default="0.0.0.0", help="device listener address (default all)")
+    s.add_argument("--port", type=int, default=5683, help="device TCP port (default 5683; 0 = any free port)")
+    s.add_argument("--admin", type=_hostport, default=("127.0.0.1", 8683), help="admin API HOST:PORT (default 127.0.0.1:8683)")
+    s.add_argument("--key", type=Path, required=True, help="server RSA-2048 private key (from `cloud keygen`)")
+    s.add_argument("--devices", type=Path, required=True, help="directory of registered device keys (<id>.pub.pem)")
+    s.add_argument("--trust", type=Path, action="append", default=[], help="require releases signed by these keys")
+    s.add_argument("--json", action="store_true", help="print one JSON line with the bound addresses")
+    s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    s.set_defaults(func=_serve)
+
+    r = cs.add_parser("register", help="allow a device: a virtual core's STATE_DIR or a PUBKEY file")
+    r.add_argument("source", type=Path, help="virtual core state directory, or <id>.pub.pem")
+    r.add_argument("--devices", type=Path, required=True, help="the server's device directory")
+    r.add_argument("--id", help="device id (24 hex) when SOURCE is a key file not named <id>.pub.pem")
+    r.add_argument("--server-key", type=Path, help="with a STATE_DIR: also point the core at this server (public DER)")
+    r.add_argument("--server", type=_hostport, default=("127.0.0.1", 5683), help="with --server-key: HOST:PORT")
+    r.set_defaults(func=_register)
+
+    k = cs.add_parser("keygen", help="make the server key: OUT (private DER) and OUT.pub (294-byte SPKI for 0x1000)")
+    k.add_argument("--out", type=Path, default=Path("server.der"))
+    k.add_argument("--force", action="store_true", help="overwrite an existing key")
+    k.set_defaults(func=_keygen)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
+    from sparkflash.cloud.server import load_server_key
+    from sparkflash.manifest.keys import TrustStore
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+    args.devices.mkdir(parents=True, exist_ok=True)
+    trust = TrustStore.from_paths(args.trust) if args.trust else None
+    srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=args.host, port=args.port,
+                      admin=args.admin, trust=trust)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with ServerThread(srv):
+        info = {"devices": f"{args.host}:{srv.port}", "admin": "http://%s:%d" % tuple(srv.admin_addr or ("", 0))}
+        print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from sparkflash.cloud import DeviceRegistry
+    from sparkflash.protocols.cloud_handshake import server_public_der
+    from sparkflash.virtual.state import CoreState
+
+    reg = DeviceRegistry(args.devices)
+    if args.source.suffix != ".pem":  # a state directory (created on first use, as virtual-core does)
+        st = CoreState.open(args.source)
+        try:
+            device, pem = st.info["device_id"], st.device_public_pem()
+            if args.server_key:
+                key = serialization.load_der_public_key(args.server_key.read_bytes())
+                assert isinstance(key, rsa.RSAPublicKey)
+                st.set_server(server_public_der(key), *args.server)
+        finally:
+            st.close()
+    else:
+        try:
+            pem = args.source.read_bytes()
+        except OSError as e:
+            raise InputError(f"{args.source}: {e.strerror}") from None
+        device = args.id or args.source.name.split(".")[0].split("_")[0]
+    path = reg.register(device, pem)
+    print(f"registered {device} -> {path}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from sparkflash.protocols.cloud_handshake import server_public_der
+
+    pub_path = args.out.with_name(args.out.name + ".pub")
+    if args.out.exists() and not args.force:
+        raise InputError(f"{args.out} exists; pass --force to replace the server key (every device must then be re-pointed)")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    atomic_write(args.out, key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                             serialization.NoEncryption()))
+    args.out.chmod(0o600)
+    atomic_write(pub_path, server_public_der(key.public_key()))
+    print(f"server key: {args.out} (private), {pub_path} (294-byte public key for the Core's 0x1000)")
+    return 0

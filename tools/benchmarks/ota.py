@@ -1,0 +1,154 @@
+"""OTA throughput over a modelled link: stop-and-wait vs fast OTA, and many devices at once.
+
+Each device reaches the cloud server through its own shaped TCP link (a loopback proxy
+that serialises each direction at the link rate and adds half the round trip each way),
+so every figure comes from the real server, protocol and virtual-core code over real
+sockets. Throughput = region bytes / time of the write phase (UpdateBegin .. UpdateDone
+acknowledged); the checksum verification that follows is reported separately.
+
+    tools/bench ota [--size BYTES] [--agg-size BYTES] [--devices 1,10,100] [--rtt S] [--mbit M] [--no-saw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sparkflash.boards import load_board
+from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
+from sparkflash.cloud.flasher import CloudFlasher, OtaOptions
+from sparkflash.manifest.model import Region
+from sparkflash.manifest.release import digests
+from sparkflash.protocols.cloud_handshake import server_public_der
+from sparkflash.virtual.core import CoreOptions, VirtualCore
+
+ADDRESS = 0x100000
+
+
+class ShapedLink:
+    """A loopback TCP proxy: every connection gets its own full-duplex link of `rate` B/s and `rtt` s."""
+
+    def __init__(self, target_port: int, rtt: float, rate: float) -> None:
+        self.target, self.delay, self.rate = target_port, rtt / 2, rate
+        self.port = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _pump(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        loop, free = asyncio.get_running_loop(), 0.0
+        while data := await r.read(65536):
+            free = max(free, loop.time()) + len(data) / self.rate
+            loop.call_at(free + self.delay, w.write, data)  # times only grow: order is kept
+        loop.call_at(max(free, loop.time()) + self.delay, w.close)
+
+    async def _conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
+        self._writers += [w, uw]
+        await asyncio.gather(self._pump(r, uw), self._pump(ur, w), return_exceptions=True)
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        srv = await asyncio.start_server(self._conn, "127.0.0.1", 0, backlog=512)
+        self.port = srv.sockets[0].getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._ready.set()
+        await self._stop.wait()
+        srv.close()
+        for w in self._writers:
+            w.close()
+        await asyncio.sleep(0.2)  # let the pumps see EOF and end (no cancelled handlers)
+
+    def start(self) -> ShapedLink:
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(5)
+
+
+def _region(data: bytes) -> Region:
+    sha, crc = digests(data)
+    return Region("bench", "external", ADDRESS, len(data), sha, crc, tuple(range(ADDRESS, ADDRESS + len(data), 4096)))
+
+
+def _deploy_one(srv: CloudServer, core: VirtualCore, data: bytes, fast: bool) -> tuple[float, float]:
+    flasher = CloudFlasher(srv, load_board("spark-core"), core.state.info["device_id"], OtaOptions(allow_fast=fast))
+    region = _region(data)
+    t0 = time.monotonic()
+    flasher.write_region(region, data, lambda done, total: None)
+    t1 = time.monotonic()
+    crc, sha = flasher.device_digest(region)
+    if (crc, sha) != (region.crc32, region.sha256):
+        raise AssertionError(f"device {flasher.device} holds different bytes")
+    return t1 - t0, time.monotonic() - t1
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="tools/bench ota")
+    ap.add_argument("--size", type=int, default=200 * 1024, help="bytes for the stop-and-wait vs fast comparison")
+    ap.add_argument("--agg-size", type=int, default=64 * 1024, help="bytes per device for the aggregate runs")
+    ap.add_argument("--devices", default="1,10,100")
+    ap.add_argument("--rtt", type=float, default=0.1)
+    ap.add_argument("--mbit", type=float, default=1.0)
+    ap.add_argument("--no-saw", action="store_true", help="skip the (slow) stop-and-wait run")
+    a = ap.parse_args(argv)
+    rate = a.mbit * 1e6 / 8
+    counts = [int(n) for n in a.devices.split(",") if n]
+    out: dict[str, Any] = {"link": {"rtt_s": a.rtt, "mbit_s": a.mbit, "bytes_s": rate}, "size": a.size}
+    with tempfile.TemporaryDirectory(prefix="bench-ota-") as tmp:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        srv = CloudServer(key, DeviceRegistry(Path(tmp) / "devices"), host="127.0.0.1", port=0, admin=None)
+        cores: list[VirtualCore] = []
+        with ServerThread(srv):
+            link = ShapedLink(srv.port, a.rtt, rate).start()
+            try:
+                def core(i: int) -> VirtualCore:
+                    while len(cores) <= i:
+                        c = VirtualCore(Path(tmp) / f"core{len(cores)}", CoreOptions(endpoints=("cloud",)))
+                        c.state.set_server(server_public_der(key.public_key()), "127.0.0.1", link.port)
+                        srv.registry.register(c.state.info["device_id"], c.state.device_public_pem())
+                        cores.append(c.start())
+                    cores[i].endpoints["cloud"].connected.wait(60)  # type: ignore[attr-defined]
+                    return cores[i]
+
+                data = os.urandom(a.size)
+                modes = ["fast"] + ([] if a.no_saw else ["stop_and_wait"])
+                for mode in modes:
+                    w, v = _deploy_one(srv, core(0), data, mode == "fast")
+                    out[mode] = {"write_s": round(w, 3), "verify_s": round(v, 3), "bytes_s": round(a.size / w),
+                                 "link_fraction": round(a.size / w / rate, 3)}
+                if "stop_and_wait" in out:
+                    out["fast_over_stop_and_wait"] = round(out["fast"]["bytes_s"] / out["stop_and_wait"]["bytes_s"], 1)
+                agg_data = os.urandom(a.agg_size)
+                out["aggregate"] = {}
+                for n in counts:
+                    cs = [core(i) for i in range(n)]
+                    times: list[float] = []
+                    t0 = time.monotonic()
+                    threads = [threading.Thread(target=lambda c=c: times.append(_deploy_one(srv, c, agg_data, True)[0])) for c in cs]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    wall = time.monotonic() - t0
+                    if len(times) != n:
+                        raise AssertionError(f"{n - len(times)} of {n} devices failed")
+                    out["aggregate"][str(n)] = {"devices": n, "bytes_each": a.agg_size, "wall_s": round(wall, 3),
+                                                "aggregate_bytes_s": round(n * a.agg_size / wall),
+                                                "per_device_link_fraction": round(a.agg_size / max(times) / rate, 3)}
+            finally:
+                for c in cores:
+                    c.stop()
+                link.stop()
+    return out

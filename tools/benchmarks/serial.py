@@ -1,0 +1,105 @@
+"""tools/bench serial: YMODEM throughput over the virtual Core's pty at a modelled line rate.
+
+Measured side by side in one run, each on a fresh virtual Core whose serial link costs
+10 bit times per byte at --baud (default 115200) in both directions:
+
+1. ours: SerialFlasher.write_region (SAVE + YMODEM-1K + result line), flash timing off;
+2. ours with the SST25VF016B timing model on too (erase 18 ms / 4 KiB, 5 us/byte);
+3. lrzsz `sb --ymodem -k` sending the same file to the same receiver (after our SAVE),
+   through socat EXEC pipes as in ymodem.md §8.2 (sb's 1 s alarm granularity shows).
+
+Figures: payload bytes per second, and that as a fraction of the line rate (baud / 10
+bytes per second). Options: --kib N (default 64), --baud B, --quick (16 KiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sparkflash.boards import load_board
+from sparkflash.deploy.serial_ymodem import SerialFlasher
+from sparkflash.manifest.model import Region
+from sparkflash.manifest.release import digests
+from sparkflash.protocols import listening as L
+from sparkflash.transports.serial_port import open_serial
+from sparkflash.virtual.core import CoreOptions, VirtualCore
+
+ADDRESS = 0x80000
+
+
+def _figures(size: int, seconds: float, baud: int) -> dict[str, Any]:
+    rate = size / seconds
+    return {"seconds": round(seconds, 3), "bytes_per_s": round(rate), "fraction_of_line_rate": round(rate / (baud / 10), 3)}
+
+
+def _ours(root: Path, data: bytes, baud: int, timing: bool) -> dict[str, Any]:
+    core = VirtualCore(root, CoreOptions(endpoints=("serial",), baud=baud, timing=timing)).start()
+    try:
+        fl = SerialFlasher(core.endpoints["serial"].port, load_board("spark-core"))  # type: ignore[attr-defined]
+        sha, crc = digests(data)
+        region = Region("bench", "external", ADDRESS, len(data), sha, crc, ())
+        t0 = time.monotonic()
+        fl.write_region(region, data, lambda d, t: None)
+        seconds = time.monotonic() - t0
+        ok = fl.device_digest(region) == (crc, sha)
+        fl.close()
+    finally:
+        core.stop()
+    return {**_figures(len(data), seconds, baud), "verified": ok}
+
+
+def _sb(root: Path, data: bytes, baud: int) -> dict[str, Any]:
+    sb, socat = shutil.which("sb"), shutil.which("socat")
+    if not sb or not socat:
+        return {"skipped": "lrzsz or socat not installed"}
+    send = root / "send"
+    send.mkdir(parents=True)
+    (send / "bench.bin").write_bytes(data)
+    core = VirtualCore(root / "core", CoreOptions(endpoints=("serial",), baud=baud)).start()
+    try:
+        port = core.endpoints["serial"].port  # type: ignore[attr-defined]
+        link = open_serial(port)
+        link.write(L.encode_save(ADDRESS, len(data)))
+        line = b""
+        while not line.endswith(b"\n"):  # byte by byte: the receiver's first 'C' stays for sb
+            b = link.read(1, 5.0)
+            if not b:
+                raise SystemExit("bench serial: no reply to SAVE")
+            line += b
+        link.close()
+        t0 = time.monotonic()
+        rc = subprocess.run([socat, f"FILE:{port},raw,echo=0", f"EXEC:{sb} --ymodem -k bench.bin,pipes"],
+                            cwd=send, capture_output=True, timeout=600).returncode
+        seconds = time.monotonic() - t0
+        ok = rc == 0 and core.state.external.read(ADDRESS, len(data)) == data
+    finally:
+        core.stop()
+    return {**_figures(len(data), seconds, baud), "verified": ok}
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="tools/bench serial")
+    p.add_argument("--kib", type=int, default=64)
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args(argv)
+    kib = 16 if a.quick else a.kib
+    data = os.urandom(kib * 1024)
+    with tempfile.TemporaryDirectory(prefix="bench-serial-") as tmp:
+        root = Path(tmp)
+        return {
+            "baud": a.baud,
+            "bytes": len(data),
+            "line_rate_bytes_per_s": a.baud // 10,
+            "ours_link_model": _ours(root / "a", data, a.baud, timing=False),
+            "ours_link_and_flash_timing": _ours(root / "b", data, a.baud, timing=True),
+            "lrzsz_sb_k_link_model": _sb(root / "c", data, a.baud),
+            "target_fraction": 0.90,
+        }
