@@ -126,11 +126,7 @@ def _firmware(env: Any) -> dict[str, Any]:
 def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> None:
     """Read the variables, load arm_gcc, add env.SparkCoreFirmware()."""
     variables = spark_core_variables(arguments or {})
-    variables.Update(env)
-    unknown = variables.UnknownVariables()
-    if unknown:
-        known = ", ".join(variables.keys())
-        raise SCons.Errors.StopError(f"unknown variable(s) {', '.join(sorted(unknown))} (known: {known})")
+    variables.Update(env)  # other NAME=value arguments belong to the release/deploy tools
     env["SPARK_CORE_VARIABLES"] = variables
     env.Tool("arm_gcc")
     env.Decider("content-timestamp")

@@ -2,7 +2,7 @@
 
 They come after `sign` (site_tools/sparkflash_release.py) in the graph, so each one builds the
 firmware, lays out and signs the release first when anything changed. The work itself is
-the package's: `publish` and `release` call sparkflash.publish.s3.publish in-process;
+the package's: `publish` and `release` call sparkflash.publish.upload.publish in-process;
 `flash-ext` and `flash` run `python -m sparkflash deploy` (the same code, output and exit
 codes as the CLI). All four always run: their effect is outside the build tree.
 
@@ -58,7 +58,7 @@ def _s3_url(env: Any) -> str:
 def _publish(env: Any, summary: bool) -> Any:
     def action(target: list[Any], source: list[Any], env: Any) -> int:
         from sparkflash.manifest.keys import load_signer
-        from sparkflash.publish.s3 import PublishOptions, publish
+        from sparkflash.publish.upload import PublishOptions, publish
         from sparkflash.publish.store import ClientOptions
 
         dist = Path(source[0].abspath).parent

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +62,34 @@ def test_deploy_via_ota_needs_a_device(tmp_path: Path) -> None:
     rel = make_release(tmp_path, [("file", 0x80000, b"abc")])
     (tmp_path / "manifest.json").write_bytes(rel.raw)
     assert main(["deploy", str(tmp_path / "manifest.json"), "--no-verify-signature", "--via", "ota"]) == 2
+
+
+def test_example_release_signed_and_deployed_over_the_air(tmp_path: Path, make_core: Any, cloud: Any,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """manifests/example.yaml (firmware + font at 0x80000 + web at 0x100000), built and signed
+    by the CLI, deployed by `deploy --via ota` with the signature checked, every region verified."""
+    import struct
+
+    root = Path(__file__).resolve().parents[2]
+    fw = tmp_path / "firmware.bin"
+    fw.write_bytes(struct.pack("<II", 0x20005000, 0x08005101) + os.urandom(30_000))  # a vector table, then code
+    key = tmp_path / "dev.pem"
+    assert main(["keys", "generate", str(key)]) == 0
+    out = tmp_path / "release"
+    assert main(["manifest", "build", str(root / "manifests" / "example.yaml"), "--firmware", str(fw),
+                 "--out", str(out), "--key", str(key)]) == 0
+    core = make_core()
+    assert core.endpoints["cloud"].connected.wait(20)
+    capsys.readouterr()
+    url = "http://%s:%d" % tuple(cloud.admin_addr[:2])
+    rc = main(["deploy", str(out / "manifest.json"), "--trust", str(tmp_path / "dev.pub.pem"), "--via", "ota",
+               "--device", core.state.info["device_id"], "--cloud", url, "--json"])
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert rc == 0, lines[-1]
+    regions = lines[-1]["deployments"][0]["regions"]
+    assert [(r["region"], r["status"]) for r in regions] == [("firmware", "verified"), ("font", "verified"), ("web", "verified")]
+    assert core.state.internal.read(0x08005000, fw.stat().st_size) == fw.read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    for r in manifest["regions"]:
+        mem = core.state.internal if r["memory"] == "internal" else core.state.external
+        assert hashlib.sha256(mem.read(r["address"], r["size"])).hexdigest() == r["sha256"]

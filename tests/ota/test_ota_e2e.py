@@ -155,3 +155,25 @@ def test_admin_api_errors(cloud: CloudServer) -> None:
     with pytest.raises(TransportError, match="404"):
         c.call("GET", "/v1/deployments/nope")
     assert json.dumps(c.call("GET", "/v1/devices"))
+
+
+def test_link_corruption_inside_a_chunk_is_resent(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path) -> None:
+    """A byte flipped on the wire in the middle of chunk 3's ciphertext: AES-CBC garbles that block,
+    the CRC catches it, and fast OTA's missing list brings the chunk again."""
+    # handshake 40+384, server Hello 18, UpdateBegin 34, then 546-byte chunk frames; +2+165 = inside block 10
+    core = make_core(faults=Faults(corrupt_at=424 + 18 + 34 + 3 * 546 + 2 + 165))
+    data = os.urandom(8192)
+    rel = make_release(tmp_path / "store", [("file", 0xA0000, data)])
+    [res] = run_deploy(cloud, rel, [core])
+    assert res.ok, res.to_json()
+    assert res.regions[0].report.retries >= 1 and core.endpoints["cloud"].connections == 1  # type: ignore[attr-defined]
+    assert core.state.external.read(0xA0000, len(data)) == data
+
+
+def test_idle_device_pings_and_server_answers(make_core: Callable[..., VirtualCore], cloud: CloudServer) -> None:
+    """Timers scaled 1/100: the core pings after 0.15 s idle and would close 0.1 s later without an answer."""
+    core = make_core(cloud_time_scale=0.01)
+    assert core.endpoints["cloud"].connected.wait(20)  # type: ignore[attr-defined]
+    time.sleep(1.0)  # several ping rounds
+    assert core.endpoints["cloud"].connections == 1  # type: ignore[attr-defined]
+    assert core.state.info["device_id"] in cloud.sessions

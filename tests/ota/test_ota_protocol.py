@@ -143,3 +143,14 @@ def test_update_abort_and_limits() -> None:
         ota.OtaSender(b"x", MessageIds(1), 594)
     assert ota.chunk_wire_size(512) == 544 and ota.max_chunks(512) == 624
     assert ota.chunk_wire_size(512, indexed=False) + 18 <= 640
+
+
+def test_fast_transfer_longer_than_the_token_space() -> None:
+    """400 chunks: 1-byte tokens repeat; UpdateDone's answer is matched by its echoed message id."""
+    data = os.urandom(400 * 256)
+    flash = Flash()
+    rx = OtaReceiver(flash, MessageIds(1))
+    s = ota.OtaSender(data, MessageIds(2), 256, ota.DEST_EXTERNAL, 0x100000, offer_fast=True)
+    run(s, rx, drop={300})
+    assert s.state == "done" and s.fast and s.acked == 400
+    assert flash.read(0x100000, len(data)) == data

@@ -246,3 +246,25 @@ def test_receiver_gives_up_after_too_many_timeouts() -> None:
     with pytest.raises(RemoteProtocolError, match="too many errors"):
         r.on_timeout()
     assert r.data_to_send().endswith(y.CANCEL)
+
+
+def test_lost_header_ack_resends_the_header_and_is_reacked() -> None:
+    dropped = {"done": False}
+
+    def drop_header_ack(direction: str, data: bytes) -> bytes:
+        if direction == "r2s" and data == b"\x06C" and not dropped["done"]:
+            dropped["done"] = True
+            return b""
+        return data
+
+    data = bytes(range(256)) * 5
+    got, _, r_events = run_pair(y.Sender("x", data), y.Receiver(), drop_header_ack)
+    assert got == data and sum(isinstance(e, y.FileHeader) for e in r_events) == 1
+
+
+def test_sender_falls_back_to_checksum_mode_on_nak_start() -> None:
+    s = y.Sender("x", b"abc")
+    s.receive_data(bytes([y.NAK]))
+    s.next_event()
+    header = s.data_to_send()
+    assert len(header) == 132 and header[-1] == sum(header[3:131]) & 0xFF

@@ -15,7 +15,7 @@ from sparkflash.manifest.keys import FileSigner, TrustStore
 from sparkflash.manifest.model import Manifest
 from sparkflash.manifest.release import blob_key
 from sparkflash.publish.fetch import fetch_release
-from sparkflash.publish.s3 import publish
+from sparkflash.publish.upload import publish
 from sparkflash.publish.store import parse_s3_url
 
 KiB = 1024

@@ -14,7 +14,7 @@ from sparkflash.manifest.keys import FileSigner, TrustStore
 from sparkflash.manifest.release import blob_key
 from sparkflash.publish.fetch import fetch_release
 from sparkflash.publish.local_server import LocalS3Process
-from sparkflash.publish.s3 import PublishOptions, publish
+from sparkflash.publish.upload import PublishOptions, publish
 from sparkflash.publish.store import ClientOptions, parse_s3_url
 
 
@@ -162,3 +162,10 @@ def test_a_damaged_blob_object_is_replaced_by_the_right_bytes(make_release: Make
     assert [(b.regions, b.status) for b in report.blobs if b.status != "present"] == [(["web"], "repaired")]
     assert s3_client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == _blobs()["web"]
     fetch_release(f"{s3_url}/releases/tiny/1.0.0", trust=trust, cache=tmp_path / "cache")
+
+
+def test_local_server_listens_on_loopback_only() -> None:
+    from sparkflash.publish.local_server import LocalS3
+
+    with pytest.raises(InputError, match="only listens on loopback"):
+        LocalS3(host="0.0.0.0")

@@ -200,3 +200,18 @@ def test_host_cancel_ends_the_device_session_cleanly(serial_core: VirtualCore) -
     finally:
         link.close()
     assert seen and ask(port, b"ID\n").startswith("OK ")
+
+
+def test_flash_failure_on_the_device_is_reported_never_done(serial_core: VirtualCore, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A sector that will not erase: the device cancels with ERR 3; every attempt fails the same way."""
+    port = serial_core.endpoints["serial"].port  # type: ignore[attr-defined]
+    serial_core.state.external.protected = ((0x91000, 0x92000),)
+    f = tmp_path / "stuck.bin"
+    f.write_bytes(os.urandom(0x3000))
+    rc = main(["flash", str(f), "--address", "0x90000", "--via", "serial", "--port", port, "--json"])
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    (done,) = [e for e in events if e["event"] == "region-done"]
+    assert rc == 3 and done["status"] == "failed"
+    assert "region 'stuck.bin' at 0x00090000: failed after 3 attempts" in done["error"]
+    assert "ERR 3 sector 0x00091000 is write-protected" in done["error"]

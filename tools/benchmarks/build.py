@@ -27,16 +27,6 @@ EXAMPLE_EDIT = "examples/core-firmware/src/application.cpp"
 CORE_EDIT = "src/spark_wiring.cpp"
 
 
-def _median(fn: Callable[[], None], prepare: Callable[[], None], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        prepare()
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return round(statistics.median(times), 3)
-
-
 def _scons(checkout: Path, *args: str) -> Callable[[], None]:
     def go() -> None:
         r = run_scons(checkout, *args)
@@ -74,16 +64,14 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _scons_figures(checkout: Path, edit_file: Path, repeat: int, *variables: str) -> dict[str, float]:
-    clean = _clean_scons(checkout)
-    figures = {
-        "clean_j1_s": _median(_scons(checkout, "-j1", *variables), clean, repeat),
-        "clean_j2_s": _median(_scons(checkout, "-j2", *variables), clean, repeat),
-        "noop_s": _median(_scons(checkout, "-j2", *variables), _nothing, repeat),
+def _example(checkout: Path, repeat: int) -> dict[str, float]:
+    clean, build = _clean_scons(checkout), _scons(checkout, "-j2")
+    return {
+        "clean_j1_s": _interleaved({"x": (clean, _scons(checkout, "-j1"))}, repeat)["x"],
+        "clean_j2_s": _interleaved({"x": (clean, build)}, repeat)["x"],
+        "noop_s": _interleaved({"x": (_nothing, build)}, repeat)["x"],
+        "one_file_rebuild_s": _interleaved({"x": (_editor(checkout / EXAMPLE_EDIT), build)}, repeat)["x"],
     }
-    edit = _editor(edit_file)
-    figures["one_file_rebuild_s"] = _median(_scons(checkout, "-j2", *variables), edit, repeat)
-    return figures
 
 
 def _make(firmware: Path, *args: str) -> Callable[[], None]:
@@ -95,31 +83,55 @@ def _make(firmware: Path, *args: str) -> Callable[[], None]:
     return go
 
 
+def _interleaved(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]], repeat: int) -> dict[str, float]:
+    """Median wall time of each (prepare, run) pair, the pairs taking turns in every round so
+    that make and scons see the same machine load."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, (prepare, go) in runs.items():
+            prepare()
+            t = time.perf_counter()
+            go()
+            times[name].append(time.perf_counter() - t)
+    return {name: round(statistics.median(v), 3) for name, v in times.items()}
+
+
 def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
-    trees = {}
     for name in ("core-firmware", COMMON, COMMUNICATION):
         if not (source.parent / name).is_dir():
             raise SystemExit(f"bench build: {source.parent / name} not found (the three trees must be siblings)")
         for side in ("make", "scons"):
             shutil.copytree(source.parent / name, work / side / name, symlinks=True)
-        trees[name] = work / "make" / name
-    firmware_make, firmware_scons = work / "make/core-firmware", work / "scons/core-firmware"
-    make_clean = _make(firmware_make, "clean")
-    make = {
-        "clean_j1_s": _median(_make(firmware_make, "-j1"), make_clean, repeat),
-        "clean_j2_s": _median(_make(firmware_make, "-j2"), make_clean, repeat),
-        "noop_s": _median(_make(firmware_make, "-j2"), _nothing, repeat),
-    }
-    make["one_file_rebuild_s"] = _median(_make(firmware_make, "-j2"), _editor(firmware_make / CORE_EDIT), repeat)
+    fw_make, fw_scons = work / "make/core-firmware", work / "scons/core-firmware"
     checkout = make_checkout(work / "checkout")
-    variables = (f"CORE_FIRMWARE={firmware_scons}",)
-    scons = _scons_figures(checkout, firmware_scons / CORE_EDIT, repeat, *variables)
-    # compare the pristine sources' images: rebuild both without the timing edits
+    variables = f"CORE_FIRMWARE={fw_scons}"
+    make_clean, scons_clean = _make(fw_make, "clean"), _clean_scons(checkout)
+    figures: dict[str, float] = {}
+    for jobs in ("-j1", "-j2"):
+        figures.update(
+            {
+                f"{k}_clean_{jobs[1:]}_s": v
+                for k, v in _interleaved(
+                    {"make": (make_clean, _make(fw_make, jobs)), "scons": (scons_clean, _scons(checkout, jobs, variables))}, repeat
+                ).items()
+            }
+        )
+    noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")), "scons": (_nothing, _scons(checkout, "-j2", variables))}, repeat)
+    edit = _interleaved(
+        {
+            "make": (_editor(fw_make / CORE_EDIT), _make(fw_make, "-j2")),
+            "scons": (_editor(fw_scons / CORE_EDIT), _scons(checkout, "-j2", variables)),
+        },
+        repeat,
+    )
+    make = {"clean_j1_s": figures["make_clean_j1_s"], "clean_j2_s": figures["make_clean_j2_s"], "noop_s": noop["make"], "one_file_rebuild_s": edit["make"]}
+    scons = {"clean_j1_s": figures["scons_clean_j1_s"], "clean_j2_s": figures["scons_clean_j2_s"], "noop_s": noop["scons"], "one_file_rebuild_s": edit["scons"]}
+    # compare the images of the pristine sources (write_text: a new mtime, so make notices)
     for side in ("make", "scons"):
-        shutil.copy2(source / CORE_EDIT, work / side / "core-firmware" / CORE_EDIT)
-    _make(firmware_make, "-j2")()
-    _scons(checkout, "-j2", *variables)()
-    make_bin, scons_bin = firmware_make / "build/core-firmware.bin", checkout / "build/release/firmware.bin"
+        (work / side / "core-firmware" / CORE_EDIT).write_text((source / CORE_EDIT).read_text())
+    _make(fw_make, "-j2")()
+    _scons(checkout, "-j2", variables)()
+    make_bin, scons_bin = fw_make / "build/core-firmware.bin", checkout / "build/release/firmware.bin"
     return {
         "tree": str(source),
         "make": make,
@@ -143,7 +155,7 @@ def run(argv: list[str]) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="sparkflash-bench-build-") as tmp:
         work = Path(tmp)
         checkout = make_checkout(work / "example")
-        result["example"] = _scons_figures(checkout, checkout / EXAMPLE_EDIT, args.repeat)
+        result["example"] = _example(checkout, args.repeat)
         result["example"]["bin_bytes"] = (checkout / "build/release/firmware.bin").stat().st_size  # type: ignore[index]
         if args.core_firmware:
             result["core_firmware"] = _core_firmware(args.core_firmware.resolve(), work / "cf", args.repeat)

@@ -9,7 +9,7 @@ what the makefiles themselves add (extra include dirs, defines, flags) is listed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sparkflash.build.makefrag import MakeVars, find_build_mks, rwildcard
@@ -79,7 +79,6 @@ class BuildOptions:
     product_id: int = 65535
     product_version: int = 65535
     newlib_compat: bool = True
-    extra_defines: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def _sources(root: Path, mk: MakeVars) -> tuple[Source, ...]:
     seen: set[str] = set()
     for var, lang in (("CSRC", "c"), ("CPPSRC", "cxx"), ("ASRC", "asm")):
         for rel in mk.words(var):
-            if rel in seen or rel == '""':
+            if rel in seen:
                 continue
             seen.add(rel)
             path = root / rel
@@ -189,7 +188,7 @@ def load_tree(firmware_root: str | Path, opts: BuildOptions = BuildOptions()) ->
     script = root / LINKER_SCRIPT
     if not script.is_file():
         raise InputError(f"{root}: linker script not found: expected {script}")
-    extra = [*_option_defines(opts), *opts.extra_defines]
+    extra = _option_defines(opts)
     compat = list(NEWLIB_COMPAT_DEFINES) if opts.newlib_compat else []
     return FirmwareTree(
         common=_library(

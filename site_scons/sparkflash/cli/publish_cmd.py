@@ -56,7 +56,7 @@ class _PublishPrinter:
 
 def _publish(args: argparse.Namespace) -> int:
     from sparkflash.manifest.keys import TrustStore, load_signer
-    from sparkflash.publish.s3 import PublishOptions, publish
+    from sparkflash.publish.upload import PublishOptions, publish
     from sparkflash.publish.store import ClientOptions
 
     signer = load_signer(args.key) if args.key else None

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from sparkflash.boards import Board, load_board
 from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, WriteReport
 from sparkflash.deploy.run import Ledger, deploy_release
-from sparkflash.errors import DeviceError, DeviceGone, InputError, ProtocolError, RemoteProtocolError, TransportError, TransportTimeout
+from sparkflash.errors import (
+    DeviceError, DeviceGone, InputError, LocalProtocolError, ProtocolError, RemoteProtocolError, TransportError,
+    TransportTimeout,
+)
 from sparkflash.manifest.model import Region
 from sparkflash.manifest.release import Release
 from sparkflash.protocols import listening as L
@@ -114,7 +117,7 @@ class SerialFlasher:
             report.retries += sender.retries
             return report
         assert last is not None
-        raise type(last)(f"{where}: failed after {self.attempts} attempts: {last}") from last
+        raise _same_kind(last, f"{where}: failed after {self.attempts} attempts: {last}") from last
 
     def device_digest(self, region: Region) -> tuple[int, str]:
         ctx = f"region {region.name!r} at 0x{region.address:08x}: SUM"
@@ -187,7 +190,7 @@ class SerialFlasher:
         except ProtocolError as e:
             self._lines.receive_data(sender.take_rest())
             why = self._device_reason()
-            raise type(e)(f"{e}{'; device says: ' + why if why else ''}") from e
+            raise _same_kind(e, f"{e}{'; device says: ' + why if why else ''}") from e
         self._lines.receive_data(rest)
 
     def _device_reason(self) -> str | None:
@@ -254,6 +257,14 @@ class SerialFlasher:
         self._reconnect()
 
 
+def _same_kind(err: DeviceError, message: str) -> DeviceError:
+    """A new error of err's family (exit code and class stay meaningful) with more context."""
+    for cls in (DeviceGone, TransportTimeout, TransportError, LocalProtocolError):
+        if isinstance(err, cls):
+            return cls(message)
+    return RemoteProtocolError(message) if isinstance(err, ProtocolError) else DeviceError(message)
+
+
 class _Refused(Exception):
     """The device refused a request for a reason a retry cannot fix."""
 
@@ -261,14 +272,14 @@ class _Refused(Exception):
 def deploy(args: argparse.Namespace, release: Release, regions: list[Region], on_event: EventFn,
            ledger: Ledger) -> list[DeployResult]:
     """`sparkflash deploy|flash --via serial --port PORT`: one device, every region verified."""
-    if not args.port:
+    if not getattr(args, "port", None):
         raise InputError("--via serial needs --port (e.g. /dev/ttyACM0, or a virtual core's STATE/tty)")
     board = load_board(release.manifest.board)
     for r in regions:
         plan_region(board, r)  # refuse impossible regions before writing anything
-    flasher = SerialFlasher(args.port, board, baud=args.baud, timeout=args.timeout)
+    flasher = SerialFlasher(args.port, board, baud=getattr(args, "baud", 115200), timeout=getattr(args, "timeout", None))
     try:
         return [deploy_release(flasher, release, regions=regions, on_event=on_event, ledger=ledger,
-                               allow_downgrade=args.allow_downgrade)]
+                               allow_downgrade=getattr(args, "allow_downgrade", False))]
     finally:
         flasher.close()

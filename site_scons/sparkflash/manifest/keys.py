@@ -21,7 +21,8 @@ __all__ = ["Signer", "FileSigner", "generate_key", "load_signer", "load_public_k
 
 
 class Signer(Protocol):
-    key_id: str
+    @property
+    def key_id(self) -> str: ...
 
     def sign(self, payload: bytes) -> bytes: ...
 

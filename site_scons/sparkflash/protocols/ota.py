@@ -195,7 +195,7 @@ class OtaSender:
         self._tries = 0
         self._inflight: tuple[int, bytes, float] | None = None  # (index, token, sent at)
         self._missed_at: float | None = None
-        self._done_token = b""
+        self._done_mid = -1
         self._tokens: dict[bytes, deque[int]] = {}
 
     @property
@@ -232,11 +232,9 @@ class OtaSender:
         return chunk(self.ids.next_mid(), tok, self.chunk_bytes(i), i if self.fast else None)
 
     def _send_done(self, now: float) -> Message:
-        self.state, self._done_token = "done-wait", self.ids.next_token()
-        while self._tokens.get(self._done_token):  # never share a token with an unanswered chunk
-            self._done_token = self.ids.next_token()
+        self.state, self._done_mid = "done-wait", self.ids.next_mid()
         self.next_deadline = now + self.timing.done_s
-        return update_done(self.ids.next_mid(), self._done_token)
+        return update_done(self._done_mid, self.ids.next_token())
 
     def _advance_acked(self) -> None:
         while self.acked in self._ok:
@@ -256,14 +254,14 @@ class OtaSender:
             return out
         if m.code == coap.EMPTY or self.state in ("idle", "done", "failed"):
             return out
-        if self.fast and m.token != self._done_token and self._tokens.get(m.token):
+        if self.fast and m.type != ACK and self._tokens.get(m.token):  # first-pass 2.04s come as NON
             self._note_fast_reply(m)
             return out
         if self.state == "begin":
             return self._on_begin_reply(m, now)
         if self.state == "sending" and self._inflight is not None and m.token == self._inflight[1]:
             return self._on_chunk_reply(m, now)
-        if self.state == "done-wait" and m.token == self._done_token:
+        if self.state == "done-wait" and m.type == ACK and m.mid == self._done_mid:  # piggybacked: echoes our id
             if m.code == coap.CHANGED:
                 self._ok.update(range(self.count))
                 self._advance_acked()

@@ -24,8 +24,7 @@ from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Signature, atomic_write, blob_key
 from sparkflash.publish.channel import open_channel
-from sparkflash.publish.s3 import open_store, release_keys
-from sparkflash.publish.store import ClientOptions, S3Store, S3Url, parse_s3_url
+from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys
 
 __all__ = ["default_cache", "parse_release_url", "resolve_channel", "fetch_release"]
 

@@ -19,8 +19,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sparkflash.errors import InputError, PublishError
+from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME
 
-__all__ = ["S3Url", "parse_s3_url", "ClientOptions", "make_client", "S3Store", "sha256_b64"]
+__all__ = ["S3Url", "parse_s3_url", "release_keys", "ClientOptions", "make_client", "S3Store", "open_store", "sha256_b64"]
 
 ProgressFn = Callable[[int, int], None]
 
@@ -45,6 +46,11 @@ def parse_s3_url(url: str) -> S3Url:
     if any(p in (".", "..") for p in prefix.split("/")) or "//" in u.path.strip("/"):
         raise InputError(f"{url!r}: empty, '.' or '..' path components are not allowed in a release prefix")
     return S3Url(u.netloc, prefix)
+
+
+def release_keys(loc: S3Url, name: str, version: str) -> tuple[str, str]:
+    """(manifest key, signature key) of one release."""
+    return loc.key("releases", name, version, MANIFEST_NAME), loc.key("releases", name, version, SIGNATURE_NAME)
 
 
 def sha256_b64(data: bytes) -> str:
@@ -273,3 +279,8 @@ class S3Store:
         names = [p["Prefix"] for p in r.get("CommonPrefixes", [])] if folders else [o["Key"] for o in r.get("Contents", [])]
         return sorted(n.rstrip("/").rsplit("/", 1)[-1] for n in names)
 
+
+def open_store(bucket: str, client_options: ClientOptions) -> S3Store:
+    """One bucket behind a client configured the standard AWS way (see make_client)."""
+    client, endpoint = make_client(client_options)
+    return S3Store(client, bucket, endpoint)

@@ -28,7 +28,7 @@ from sparkflash.errors import DeviceGone, ProtocolError, TransportTimeout
 from sparkflash.protocols import listening as L
 from sparkflash.protocols import ymodem as Y
 from sparkflash.transports.drive import drive
-from sparkflash.virtual.faults import LinkDropped
+from sparkflash.virtual.faults import Faults, LinkDropped
 from sparkflash.virtual.nor_flash import DeviceReset, NorFlash
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class _PtyLink:
     Applies the link-rate model (each byte costs 10 bit times at `baud`, both directions)
     and the receive faults (corrupt a byte, drop the link)."""
 
-    def __init__(self, master: int, wake: int, name: str, baud: int | None, faults: Any) -> None:
+    def __init__(self, master: int, wake: int, name: str, baud: int | None, faults: Faults) -> None:
         self.master, self.wake, self.name, self.baud, self.faults = master, wake, name, baud, faults
         self.dead = False  # after a simulated reset nothing more leaves the device
         self._rx_free = self._tx_free = 0.0
@@ -287,11 +287,15 @@ class SerialEndpoint:
         """One YMODEM file into external flash; (sink, failure line or None)."""
         rx = Y.Receiver(timeouts=RECEIVER_TIMEOUTS, start_tries=20)
         sink = _FlashSink(rx, self.state.external, address, length, limit)
+        def handle(ev: object) -> None:
+            try:
+                sink(ev)
+            except DeviceReset:
+                link.dead = True  # a resetting device says nothing more, not even CAN
+                raise
+
         try:
-            reader.receive_data(drive(link, rx, sink, initial=reader.take_rest()))
-        except DeviceReset:
-            link.dead = True  # a reset says nothing more, not even CAN
-            raise
+            reader.receive_data(drive(link, rx, handle, initial=reader.take_rest()))
         except _FlashFailed as e:
             return sink, L.err(L.ERR_FLASH, str(e))
         except (ProtocolError, TransportTimeout) as e:

@@ -23,9 +23,9 @@ from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Release, Signature, blob_key, open_release
 from sparkflash.publish.channel import ChannelRecord, open_channel, sign_channel
-from sparkflash.publish.store import ClientOptions, S3Store, S3Url, make_client, parse_s3_url, sha256_b64
+from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys, sha256_b64
 
-__all__ = ["PublishOptions", "BlobResult", "PublishReport", "publish", "open_store", "release_keys"]
+__all__ = ["PublishOptions", "BlobResult", "PublishReport", "publish"]
 
 EventFn = Callable[[dict[str, Any]], None]
 MiB = 1024 * 1024
@@ -77,16 +77,6 @@ class PublishReport:
         }
 
 
-def release_keys(loc: S3Url, name: str, version: str) -> tuple[str, str]:
-    """(manifest key, signature key) of one release."""
-    return loc.key("releases", name, version, MANIFEST_NAME), loc.key("releases", name, version, SIGNATURE_NAME)
-
-
-def open_store(bucket: str, client_options: ClientOptions) -> S3Store:
-    client, endpoint = make_client(client_options)
-    return S3Store(client, bucket, endpoint)
-
-
 def _load_local(dist: Path, signer: Signer | None, trust: TrustStore | None) -> Release:
     """The release to publish, its signature and every blob checked: never publish what cannot deploy."""
     mpath = dist / MANIFEST_NAME if dist.is_dir() else dist
@@ -134,25 +124,32 @@ def _upload_blob(store: S3Store, key: str, data: bytes, b: BlobResult, opts: Pub
 
 
 def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, report: PublishReport) -> None:
+    """Signature, then manifest, each with If-None-Match: of racing publishers exactly one pair
+    lands, nothing is overwritten, and the manifest (what makes a release visible) comes last.
+    Ed25519 is deterministic, so a rerun of the same release by the same key matches bit for bit."""
     m = rel.manifest
     mkey, skey = release_keys(loc, m.name, m.version)
-    existing = store.get(mkey)
-    if existing is None:
-        store.put(skey, sig.to_bytes(), if_none_match=False, content_type="application/json")
-        if store.put(mkey, rel.raw, if_none_match=True, content_type="application/json"):
-            report.manifest_status = "created"
-            if store.get(skey) != sig.to_bytes():  # a refused concurrent publisher overwrote it
-                store.put(skey, sig.to_bytes(), if_none_match=False, content_type="application/json")
-            return
+    sig_raw = sig.to_bytes()
+    where = f"s3://{store.bucket}/{mkey}"
+    if not store.put(skey, sig_raw, if_none_match=True, content_type="application/json") and store.get(skey) != sig_raw:
         existing = store.get(mkey)
-    if existing != rel.raw:
-        raise PublishError(
-            f"s3://{store.bucket}/{mkey}: {m.name} {m.version} is already published with different content; "
-            "a release is immutable: bump the version"
-        )
-    report.manifest_status = "unchanged"
-    if store.head(skey) is None:
-        store.put(skey, sig.to_bytes(), if_none_match=True, content_type="application/json")
+        if existing == rel.raw:
+            report.manifest_status = "unchanged"  # the same release, signed by another trusted key
+            return
+        if existing is None:
+            raise PublishError(
+                f"{where}: a different signature is stored but no manifest: another publish of {m.name} "
+                f"{m.version} is running or was interrupted; if none is running, delete s3://{store.bucket}/{skey}"
+            )
+        raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
+                           "a release is immutable: bump the version")
+    if store.put(mkey, rel.raw, if_none_match=True, content_type="application/json"):
+        report.manifest_status = "created"
+    elif store.get(mkey) == rel.raw:
+        report.manifest_status = "unchanged"
+    else:
+        raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
+                           "a release is immutable: bump the version")
 
 
 def _check_channel(channel: str, signer: Signer | None) -> Signer:
