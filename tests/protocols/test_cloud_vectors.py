@@ -90,7 +90,7 @@ def test_coap_vectors_received() -> None:
     assert (ub.code, ub.mid, ub.token, ub.path) == (coap.POST, 0xABD0, b"\x33", "u")
     ch = received("ReceivedMessageRecognizesChunk")
     assert ota.parse_chunk(ch)[0] == 0x01234567 and (ch.mid, ch.token) == (0xABD1, b"\x22")
-    assert len(ch.payload) == 72
+    assert len(ch.payload) == 72 and ota.crc32(ch.payload) == 0xE3E71DBA  # the tests mock the CRC (§12 caveat)
     ud = received("ReceivedMessageRecognizesUpdateDone")
     assert coap.encode(ud) == coap.encode(ota.update_done(0xABD2, b"\x11"))
     fn = received("ReturnsCoAPMessageTypeFunction")
@@ -128,3 +128,5 @@ def test_iv_chaining_vector_from_the_protocol_fixture() -> None:
     assert dev_out.seal(coap.encode(ota.empty_ack(0xABD0))) == fixture(t, "expected", after="RespondsToUpdateBeginWithACK")
     ready = ota.update_ready(ids.next_mid(), ub.token, None)
     assert dev_out.seal(coap.encode(ready)) == fixture(t, "expected", after="RespondsToUpdateBeginWithUpdateReady")
+    missed = ota.chunk_missed(ids.next_mid(), [0])  # the 3-s re-request: 40 01 97b4 b1 63 ff 0000
+    assert dev_out.seal(coap.encode(missed)) == fixture(t, "expected", after="EventLoopSendsChunkMissedOnTimeout")

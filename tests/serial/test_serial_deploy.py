@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def test_listening_commands(serial_core: VirtualCore) -> None:
     assert Path(port).resolve().exists() and (serial_core.state.path / "serial.port").read_text().strip() == port
     assert ask(port, b"ID\n") == f"OK {did}"
     assert ask(port, b"i") == f"Your core id is {did}"
-    assert ask(port, b"SUM 00002000 10\r\n").split()[:2] == ["OK", f"{__import__('zlib').crc32(serial_core.state.external.read(0x2000, 16)):08x}"]
+    key_head = serial_core.state.external.read(0x2000, 16)
+    assert ask(port, b"SUM 00002000 10\r\n").split()[:2] == ["OK", f"{zlib.crc32(key_head):08x}"]
     assert ask(port, b"SUM 08000000 20001\n").startswith("ERR 2 ")
     assert ask(port, b"SAVE 00001000 10\n").startswith("ERR 2 ")  # keys: not without ANY
     assert ask(port, b"SAVE 00070000 10\n").startswith("ERR 2 ")  # inside OTA but not at its start
@@ -141,7 +143,7 @@ def test_device_vanishing_mid_transfer_fails_clearly_and_marks_nothing_done(
                "--timeout", "2"])
     events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     done = [e for e in events if e["event"] == "region-done"]
-    assert rc == 3 and done[0]["status"] == "failed"
+    assert rc == 4 and done[0]["status"] == "failed"  # DeviceError
     assert "big.bin" in done[0]["error"] and "0x00080000" in done[0]["error"]
     assert "vanished" in done[0]["error"] or "did not come back" in done[0]["error"]
     assert not Path(port).exists()
@@ -212,6 +214,6 @@ def test_flash_failure_on_the_device_is_reported_never_done(serial_core: Virtual
     rc = main(["flash", str(f), "--address", "0x90000", "--via", "serial", "--port", port, "--json"])
     events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     (done,) = [e for e in events if e["event"] == "region-done"]
-    assert rc == 3 and done["status"] == "failed"
+    assert rc == 5 and done["status"] == "failed"  # RemoteProtocolError: the device refused
     assert "region 'stuck.bin' at 0x00090000: failed after 3 attempts" in done["error"]
     assert "ERR 3 sector 0x00091000 is write-protected" in done["error"]

@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace, release: Release, regions: list[Region]) -> i
     results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger())
     doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results]}
     rep.result(doc)
-    return 0 if doc["ok"] else 3
+    return next((r.exit_code for r in results if r.exit_code), 0)
 
 
 def _deploy(args: argparse.Namespace) -> int:

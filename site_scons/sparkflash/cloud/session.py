@@ -164,7 +164,7 @@ class DeviceSession:
         """Run one transfer to its end; DeviceGone if the connection drops (the caller resumes)."""
         loop = asyncio.get_running_loop()
         async with self._exchange:
-            self._sender = sender
+            self._sender, reported = sender, -1
             try:
                 self.send(sender.start(loop.time()))
                 while not sender.finished:
@@ -179,7 +179,9 @@ class DeviceSession:
                     self._wake.clear()
                     if not self.closed.is_set():
                         self.send(sender.on_timeout(loop.time()))
-                    progress(sender.acked)
+                    if sender.acked != reported:
+                        reported = sender.acked
+                        progress(reported)
                 await self._drain()
             finally:
                 self._sender = None

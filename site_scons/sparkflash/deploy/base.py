@@ -53,6 +53,7 @@ class RegionResult:
     seconds: float = 0.0
     report: WriteReport = field(default_factory=WriteReport)
     error: str | None = None
+    exit_code: int = 0  # of the error that failed it (errors.py), so the CLI exits with the cause
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +81,13 @@ class DeployResult:
     @property
     def ok(self) -> bool:
         return all(r.status in ("verified", "unchanged") for r in self.regions)
+
+    @property
+    def exit_code(self) -> int:
+        """0, or the exit code of the first failure (3 = verify, 4 = device, 5 = protocol)."""
+        if self.ok:
+            return 0
+        return next((r.exit_code for r in self.regions if r.status == "failed" and r.exit_code), 3)
 
     def to_json(self) -> dict[str, Any]:
         return {

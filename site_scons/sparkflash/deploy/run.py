@@ -106,7 +106,7 @@ def deploy_release(
                 )
             rr.status = "unchanged" if rr.report.bytes_sent == 0 and rr.report.sectors_skipped else "verified"
         except SparkflashError as e:
-            rr.status, rr.error, failed = "failed", str(e), True
+            rr.status, rr.error, rr.exit_code, failed = "failed", str(e), e.exit_code, True
         rr.seconds = time.monotonic() - t0
         on_event({"event": "region-done", **rr.to_json()})
     if not failed:

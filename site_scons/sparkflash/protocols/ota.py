@@ -12,7 +12,6 @@ messages out; the driver owns sockets and the clock (`next_deadline`, `on_timeou
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -350,8 +349,3 @@ class OtaSender:
             i = self._inflight[0] if self._inflight else self.acked
             return self._fail(f"no answer to chunk {i} within {self.timing.chunk_s:g} s")
         return self._fail("no answer to UpdateDone")
-
-
-def digest_of(data: bytes) -> tuple[int, str]:
-    """(crc32, sha256 hex): what the Checksum extension answers for a range."""
-    return crc32(data), hashlib.sha256(data).hexdigest()

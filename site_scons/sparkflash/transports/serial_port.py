@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import time
-from typing import cast
 
 import serial
 
@@ -81,9 +80,8 @@ class SerialLink:
 def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -> SerialLink:
     """Open a port path or pyserial URL (`spy://`, `socket://`), raw 8N1, no flow control."""
     try:
-        # URL handlers (spy://, socket://) return other SerialBase subclasses with the same API.
-        p = cast(serial.Serial, serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=write_timeout,
-                                                      exclusive=True, do_not_open=True))
+        p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=write_timeout,
+                                  exclusive=True, do_not_open=True)
         p.open()
     except serial.SerialException as e:
         code = getattr(e, "errno", None)

@@ -22,7 +22,7 @@ import time
 import tty
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sparkflash.errors import DeviceGone, ProtocolError, TransportTimeout
 from sparkflash.protocols import listening as L
