@@ -171,9 +171,9 @@ def test_link_corruption_inside_a_chunk_is_resent(make_core: Callable[..., Virtu
 
 
 def test_idle_device_pings_and_server_answers(make_core: Callable[..., VirtualCore], cloud: CloudServer) -> None:
-    """Timers scaled 1/100: the core pings after 0.15 s idle and would close 0.1 s later without an answer."""
-    core = make_core(cloud_time_scale=0.01)
+    """Timers scaled 1/20: the core pings after 0.75 s idle and would close 0.5 s later without an answer."""
+    core = make_core(cloud_time_scale=0.05)
     assert core.endpoints["cloud"].connected.wait(20)  # type: ignore[attr-defined]
-    time.sleep(1.0)  # several ping rounds
+    time.sleep(2.5)  # three ping rounds
     assert core.endpoints["cloud"].connections == 1  # type: ignore[attr-defined]
     assert core.state.info["device_id"] in cloud.sessions

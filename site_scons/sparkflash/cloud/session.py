@@ -137,10 +137,12 @@ class DeviceSession:
             self._opener.receive_data(data)
 
     def send(self, msgs: list[Message]) -> None:
-        for m in msgs:
-            frame = self._sealer.seal(coap.encode(m))
-            self.bytes_out += len(frame)
-            self.writer.write(frame)
+        """Each frame stays whole (prefix + body); a batch goes out in one write (fast OTA: all chunks)."""
+        if not msgs:
+            return
+        data = b"".join(self._sealer.seal(coap.encode(m)) for m in msgs)
+        self.bytes_out += len(data)
+        self.writer.write(data)
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()

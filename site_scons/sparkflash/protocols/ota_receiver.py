@@ -84,8 +84,8 @@ class OtaReceiver:
         if not self.updating:
             return None
         rereq = self.last_chunk + self.timing.rerequest_s
-        if self.fast and not self.missing_phase:
-            rereq = float("inf")  # Device OS dropped the stop-and-wait re-request
+        if self.dialect == "os" and not self.missing_phase:
+            rereq = float("inf")  # Device OS dropped the 3-s re-request (it caused duplicates) but for the missing list
         return min(rereq, self.last_progress + self.timing.watchdog_s)
 
     def _on_update_begin(self, m: Message, now: float) -> list[Message]:
