@@ -8,6 +8,7 @@ tree gets is data in sparkflash.build.coretree; this file only turns it into nod
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,19 @@ def _prefix_maps(env: Any, tree_roots: list[Path]) -> list[str]:
 
 
 def _component_env(env: Any, comp: Component, maps: list[str]) -> Any:
+    """An environment compiling like that component's makefile.
+
+    The -I/-D flags are spelled out once here (SPARK_PPFLAGS) instead of SCons expanding
+    CPPPATH/CPPDEFINES for every command: that expansion was a third of a no-op's time.
+    CPPPATH stays set for the #include scanner.
+    """
+    top = Path(env.Dir("#").abspath)
+    includes = [os.path.relpath(p, top) if p.is_relative_to(top) else str(p) for p in comp.include_dirs]
     return env.Clone(
-        CPPPATH=[str(p) for p in comp.include_dirs],
-        CPPDEFINES=list(comp.defines),
+        CPPPATH=includes,
+        SPARK_PPFLAGS=[f"-D{d}" for d in comp.defines] + [f"-I{p}" for p in includes],
+        CCCOM="$CC -o $TARGET -c $CCFLAGS $SPARK_PPFLAGS $CFLAGS $SOURCES",
+        CXXCOM="$CXX -o $TARGET -c $CCFLAGS $SPARK_PPFLAGS $CXXFLAGS $SOURCES",
         CCFLAGS=[*CODEGEN, *comp.cflags, *maps],
         CFLAGS=[],
         CXXFLAGS=list(comp.cxxflags),

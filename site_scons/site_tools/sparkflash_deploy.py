@@ -8,7 +8,7 @@ codes as the CLI). All four always run: their effect is outside the build tree.
 
     scons publish BUCKET=b [PREFIX=p] [CHANNEL=stable] [ENDPOINT=http://127.0.0.1:5000]
     scons release BUCKET=b ...      build + manifest + sign + publish, then one JSON summary line
-    scons flash-ext VIA=dfu|serial|ota [PORT=/dev/ttyACM0] [DEVICE=virtual:DIR|1d50:607f|ID]
+    scons flash-ext VIA=dfu|serial|ota [PORT=/dev/ttyACM0] [DEVICE=virtual:DIR|1d50:607f|ID] [CLOUD=url]
     scons flash [DEVICE=...]        the firmware by DFU, then leave DFU mode
 """
 
@@ -31,7 +31,7 @@ from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME
 
 VIAS = ("dfu", "serial", "ota")
 # The `scons NAME=value` variables this tool reads (KEY is shared with sparkflash_release).
-ARGUMENT_NAMES = ("BUCKET", "PREFIX", "CHANNEL", "ENDPOINT", "CREATE_BUCKET", "VIA", "PORT", "DEVICE", "KEY")
+ARGUMENT_NAMES = ("BUCKET", "PREFIX", "CHANNEL", "ENDPOINT", "CREATE_BUCKET", "VIA", "PORT", "DEVICE", "CLOUD", "KEY")
 
 
 @contextmanager
@@ -88,6 +88,8 @@ def _deploy_cmd(env: Any, manifest: str, via: str, extra: list[str]) -> list[str
     cmd = [sys.executable, "-m", "sparkflash", "deploy", manifest, "--via", via, "--trust", str(_public_key(env))]
     if env["SPARKFLASH_PORT"]:
         cmd += ["--port", env["SPARKFLASH_PORT"]]
+    if env["SPARKFLASH_CLOUD"]:
+        cmd += ["--cloud", env["SPARKFLASH_CLOUD"]]
     for d in str(env["SPARKFLASH_DEVICE"]).split(","):
         if d:
             cmd += ["--device", d]
@@ -128,6 +130,7 @@ def generate(env: Any) -> None:
         SPARKFLASH_VIA=ARGUMENTS.get("VIA", "dfu"),
         SPARKFLASH_PORT=ARGUMENTS.get("PORT", ""),
         SPARKFLASH_DEVICE=ARGUMENTS.get("DEVICE", ""),
+        SPARKFLASH_CLOUD=ARGUMENTS.get("CLOUD", ""),
     )
     env.SetDefault(SPARKFLASH_KEY=ARGUMENTS.get("KEY", "#build/keys/dev.pem"),
                    SPARKFLASH_DIST=env.get("SPARKFLASH_VARIANT_DIR", env.Dir("#build/release")))
@@ -144,6 +147,7 @@ def generate(env: Any) -> None:
              "             [CREATE_BUCKET=1]; AWS credentials/region from the standard AWS configuration\n"
              "  release    build + manifest + sign + publish, then one JSON summary line (for CI)\n"
              "  flash-ext  flash the external-flash regions: VIA=dfu|serial|ota [PORT=tty] [DEVICE=d,...]\n"
+             "             [CLOUD=http://127.0.0.1:8683] (the admin API of `sparkflash cloud serve`)\n"
              "  flash      flash the firmware by DFU and leave DFU mode [DEVICE=...]\n", append=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,8 +18,10 @@ from hypothesis import strategies as st
 from sparkflash.errors import InputError
 from sparkflash.manifest.build import Plan, plan_release
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                derandomize=True, database=None)
+pytestmark = pytest.mark.fuzz
+
+# Case count from the profile (tests/conftest.py): 200 in CI, 10,000 under tools/fuzz.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False),

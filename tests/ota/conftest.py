@@ -48,7 +48,12 @@ def make_core(cloud: CloudServer, tmp_path: Path) -> Iterator[Callable[..., Virt
         c.stop()
 
 
-def make_release(store: Path, parts: list[tuple[str, int, bytes]], name: str = "ota-test", version: str = "1.0.0") -> Any:
+@pytest.fixture
+def make_release() -> Callable[..., Any]:
+    return _make_release
+
+
+def _make_release(store: Path, parts: list[tuple[str, int, bytes]], name: str = "ota-test", version: str = "1.0.0") -> Any:
     """An unsigned release of (region name, address, bytes); 0x08005000 is the firmware."""
     from sparkflash.boards import load_board
     from sparkflash.manifest.model import Manifest, Region

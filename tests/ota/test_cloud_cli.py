@@ -8,17 +8,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from sparkflash.cli import main
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 
-from .conftest import make_release
 
 
-def test_keygen_register_serve_deploy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key = tmp_path / "server.der"
     assert main(["cloud", "keygen", "--out", str(key)]) == 0
     assert len((tmp_path / "server.der.pub").read_bytes()) == 294
@@ -58,7 +57,7 @@ def test_keygen_register_serve_deploy(tmp_path: Path, capsys: pytest.CaptureFixt
             proc.stdout.close()
 
 
-def test_deploy_via_ota_needs_a_device(tmp_path: Path) -> None:
+def test_deploy_via_ota_needs_a_device(make_release: Callable[..., Any], tmp_path: Path) -> None:
     rel = make_release(tmp_path, [("file", 0x80000, b"abc")])
     (tmp_path / "manifest.json").write_bytes(rel.raw)
     assert main(["deploy", str(tmp_path / "manifest.json"), "--no-verify-signature", "--via", "ota"]) == 2

@@ -21,14 +21,14 @@ from sparkflash.deploy.run import Ledger
 from sparkflash.virtual.core import VirtualCore
 from sparkflash.virtual.faults import Faults
 
-from .conftest import make_release
 
 FW = 0x08005000
 
 
 def admin_url(cloud: CloudServer) -> str:
     assert cloud.admin_addr is not None
-    return "http://%s:%d" % tuple(cloud.admin_addr[:2])
+    host, port = cloud.admin_addr
+    return f"http://{host}:{port}"
 
 
 def run_deploy(cloud: CloudServer, release: Any, cores: list[VirtualCore], events: list[dict[str, Any]] | None = None,
@@ -41,7 +41,8 @@ def run_deploy(cloud: CloudServer, release: Any, cores: list[VirtualCore], event
     return deploy(args, release, list(release.manifest.regions), sink.append, Ledger())
 
 
-def test_multi_region_release_deployed_and_verified(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path) -> None:
+def test_multi_region_release_deployed_and_verified(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+        cloud: CloudServer, tmp_path: Path) -> None:
     core = make_core()
     fw, font, web = os.urandom(30_000), os.urandom(0x10000), os.urandom(9_000)
     rel = make_release(tmp_path / "store", [("firmware", FW, fw), ("font", 0x80000, font), ("web", 0x100000, web)])
@@ -59,7 +60,8 @@ def test_multi_region_release_deployed_and_verified(make_core: Callable[..., Vir
     assert Ledger().last(res.device, "ota-test") == "1.0.0"
 
 
-def test_file_at_0x100000_and_firmware_stop_and_wait_save_begin(make_core: Callable[..., VirtualCore], cloud: CloudServer,
+def test_file_at_0x100000_and_firmware_stop_and_wait_save_begin(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+        cloud: CloudServer,
                                                                 tmp_path: Path) -> None:
     """A 0.3.x-based core: 52-byte handshake, stop-and-wait only, files through SaveBegin."""
     core = make_core(cloud_dialect="ccl")
@@ -73,7 +75,8 @@ def test_file_at_0x100000_and_firmware_stop_and_wait_save_begin(make_core: Calla
     assert session.info is not None and session.info.generation == "ccl"
 
 
-def test_unknown_device_is_refused_and_logged(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path,
+def test_unknown_device_is_refused_and_logged(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+        cloud: CloudServer, tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     core = make_core(register=False)
     dev = core.state.info["device_id"]
@@ -93,7 +96,8 @@ def test_unknown_device_is_refused_and_logged(make_core: Callable[..., VirtualCo
 
 
 @pytest.mark.parametrize("dialect", ["os", "ccl"])
-def test_corrupted_chunk_is_resent(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path, dialect: str) -> None:
+def test_corrupted_chunk_is_resent(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+        cloud: CloudServer, tmp_path: Path, dialect: str) -> None:
     core = make_core(cloud_dialect=dialect, cloud_corrupt_chunk=5)
     data = os.urandom(16_384)
     rel = make_release(tmp_path / "store", [("file", 0x90000, data)])
@@ -104,7 +108,8 @@ def test_corrupted_chunk_is_resent(make_core: Callable[..., VirtualCore], cloud:
 
 
 @pytest.mark.parametrize("address", [0x100000, FW])
-def test_connection_dropped_at_half_resumes(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path,
+def test_connection_dropped_at_half_resumes(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+        cloud: CloudServer, tmp_path: Path,
                                             address: int) -> None:
     size = 64 * 1024
     core = make_core(faults=Faults(drop_after=424 + size // 2))  # handshake (40 + 384) + half the data
@@ -119,7 +124,8 @@ def test_connection_dropped_at_half_resumes(make_core: Callable[..., VirtualCore
     assert rep.bytes_sent < 1.25 * size, "restarted from the beginning instead of resuming"
 
 
-def test_stock_firmware_gets_no_file(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path) -> None:
+def test_stock_firmware_gets_no_file(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+        cloud: CloudServer, tmp_path: Path) -> None:
     core = make_core(cloud_product_id=0xFFFF)
     rel = make_release(tmp_path / "store", [("file", 0x80000, os.urandom(1000))])
     [res] = run_deploy(cloud, rel, [core])
@@ -127,7 +133,8 @@ def test_stock_firmware_gets_no_file(make_core: Callable[..., VirtualCore], clou
     assert core.state.external.read(0x80000, 16) == b"\xff" * 16
 
 
-def _many(n: int, make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path) -> None:
+def _many(n: int, make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path,
+          make_release: Callable[..., Any]) -> None:
     cores = [make_core(f"core{i}") for i in range(n)]
     fw, f = os.urandom(8_000), os.urandom(6_000)
     rel = make_release(tmp_path / "store", [("firmware", FW, fw), ("file", 0x100000, f)])
@@ -137,13 +144,15 @@ def _many(n: int, make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp
         assert c.state.internal.read(FW, len(fw)) == fw and c.state.external.read(0x100000, len(f)) == f
 
 
-def test_ten_cores_at_once(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path) -> None:
-    _many(10, make_core, cloud, tmp_path)
+def test_ten_cores_at_once(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path,
+                          make_release: Callable[..., Any]) -> None:
+    _many(10, make_core, cloud, tmp_path, make_release)
 
 
 @pytest.mark.slow
-def test_hundred_cores_at_once(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path) -> None:
-    _many(100, make_core, cloud, tmp_path)
+def test_hundred_cores_at_once(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path,
+                          make_release: Callable[..., Any]) -> None:
+    _many(100, make_core, cloud, tmp_path, make_release)
 
 
 def test_admin_api_errors(cloud: CloudServer) -> None:
@@ -157,7 +166,8 @@ def test_admin_api_errors(cloud: CloudServer) -> None:
     assert json.dumps(c.call("GET", "/v1/devices"))
 
 
-def test_link_corruption_inside_a_chunk_is_resent(make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path) -> None:
+def test_link_corruption_inside_a_chunk_is_resent(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+        cloud: CloudServer, tmp_path: Path) -> None:
     """A byte flipped on the wire in the middle of chunk 3's ciphertext: AES-CBC garbles that block,
     the CRC catches it, and fast OTA's missing list brings the chunk again."""
     # handshake 40+384, server Hello 18, UpdateBegin 34, then 546-byte chunk frames; +2+165 = inside block 10

@@ -96,7 +96,7 @@ def _deploy_one(srv: CloudServer, core: VirtualCore, data: bytes, fast: bool) ->
 
 def run(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="tools/bench ota")
-    ap.add_argument("--size", type=int, default=200 * 1024, help="bytes for the stop-and-wait vs fast comparison")
+    ap.add_argument("--size", type=int, default=300 * 1024, help="bytes for the stop-and-wait vs fast comparison")
     ap.add_argument("--agg-size", type=int, default=64 * 1024, help="bytes per device for the aggregate runs")
     ap.add_argument("--devices", default="1,10,100")
     ap.add_argument("--rtt", type=float, default=0.1)

@@ -70,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with ServerThread(srv):
-        info = {"devices": f"{args.host}:{srv.port}", "admin": "http://%s:%d" % tuple(srv.admin_addr or ("", 0))}
+        host, port = srv.admin_addr or ("", 0)
+        info = {"devices": f"{args.host}:{srv.port}", "admin": f"http://{host}:{port}"}
         print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
         while not stop.wait(0.5):
             pass

@@ -126,7 +126,9 @@ class OtaReceiver:
         i = self.pointer if index is None else index
         if i >= self.count:
             return out
-        if not self.target.write(self.base + i * self.chunk_size, data):
+        # store only what lies inside the announced file: the zero padding of the last chunk
+        # must not reach past it (it may be the start of someone else's sector)
+        if not self.target.write(self.base + i * self.chunk_size, data[: self.size - i * self.chunk_size]):
             if index is None:  # 0.3.x: erase the sector, roll back to its start, ask for that chunk
                 start = self.target.sector_start(self.base + i * self.chunk_size)
                 self.target.erase(start, 1)

@@ -44,13 +44,22 @@ __all__ = ["CloudClient", "FlashStore"]
 log = logging.getLogger("sparkflash.virtual.cloud")
 PRODUCT_ID = 0x5346  # sparkflash device firmware; see cloud.session.SPARKFLASH_PRODUCT_ID
 IDLE_PING_S, PING_GRACE_S = 15.0, 10.0
+KEY_SECTORS = (0x1000, 0x3000)  # the 4 KB sectors holding server key + address (0x1000) and device key (0x2000)
 
 
 class FlashStore:
-    """`FlashTarget` over the core's two NorFlash images (absolute addresses pick the memory)."""
+    """`FlashTarget` over the core's two NorFlash images (absolute addresses pick the memory).
 
-    def __init__(self, internal: NorFlash, external: NorFlash) -> None:
-        self.internal, self.external = internal, external
+    Over the air it only ever erases and programs external flash, and never the key sectors
+    (server key and address at 0x1000, device key at 0x2000): a bad transfer must not be able
+    to cut the device off from its cloud.
+    """
+
+    def __init__(self, internal: NorFlash, external: NorFlash, keys: tuple[int, int] = KEY_SECTORS) -> None:
+        self.internal, self.external, self.keys = internal, external, keys
+
+    def _touches_keys(self, start: int, end: int) -> bool:
+        return start < self.keys[1] and end > self.keys[0]
 
     def memory(self, address: int, size: int) -> NorFlash | None:
         for f in (self.external, self.internal):
@@ -63,13 +72,13 @@ class FlashStore:
         if f is not self.external:  # OTA only ever erases external flash
             return False
         starts = range(f.sector_start(address), address + max(size, 1), f.sector_size)
-        if any(f.is_protected(a) for a in starts) or (address < 0x3000 and address + size > 0x1000):
-            return False  # never the key sectors
+        if any(f.is_protected(a) for a in starts) or self._touches_keys(starts[0], starts[-1] + f.sector_size):
+            return False
         return all(f.erase_sector(a) for a in starts)
 
     def write(self, address: int, data: bytes) -> bool:
         f = self.memory(address, len(data))
-        if f is not self.external:
+        if f is not self.external or self._touches_keys(address, address + len(data)):
             return False
         f.program(address, data)
         return f.read(address, len(data)) == data
