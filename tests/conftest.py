@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,38 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def core_dir(tmp_path: Path) -> Path:
     return tmp_path / "core"
+
+
+@pytest.fixture
+def tool() -> Callable[[str], str]:
+    """tool("dfu-suffix") -> its path; skips locally, fails in CI where .ci/run installs it."""
+    return require_tool
+
+
+def stand_in_firmware(path: Path, size: int = 30_000) -> Path:
+    """A firmware image with a valid vector table (SP in RAM, Thumb reset handler in the app)."""
+    path.write_bytes(struct.pack("<II", 0x20005000, 0x08005131) + os.urandom(size))
+    return path
+
+
+@pytest.fixture
+def example_release(tmp_path: Path) -> Path:
+    """manifests/example.yaml built with a stand-in firmware (unsigned): its manifest.json."""
+    from sparkflash.manifest.build import build_release
+
+    fw = stand_in_firmware(tmp_path / "firmware.bin")
+    return build_release(ROOT / "manifests" / "example.yaml", tmp_path / "release", firmware=fw).manifest_path
+
+
+@pytest.fixture
+def signed_example(example_release: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The example release signed by a fresh key: (manifest.json, public key)."""
+    from sparkflash.manifest.keys import generate_key, load_signer
+    from sparkflash.manifest.release import sign_manifest
+
+    pub, _ = generate_key(tmp_path / "keys" / "release.pem")
+    sign_manifest(example_release, load_signer(tmp_path / "keys" / "release.pem"))
+    return example_release, pub
 
 
 def require_tool(name: str) -> str:

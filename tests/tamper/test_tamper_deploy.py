@@ -10,6 +10,7 @@ verifies at the end, so a harness that refuses everything cannot pass.
 
 from __future__ import annotations
 
+import argparse
 import random
 import shutil
 import struct
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sparkflash.deploy.base import ProgressFn, WriteReport
+from sparkflash.deploy.dfu import deploy
 from sparkflash.deploy.run import deploy_release
 from sparkflash.errors import VerifyError
 from sparkflash.manifest.build import build_release
@@ -224,3 +226,41 @@ def test_the_harness_notices_a_write(tiny: Bench) -> None:
         tiny.deploy = real  # type: ignore[method-assign]
     assert why is not None and "flasher called" in why
     tiny.deploys_untouched()
+
+
+DFU_SAMPLE = 30
+
+
+def test_sample_of_flips_through_the_real_dfu_deploy(tmp_path: Path, example: Bench) -> None:
+    """The same refusal through `deploy --via dfu`'s entry point, a DfuSe session to the
+    virtual Core's bootloader and all: the session opens, nothing is erased or written."""
+    core = VirtualCore(tmp_path / "dfu-core", CoreOptions(dfu_poll=False, endpoints=("dfu",))).start()
+    try:
+        args = argparse.Namespace(device=[f"virtual:{core.state.path}"], backend="pyusb", no_skip=False, leave=False,
+                                  timeout=None, allow_downgrade=False)
+        bench = Bench(example.out, example.trust, DirectFlasher(core.state))
+
+        def via_dfu() -> None:
+            rel = open_release(bench.out / MANIFEST_NAME, bench.trust)
+            (res,) = deploy(args, rel, list(rel.manifest.regions), lambda e: None, None)
+            failed = [r for r in res.regions if r.status == "failed"]
+            if failed:  # a refusal inside the loop is reported per region; surface it
+                raise VerifyError(failed[0].error or "failed")
+
+        bench.deploy = via_dfu  # type: ignore[method-assign]
+        files = bench.files()
+        originals = {name: p.read_bytes() for name, p in files.items()}
+        rng = random.Random(5)
+        before = bench.images()
+        failures = []
+        for i in range(DFU_SAMPLE):
+            name = sorted(files)[i % len(files)]
+            offset = rng.randrange(len(originals[name]))
+            why = bench.refused(files[name], originals[name], offset, 1 << rng.randrange(8), before)
+            if why is not None:
+                failures.append((name, offset, why))
+        assert not failures, failures[:5]
+        via_dfu()  # untouched: flashed and verified over DFU
+        assert bench.images()[:2] != before[:2]
+    finally:
+        core.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
+import resource
 import statistics
 import tempfile
 import time
@@ -66,12 +67,17 @@ def _sha(path: Path) -> str:
 
 def _example(checkout: Path, repeat: int) -> dict[str, float]:
     clean, build = _clean_scons(checkout), _scons(checkout, "-j2")
-    return {
-        "clean_j1_s": _interleaved({"x": (clean, _scons(checkout, "-j1"))}, repeat)["x"],
-        "clean_j2_s": _interleaved({"x": (clean, build)}, repeat)["x"],
-        "noop_s": _interleaved({"x": (_nothing, build)}, repeat)["x"],
-        "one_file_rebuild_s": _interleaved({"x": (_editor(checkout / EXAMPLE_EDIT), build)}, repeat)["x"],
+    runs = {
+        "clean_j1": (clean, _scons(checkout, "-j1")),
+        "clean_j2": (clean, build),
+        "noop": (_nothing, build),
+        "one_file_rebuild": (_editor(checkout / EXAMPLE_EDIT), build),
     }
+    figures: dict[str, float] = {}
+    for name, run_ in runs.items():  # one kind at a time: each needs the previous state
+        measured = _interleaved({name: run_}, repeat)
+        figures[f"{name}_s"], figures[f"{name}_cpu_s"] = measured[name], measured[f"{name}_cpu"]
+    return figures
 
 
 def _make(firmware: Path, *args: str) -> Callable[[], None]:
@@ -83,17 +89,27 @@ def _make(firmware: Path, *args: str) -> Callable[[], None]:
     return go
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _interleaved(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]], repeat: int) -> dict[str, float]:
     """Median wall time of each (prepare, run) pair, the pairs taking turns in every round so
-    that make and scons see the same machine load."""
+    that make and scons see the same machine load; `<name>_cpu` is the median user+sys CPU
+    time of the child processes, which load from other processes barely changes."""
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, (prepare, go) in runs.items():
             prepare()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _children_cpu()
             go()
             times[name].append(time.perf_counter() - t)
-    return {name: round(statistics.median(v), 3) for name, v in times.items()}
+            cpu[name].append(_children_cpu() - c)
+    result = {name: round(statistics.median(v), 3) for name, v in times.items()}
+    result.update({f"{name}_cpu": round(statistics.median(v), 3) for name, v in cpu.items()})
+    return result
 
 
 def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
@@ -124,8 +140,15 @@ def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
         },
         repeat,
     )
-    make = {"clean_j1_s": figures["make_clean_j1_s"], "clean_j2_s": figures["make_clean_j2_s"], "noop_s": noop["make"], "one_file_rebuild_s": edit["make"]}
-    scons = {"clean_j1_s": figures["scons_clean_j1_s"], "clean_j2_s": figures["scons_clean_j2_s"], "noop_s": noop["scons"], "one_file_rebuild_s": edit["scons"]}
+    make, scons = ({
+        "clean_j1_s": figures[f"{side}_clean_j1_s"],
+        "clean_j2_s": figures[f"{side}_clean_j2_s"],
+        "noop_s": noop[side],
+        "one_file_rebuild_s": edit[side],
+        "clean_j2_cpu_s": figures[f"{side}_cpu_clean_j2_s"],
+        "noop_cpu_s": noop[f"{side}_cpu"],
+        "one_file_rebuild_cpu_s": edit[f"{side}_cpu"],
+    } for side in ("make", "scons"))
     # compare the images of the pristine sources (write_text: a new mtime, so make notices)
     for side in ("make", "scons"):
         (work / side / "core-firmware" / CORE_EDIT).write_text((source / CORE_EDIT).read_text())

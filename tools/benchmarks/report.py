@@ -183,7 +183,8 @@ def _section(name: str, r: dict[str, Any] | None, results: dict[str, Any]) -> li
         lines.append("")
         if name in HINTS and any(verdict(t, results)[1] == "not measured" for t in targets):
             lines += [f"Not measured: {HINTS[name]}", ""]
-    ratios = [(label, v) for label, v in RATIOS.get(name, lambda _: [])(r) if v is not None]
+    derive = RATIOS.get(name)
+    ratios = [(label, v) for label, v in (derive(r) if derive else []) if v is not None]
     if ratios:
         lines += ["| ratio (no target) | value |", "| --- | --- |"]
         lines += [f"| {label} | {_fmt(v)} |" for label, v in ratios]
@@ -263,9 +264,11 @@ def _plots(results: dict[str, Any], out: Path) -> tuple[list[str], str | None]:
             written.append(PLOTS[key])
     agg = lookup(results.get("ota"), "aggregate") or {}
     rate = lookup(results.get("ota"), "link.bytes_s")
-    points = sorted((int(n), _ratio(lookup(a, "aggregate_bytes_s"), rate), lookup(a, "per_device_link_fraction"))
-                    for n, a in agg.items())
-    points = [(n, a, p) for n, a, p in points if a is not None]
+    points: list[tuple[int, float, float]] = []
+    for n, a in sorted(agg.items(), key=lambda kv: int(kv[0])):
+        total, each = _ratio(lookup(a, "aggregate_bytes_s"), rate), _ratio(lookup(a, "per_device_link_fraction"), 1)
+        if total is not None:
+            points.append((int(n), total, float("nan") if each is None else each))
     if points:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([n for n, _, _ in points], [a for _, a, _ in points], "o-", label="aggregate / one link")

@@ -309,6 +309,8 @@ class DfuseHost:
             raise LocalProtocolError(f"{what}: block must be 2..65535 and 1..{self.transfer_size} bytes")
         self._need(what, (State.IDLE, State.UPLOAD_IDLE))
         data = yield self._req(Req.UPLOAD, block, length=length)
+        if len(data) > length:  # USB cannot deliver more than wLength: a broken device or transport
+            raise RemoteProtocolError(f"{what}: device sent {len(data)} bytes for a {length}-byte request")
         self.state = State.UPLOAD_IDLE if len(data) == length else State.IDLE
         return bytes(data)
 

@@ -178,4 +178,4 @@ class DfuseDevice:
                 out += f.read(a, min(length - len(out), f.size - a))
             return out
         inside = max(0, min(length, f.base + f.size - address))
-        return f.read(address, inside) + b"\xff" * (length - inside)
+        return (f.read(address, inside) if inside else b"") + b"\xff" * (length - inside)
