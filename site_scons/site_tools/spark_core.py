@@ -140,10 +140,26 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     variables.Update(env)  # other NAME=value arguments belong to the release/deploy tools
     env["SPARK_CORE_VARIABLES"] = variables
     env.Tool("arm_gcc")
-    env.Decider("content-timestamp")
+    # "content", not "content-timestamp": SCons stores whole-second mtimes, so an .elf
+    # relinked within the same second as the last build would look unchanged. max_drift=1
+    # lets a file untouched for 1 s reuse its recorded hash (default: 2 days of rehashing).
+    env.Decider("content")
+    SCons.Script.SetOption("max_drift", 1)
     if env["IMPLICIT_CACHE"]:
         SCons.Script.SetOption("implicit_cache", 1)  # a no-op stays under 0.5 s (docs/build.md)
     env.AddMethod(_firmware, "SparkCoreFirmware")
+    env.AddMethod(_check_arguments, "CheckArguments")
+
+
+def _check_arguments(env: Any, arguments: dict[str, str]) -> None:
+    """Refuse `scons NAME=value` that no tool reads: a typo must not be silently ignored.
+    Called at the end of SConstruct, after every tool has added its names to
+    SPARKFLASH_ARGUMENT_NAMES."""
+    known = set(env["SPARK_CORE_VARIABLES"].keys()) | set(env.get("SPARKFLASH_ARGUMENT_NAMES", []))
+    unknown = sorted(set(arguments) - known)
+    if unknown:
+        raise SCons.Errors.StopError(
+            f"unknown variable(s) {', '.join(unknown)}; known: {', '.join(sorted(known))} (see `scons -h`)")
 
 
 def exists(env: Any) -> bool:

@@ -121,6 +121,7 @@ def _flash(target: list[Any], source: list[Any], env: Any) -> int:
 
 
 def generate(env: Any) -> None:
+    env.AppendUnique(SPARKFLASH_ARGUMENT_NAMES=list(ARGUMENT_NAMES))
     env.SetDefault(
         SPARKFLASH_BUCKET=ARGUMENTS.get("BUCKET", ""),
         SPARKFLASH_PREFIX=ARGUMENTS.get("PREFIX", ""),

@@ -104,6 +104,7 @@ def _library_files(env: Any) -> list[Any]:
 
 
 def generate(env: Any) -> None:
+    env.AppendUnique(SPARKFLASH_ARGUMENT_NAMES=["MANIFEST", "KEY", "STRICT_SECTORS"])
     env.SetDefault(
         SPARKFLASH_MANIFEST=ARGUMENTS.get("MANIFEST", DEFAULT_MANIFEST),
         SPARKFLASH_KEY=ARGUMENTS.get("KEY", DEFAULT_KEY),

@@ -54,3 +54,17 @@ def test_oversize_image_fails_by_how_many_bytes(fresh_checkout: Path) -> None:
     used = int(r.stderr.split("flash image ")[1].split(" B")[0])
     assert f"by {used - 4096} bytes" in r.stderr
     assert os.path.basename(str(size)) in r.stderr
+
+
+def test_unknown_variable_is_refused_naming_it(fresh_checkout: Path) -> None:
+    """Every tool declares its NAME=value; a typo (here APPP=) stops before anything builds."""
+    r = run_scons(fresh_checkout, "APPP=blink")
+    assert r.returncode == 2
+    assert "unknown variable(s) APPP" in r.stderr and "APP," in r.stderr and "BUCKET" in r.stderr
+    assert not (fresh_checkout / "build").exists()
+
+
+def test_release_and_deploy_variables_are_known(fresh_checkout: Path) -> None:
+    r = run_scons(fresh_checkout, "-h", "MANIFEST=m.yaml", "KEY=k.pem", "BUCKET=b", "VIA=dfu", "CLOUD=http://x")
+    assert r.returncode == 0, r.stderr
+    assert "publish" in r.stdout and "CORE_FIRMWARE" in r.stdout

@@ -133,15 +133,14 @@ def test_host_survives_a_misbehaving_device(plan: dict[int, tuple[str, Any]], da
     deploy_against(Misbehaving(plan), data, address, clean=not plan)
 
 
-@pytest.mark.xfail(strict=True, reason="protocols/dfuse.py DfuseHost._upload/_read accept an UPLOAD reply longer "
-                   "than wLength, so read() returns more bytes than asked (reported to the DFU owner)")
 @given(plans, payloads, targets, st.binary(min_size=1, max_size=8))
 def test_host_refuses_long_upload_replies(plan: dict[int, tuple[str, Any]], data: bytes, address: int,
                                           extra: bytes) -> None:
-    deploy_against(Misbehaving(plan, long_uploads=extra), data, address, clean=False)
+    # found by this fuzzer: read() used to return the extra bytes (the socket transport passes them on)
+    assert deploy_against(Misbehaving(plan, long_uploads=extra), data, address, clean=False) is None
 
 
-def deploy_against(device: Misbehaving, data: bytes, address: int, *, clean: bool) -> None:
+def deploy_against(device: Misbehaving, data: bytes, address: int, *, clean: bool) -> bytes | None:
     """start, erase, set address, download, read back, leave: what deploy/dfu.py does per region."""
     host = d.DfuseHost()
     outcomes: list[str] = []
@@ -167,6 +166,7 @@ def deploy_against(device: Misbehaving, data: bytes, address: int, *, clean: boo
         drive(lambda: host.leave(), device)
     except SparkflashError:
         pass
+    return back
 
 
 requests = st.builds(
@@ -188,22 +188,16 @@ def _upload_at(address: int, block: int, length: int) -> list[d.ControlRequest]:
             d.ControlRequest(d.OUT, d.Req.ABORT), d.ControlRequest(d.IN, d.Req.UPLOAD, block, 0, length=length)]
 
 
-def _past_internal_end(dev: DfuseDevice, req: d.ControlRequest) -> bool:
-    """An UPLOAD that would read internal flash past its end: the known DfuseDevice._read bug."""
-    address = dev.pointer + (req.wValue - 2) * d.MAX_TRANSFER
-    return req.bRequest == d.Req.UPLOAD and req.wValue >= 2 and 0x08020000 < address < 0x0C000000
-
-
-def _answer_all(reqs: list[d.ControlRequest], internal: NorFlash, external: NorFlash,
-                skip_known_bug: bool = True) -> None:
+def _answer_all(reqs: list[d.ControlRequest], internal: NorFlash, external: NorFlash) -> bytes | None:
+    """Every request answered (data or a stall); returns the last answer."""
     dev = DfuseDevice(internal, external, poll=False)
+    reply = None
     for req in reqs:
-        if skip_known_bug and req.bmRequestType == d.IN and _past_internal_end(dev, req):
-            continue  # until fixed: test_virtual_device_upload_past_internal_flash
         reply = dev.handle(req)
         assert reply is STALL or isinstance(reply, bytes)
         if reply is not None and req.bmRequestType == d.IN:
             assert len(reply) <= max(req.length, 6), (req, len(reply))
+    return reply
 
 
 def _flashes(tmp: str) -> tuple[NorFlash, NorFlash]:
@@ -235,15 +229,12 @@ def test_virtual_device_answers_any_request() -> None:
             external.close()
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="protocols/dfuse_device.py DfuseDevice._read: UPLOAD with the pointer past the end of "
-                   "internal flash (e.g. 0x08030000) calls NorFlash.read(address, 0), which raises ValueError "
-                   "instead of answering 0xFF (reported to the DFU owner)")
 def test_virtual_device_upload_past_internal_flash() -> None:
+    """Found by this fuzzer: NorFlash.read(0x08030000, 0) raised ValueError; now 0xFF, as the Core."""
     with tempfile.TemporaryDirectory() as tmp:
         internal, external = _flashes(tmp)
         try:
-            _answer_all(_upload_at(0x08030000, 2, 16), internal, external, skip_known_bug=False)
+            assert _answer_all(_upload_at(0x08030000, 2, 16), internal, external) == b"\xff" * 16
         finally:
             internal.close()
             external.close()

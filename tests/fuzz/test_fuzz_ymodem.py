@@ -10,6 +10,8 @@ hard cap: running into it is a hang and fails the test.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -168,8 +170,18 @@ class Clock:
 MAX_STEPS = 3000
 
 
-@given(st.binary(min_size=1, max_size=2500), st.lists(mutation, max_size=6))
-def test_pair_over_a_faulty_link_never_accepts_wrong_bytes(data: bytes, mutations: list[tuple[str, int, str, int, int]]) -> None:
+@dataclass
+class PairRun:
+    sender: y.Sender
+    receiver: y.Receiver
+    got: bytes
+    size: int | None
+    completed: bool  # the receiver saw EOT with every announced byte
+
+
+def run_pair(data: bytes, mutations: list[tuple[str, int, str, int, int]]) -> PairRun:
+    """Sender and receiver over a link that applies `mutations` (direction, nth write, op,
+    position, argument), with virtual time; an AssertionError if it does not end."""
     plan = {(d, n): (op, pos, arg) for d, n, op, pos, arg in mutations}
     count = {"s2r": 0, "r2s": 0}
     s = y.Sender("fw.bin", data, timeouts=y.SenderTimeouts(start=20.0))
@@ -243,7 +255,24 @@ def test_pair_over_a_faulty_link_never_accepts_wrong_bytes(data: bytes, mutation
         clock.touch(side, m.timeout_s if alive(m) else None)
     else:
         raise AssertionError(f"no end after {MAX_STEPS} steps: sender {s.state}, receiver {r.state}")
-    if completed:
-        assert size == len(data) and bytes(got) == data, "a file the receiver called complete holds wrong bytes"
+    return PairRun(s, r, bytes(got), size, completed)
+
+
+@given(st.binary(min_size=1, max_size=2500), st.lists(mutation, max_size=6))
+def test_pair_over_a_faulty_link_never_accepts_wrong_bytes(data: bytes, mutations: list[tuple[str, int, str, int, int]]) -> None:
+    run = run_pair(data, mutations)
+    if run.completed:
+        assert run.size == len(data) and run.got == data, "a file the receiver called complete holds wrong bytes"
     if not mutations:  # a clean link: the whole file arrives and both sides finish
-        assert s.done and r.done and completed and bytes(got) == data
+        assert run.sender.done and run.receiver.done and run.completed and run.got == data
+
+
+@pytest.mark.xfail(strict=True, reason="protocols/ymodem.py Receiver: an EOT in place of a block's STX (one flipped "
+                   "byte) ends the file after 1024 of 3072 announced bytes; the receiver then ACKs the remaining "
+                   "blocks as 'late duplicates' (_on_header) and the end of batch, so the Sender reports Finished "
+                   "for a partial file. lrzsz (rz.c wcgetsec) accepts EOT only if no byte follows; reported")
+def test_sender_finishes_only_when_the_receiver_has_the_whole_file() -> None:
+    data = bytes(range(256)) * 12
+    run = run_pair(data, [("s2r", 2, "flip", 0, y.STX ^ y.EOT)])  # the 2nd data block's mark becomes EOT
+    assert run.sender.state == "failed" or (run.completed and run.got == data), \
+        f"sender {run.sender.state} after the receiver got {len(run.got)} of {len(data)} bytes"

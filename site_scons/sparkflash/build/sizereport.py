@@ -18,6 +18,10 @@ from sparkflash.errors import InputError
 
 __all__ = ["SizeReport", "size_report", "check_fits", "format_table"]
 
+#: Cortex-M code/SRAM split: sections from the RAM base up to here count as RAM, also those
+#: past the board's RAM end (so an overflow is measured, not ignored).
+_SRAM_WINDOW = 0x20000000
+
 
 @dataclass(frozen=True)
 class SizeReport:
@@ -64,7 +68,7 @@ def size_report(elf_path: str | Path, board: Board) -> SizeReport:
                 data += size
             else:
                 text += size
-            if ram_lo <= addr < ram_lo + board.ram_size or (addr >= ram_lo and addr < ram_lo + 0x10000000):
+            if ram_lo <= addr < ram_lo + _SRAM_WINDOW:
                 ram_end = max(ram_end, addr + size)
     return SizeReport(
         elf=str(elf_path),
