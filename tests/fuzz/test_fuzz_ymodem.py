@@ -267,11 +267,9 @@ def test_pair_over_a_faulty_link_never_accepts_wrong_bytes(data: bytes, mutation
         assert run.sender.done and run.receiver.done and run.completed and run.got == data
 
 
-@pytest.mark.xfail(strict=True, reason="protocols/ymodem.py Receiver: an EOT in place of a block's STX (one flipped "
-                   "byte) ends the file after 1024 of 3072 announced bytes; the receiver then ACKs the remaining "
-                   "blocks as 'late duplicates' (_on_header) and the end of batch, so the Sender reports Finished "
-                   "for a partial file. lrzsz (rz.c wcgetsec) accepts EOT only if no byte follows; reported")
 def test_sender_finishes_only_when_the_receiver_has_the_whole_file() -> None:
+    """Found by fuzzing: a block's STX flipped into EOT used to end the file early (lrzsz
+    refuses an EOT that bytes follow; we refuse one before the announced size)."""
     data = bytes(range(256)) * 12
     run = run_pair(data, [("s2r", 2, "flip", 0, y.STX ^ y.EOT)])  # the 2nd data block's mark becomes EOT
     assert run.sender.state == "failed" or (run.completed and run.got == data), \

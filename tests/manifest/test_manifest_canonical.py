@@ -64,7 +64,7 @@ def test_two_builds_in_different_places_are_byte_identical(tmp_path: Path, firmw
     b = make_tree(tmp_path / "somewhere" / "else" / "checkout-b")
     build_release(a, tmp_path / "out-a", firmware=firmware)
     monkeypatch.chdir(tmp_path / "somewhere")
-    build_release(Path("else/checkout-b/release.yaml"), Path("out-b"), firmware=firmware)
+    build_release(b.relative_to(tmp_path / "somewhere"), Path("out-b"), firmware=firmware)
     assert tree_bytes(tmp_path / "out-a") == tree_bytes(tmp_path / "somewhere" / "out-b")
 
 

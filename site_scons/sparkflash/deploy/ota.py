@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from sparkflash.deploy.base import DeployResult, EventFn, RegionResult, WriteReport
 from sparkflash.deploy.run import Ledger
 from sparkflash.errors import InputError, TransportError
-from sparkflash.manifest.model import Region, parse_version
+from sparkflash.manifest.model import Region
 from sparkflash.manifest.release import Release
 
 __all__ = ["deploy", "AdminClient"]
@@ -84,10 +84,7 @@ def deploy(args: argparse.Namespace, release: Release, regions: list[Region], on
     m = release.manifest
     if not args.allow_downgrade:
         for d in devices:
-            last = ledger.last(d, m.name)
-            if last is not None and parse_version(m.version) < parse_version(last):
-                raise InputError(f"release {m.name} {m.version} is older than {last}, last deployed to device {d}; "
-                                 "pass --allow-downgrade to deploy it anyway")
+            ledger.refuse_downgrade(d, m.name, m.version)
     for r in regions:
         release.blob(r)  # digest-checked here too, before the server is asked for anything
     client = AdminClient(args.cloud)

@@ -42,6 +42,15 @@ class Ledger:
         v = json.loads(p.read_text()).get(release)
         return str(v) if v is not None else None
 
+    def refuse_downgrade(self, device: str, name: str, version: str) -> None:
+        """InputError if `version` is older than the last `name` deployed to `device`."""
+        last = self.last(device, name)
+        if last is not None and parse_version(version) < parse_version(last):
+            raise InputError(
+                f"release {name} {version} is older than {last}, last deployed to device {device}; "
+                "pass --allow-downgrade to deploy it anyway"
+            )
+
     def record(self, device: str, release: str, version: str) -> None:
         p = self._path(device)
         d = json.loads(p.read_text()) if p.exists() else {}
@@ -74,12 +83,7 @@ def deploy_release(
     todo = list(m.regions) if regions is None else regions
     device = flasher.device_id()
     if ledger is not None and not allow_downgrade:
-        last = ledger.last(device, m.name)
-        if last is not None and parse_version(m.version) < parse_version(last):
-            raise InputError(
-                f"release {m.name} {m.version} is older than {last}, last deployed to device {device}; "
-                "pass --allow-downgrade to deploy it anyway"
-            )
+        ledger.refuse_downgrade(device, m.name, m.version)
     blobs = {r.name: release.blob(r) for r in todo}  # every digest checked before any write
     result = DeployResult(m.name, m.version, device, flasher.via, [])
     on_event({"event": "deploy-start", "release": m.name, "version": m.version, "device": device,

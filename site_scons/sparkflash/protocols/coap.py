@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparkflash.errors import RemoteProtocolError
+from sparkflash.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "CON", "NON", "ACK", "RST",
@@ -52,6 +52,8 @@ class Message:
 
 
 def _ext(value: int) -> tuple[int, bytes]:
+    if not 0 <= value < 269 + 0x10000:
+        raise LocalProtocolError(f"CoAP option delta/length {value} cannot be encoded (max {268 + 0x10000})")
     if value < 13:
         return value, b""
     if value < 269:
@@ -61,7 +63,7 @@ def _ext(value: int) -> tuple[int, bytes]:
 
 def encode(m: Message) -> bytes:
     if len(m.token) > 8:
-        raise ValueError(f"token of {len(m.token)} bytes (max 8)")
+        raise LocalProtocolError(f"CoAP token of {len(m.token)} bytes (max 8)")
     out = bytearray([0x40 | (m.type << 4) | len(m.token), m.code])
     out += (m.mid & 0xFFFF).to_bytes(2, "big") + m.token
     last = 0

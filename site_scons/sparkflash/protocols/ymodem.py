@@ -419,10 +419,17 @@ class Receiver(_Machine):
                        send_cancel=False)
         if b != EOT:
             return None  # noise (ZRQINIT, stray spaces): ignore and resync on the next mark
+        f = self._file
+        if self.state == "data" and f is not None and f.size is not None and self._received < f.size:
+            # Not an end: a block's mark corrupted into EOT (lrzsz likewise refuses an EOT that
+            # bytes follow). NAK it; a sender that really ended resends EOT until we give up.
+            self._in.clear()
+            self._error(f"EOT after {self._received} of {f.size} announced bytes")
+            self._out.append(NAK)
+            return None
         self._out.append(ACK)
         if self.state != "data":
             return None  # a repeated EOT: our ACK was lost
-        f = self._file
         assert f is not None
         self._out.append(CRC_START)
         self.state = "header"
@@ -457,7 +464,8 @@ class Receiver(_Machine):
 
     def _on_header(self, seq: int, payload: bytes) -> Event | None:
         if seq != 0:
-            self._out.append(ACK if self._started else NAK)  # a late duplicate of the last block
+            late = self._started and seq == (self._seq - 1) & 0xFF  # the last block again: our ACK was lost
+            self._out.append(ACK if late else NAK)
             return None
         self._errors = 0
         if payload[0] == 0:  # end of batch (lrzsz leaves junk in bytes 126-127: look only here)
