@@ -26,8 +26,7 @@ import SCons.Errors
 from SCons.Script import ARGUMENTS, Action
 
 from sparkflash.errors import SparkflashError
-from sparkflash.manifest.model import Manifest
-from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME
+from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 
 VIAS = ("dfu", "serial", "ota")
 # The `scons NAME=value` variables this tool reads (KEY is shared with sparkflash_release).

@@ -20,12 +20,13 @@ from typing import Any
 import SCons.Errors
 from SCons.Script import ARGUMENTS, Action, Builder
 
-import sparkflash.boards
-import sparkflash.manifest
+import sparkflash
 from sparkflash.errors import SparkflashError
-from sparkflash.manifest.build import build_release, load_release
-from sparkflash.manifest.keys import generate_key, load_signer
-from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, sign_manifest
+from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME
+from sparkflash.manifest.spec import load_release
+
+# Building and signing (cryptography) are imported inside the actions: a plain `scons`
+# that builds only the firmware never pays for them.
 
 DEFAULT_MANIFEST = "#manifests/example.yaml"
 DEFAULT_KEY = "#build/keys/dev.pem"
@@ -41,6 +42,8 @@ def _stop_on_error() -> Iterator[None]:
 
 
 def _build_manifest(target: list[Any], source: list[Any], env: Any) -> int:
+    from sparkflash.manifest.build import build_release
+
     firmware = env.get("SPARKFLASH_FIRMWARE_BIN")
     with _stop_on_error():
         res = build_release(
@@ -56,6 +59,9 @@ def _build_manifest(target: list[Any], source: list[Any], env: Any) -> int:
 
 
 def _sign(target: list[Any], source: list[Any], env: Any) -> int:
+    from sparkflash.manifest.keys import load_signer
+    from sparkflash.manifest.release import sign_manifest
+
     with _stop_on_error():
         signer = load_signer(Path(source[1].abspath))
         sign_manifest(Path(source[0].abspath), signer)
@@ -65,6 +71,8 @@ def _sign(target: list[Any], source: list[Any], env: Any) -> int:
 
 def _dev_key(target: list[Any], source: list[Any], env: Any) -> int:
     """Create the development key once; an existing key is never replaced (it is Precious)."""
+    from sparkflash.manifest.keys import generate_key
+
     if not os.path.exists(target[0].abspath):
         with _stop_on_error():
             _, kid = generate_key(Path(target[0].abspath))
@@ -73,7 +81,8 @@ def _dev_key(target: list[Any], source: list[Any], env: Any) -> int:
 
 
 def _release_inputs(env: Any, yaml_node: Any) -> list[Any]:
-    """Files the release reads, found now (at read time) so SCons can hash them.
+    """Files the release reads, found now (at read time) so SCons can hash them. Read-time,
+    not a scanner: implicit_cache would keep a scanner's list while a dir source gains files.
 
     A YAML that does not parse yet gives no extra inputs; the build action then reports
     the error with its line, which is the better place for it."""
@@ -96,11 +105,9 @@ def _release_inputs(env: Any, yaml_node: Any) -> list[Any]:
 
 def _library_files(env: Any) -> list[Any]:
     """The modules that produce the bytes: SCons hashes only the action's own code."""
-    out = []
-    for pkg, pattern in ((sparkflash.manifest, "*.py"), (sparkflash.boards, "*")):
-        d = Path(pkg.__file__).parent
-        out += [env.File(str(p)) for p in sorted(d.glob(pattern)) if p.suffix in (".py", ".yaml")]
-    return out
+    root = Path(sparkflash.__file__).parent
+    return [env.File(str(p)) for d, suffix in (("manifest", ".py"), ("boards", ".yaml"), ("boards", ".py"))
+            for p in sorted((root / d).glob(f"*{suffix}"))]
 
 
 def generate(env: Any) -> None:

@@ -1,6 +1,9 @@
-"""Release manifests: YAML in, canonical signed JSON + content-addressed blobs out."""
+"""Release manifests: YAML in, canonical signed JSON + content-addressed blobs out.
 
-from sparkflash.manifest.model import FORMAT, Manifest, Region
-from sparkflash.manifest.release import Release, open_release
+Submodules are imported where needed (`sparkflash.manifest.release`, `.build`, ...): the
+SCons tools import this package on every `scons` run, and signing pulls in cryptography.
+"""
 
-__all__ = ["FORMAT", "Manifest", "Region", "Release", "open_release"]
+from sparkflash.manifest.model import FORMAT, MANIFEST_NAME, SIGNATURE_NAME, Manifest, Region
+
+__all__ = ["FORMAT", "MANIFEST_NAME", "SIGNATURE_NAME", "Manifest", "Region"]

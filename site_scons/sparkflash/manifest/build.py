@@ -21,7 +21,7 @@ from sparkflash.manifest.load import load_yaml, where
 from sparkflash.manifest.model import Manifest
 from sparkflash.manifest.pack import pack_dir
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, atomic_write, blob_key, store_blob
-from sparkflash.manifest.spec import ReleaseSpec, RegionSpec, parse_release
+from sparkflash.manifest.spec import ReleaseSpec, RegionSpec, load_release
 
 __all__ = ["BuildResult", "Plan", "load_release", "resolve_sources", "plan_release", "write_release", "build_release"]
 
@@ -49,10 +49,6 @@ class BuildResult:
     manifest_path: Path
     warnings: tuple[str, ...]
     changed: bool  # False when manifest.json already had these exact bytes
-
-
-def load_release(path: Path) -> ReleaseSpec:
-    return parse_release(load_yaml(path), str(path))
 
 
 def _read_source(spec: RegionSpec, base: Path, artifacts: Mapping[str, Path], origin: str) -> bytes:

@@ -14,11 +14,13 @@ from typing import Any
 
 from sparkflash.errors import InputError
 
-__all__ = ["FORMAT", "Region", "Manifest", "parse_version"]
+__all__ = ["FORMAT", "MANIFEST_NAME", "SIGNATURE_NAME", "Region", "Manifest", "parse_version"]
 
 _ID_CHARS = set(string.ascii_letters + string.digits + "-")
 
 FORMAT = "sparkflash-manifest/1"
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.json.sig"  # detached, beside the manifest
 
 
 def parse_version(v: str) -> tuple[int, int, int, tuple[tuple[int, int | str], ...]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
-from sparkflash.manifest.model import Manifest, Region
+from sparkflash.manifest.model import MANIFEST_NAME, SIGNATURE_NAME, Manifest, Region
 
 __all__ = [
     "MANIFEST_NAME",
@@ -35,8 +35,6 @@ __all__ = [
     "open_release",
 ]
 
-MANIFEST_NAME = "manifest.json"
-SIGNATURE_NAME = "manifest.json.sig"
 
 
 def blob_key(sha256_hex: str) -> str:

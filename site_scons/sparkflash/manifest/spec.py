@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 import reprlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sparkflash.errors import InputError
-from sparkflash.manifest.load import Marked, MarkedList, where
+from sparkflash.manifest.load import Marked, MarkedList, load_yaml, where
 from sparkflash.manifest.model import parse_version
 
-__all__ = ["SourceSpec", "RegionSpec", "ReleaseSpec", "parse_release", "NAME_RE", "KINDS"]
+__all__ = ["SourceSpec", "RegionSpec", "ReleaseSpec", "parse_release", "load_release", "NAME_RE", "KINDS"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KINDS = ("data", "firmware")
@@ -229,3 +230,8 @@ def parse_release(doc: Any, origin: str) -> ReleaseSpec:
             raise InputError(f"{where(origin, r.line)}: region {r.name!r}: duplicate region name (first on line {seen[r.name]})")
         seen[r.name] = r.line
     return ReleaseSpec(origin, name, version, board, meta, policy, regions, doc.line, {str(k): doc.line_of(k) for k in doc})
+
+
+def load_release(path: Path) -> ReleaseSpec:
+    """Parse and check a release YAML file (no board, no sources read yet)."""
+    return parse_release(load_yaml(path), str(path))
