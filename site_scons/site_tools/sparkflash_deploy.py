@@ -17,28 +17,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import SCons.Errors
 from SCons.Script import ARGUMENTS, Action
 
-from sparkflash.errors import SparkflashError
+from sparkflash.build.scons_errors import stop_on_error
 from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 
 VIAS = ("dfu", "serial", "ota")
 # The `scons NAME=value` variables this tool reads (KEY is shared with sparkflash_release).
 ARGUMENT_NAMES = ("BUCKET", "PREFIX", "CHANNEL", "ENDPOINT", "CREATE_BUCKET", "VIA", "PORT", "DEVICE", "CLOUD", "KEY")
-
-
-@contextmanager
-def _stop_on_error() -> Iterator[None]:
-    try:
-        yield
-    except SparkflashError as e:
-        raise SCons.Errors.StopError(str(e)) from None
 
 
 def _public_key(env: Any) -> Path:
@@ -61,7 +51,7 @@ def _publish(env: Any, summary: bool) -> Any:
         from sparkflash.publish.store import ClientOptions
 
         dist = Path(source[0].abspath).parent
-        with _stop_on_error():
+        with stop_on_error():
             report = publish(dist, _s3_url(env), signer=load_signer(Path(env.File(env["SPARKFLASH_KEY"]).abspath)),
                              channel=env["SPARKFLASH_CHANNEL"] or None,
                              client_options=ClientOptions(endpoint_url=env["SPARKFLASH_ENDPOINT"] or None),

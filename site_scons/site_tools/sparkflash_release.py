@@ -12,15 +12,13 @@ so the manifest is rebuilt exactly when a source, the YAML or a flag changes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import SCons.Errors
 from SCons.Script import ARGUMENTS, Action, Builder
 
 import sparkflash
+from sparkflash.build.scons_errors import stop_on_error
 from sparkflash.errors import SparkflashError
 from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from sparkflash.manifest.spec import load_release
@@ -32,20 +30,11 @@ DEFAULT_MANIFEST = "#manifests/example.yaml"
 DEFAULT_KEY = "#build/keys/dev.pem"
 
 
-@contextmanager
-def _stop_on_error() -> Iterator[None]:
-    """A library error becomes one line, `scons: *** [target] file:line: ...`, no traceback."""
-    try:
-        yield
-    except SparkflashError as e:
-        raise SCons.Errors.StopError(str(e)) from None
-
-
 def _build_manifest(target: list[Any], source: list[Any], env: Any) -> int:
     from sparkflash.manifest.build import build_release
 
     firmware = env.get("SPARKFLASH_FIRMWARE_BIN")
-    with _stop_on_error():
+    with stop_on_error():
         res = build_release(
             Path(str(source[0])),  # relative to the top directory, where SCons runs: shorter errors
             Path(target[0].dir.abspath),
@@ -62,7 +51,7 @@ def _sign(target: list[Any], source: list[Any], env: Any) -> int:
     from sparkflash.manifest.keys import load_signer
     from sparkflash.manifest.release import sign_manifest
 
-    with _stop_on_error():
+    with stop_on_error():
         signer = load_signer(Path(source[1].abspath))
         sign_manifest(Path(source[0].abspath), signer)
     print(f"signed {source[0]} with key id {signer.key_id}")
@@ -74,7 +63,7 @@ def _dev_key(target: list[Any], source: list[Any], env: Any) -> int:
     from sparkflash.manifest.keys import generate_key
 
     if not os.path.exists(target[0].abspath):
-        with _stop_on_error():
+        with stop_on_error():
             _, kid = generate_key(Path(target[0].abspath))
         print(f"created development signing key {target[0]} (key id {kid}); do not use it for real releases")
     return 0

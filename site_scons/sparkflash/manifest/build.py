@@ -17,7 +17,7 @@ from sparkflash.boards import Board, load_board
 from sparkflash.errors import InputError
 from sparkflash.manifest.generate import generate
 from sparkflash.manifest.layout import LayoutResult, lay_out
-from sparkflash.manifest.load import load_yaml, where
+from sparkflash.manifest.load import where
 from sparkflash.manifest.model import Manifest
 from sparkflash.manifest.pack import pack_dir
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, atomic_write, blob_key, store_blob
