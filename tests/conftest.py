@@ -32,7 +32,7 @@ def core_dir(tmp_path: Path) -> Path:
     return tmp_path / "core"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tool() -> Callable[[str], str]:
     """tool("dfu-suffix") -> its path; skips locally, fails in CI where .ci/run installs it."""
     return require_tool
@@ -64,13 +64,20 @@ def signed_example(example_release: Path, tmp_path: Path) -> tuple[Path, Path]:
     return example_release, pub
 
 
+# The Debian package of each external tool the tests use (tools/setup installs them all).
+TOOL_PACKAGES = {"sb": "lrzsz", "rb": "lrzsz", "dfu-util": "dfu-util", "dfu-suffix": "dfu-util",
+                 "dfuse-pack": "dfu-util", "socat": "socat", "make": "make",
+                 "arm-none-eabi-gcc": "gcc-arm-none-eabi"}
+
+
 def require_tool(name: str) -> str:
-    """Path of an interop tool; fail (not skip) in CI where .ci/run installs it."""
+    """Path of an external tool; fail (never skip) in CI, where .ci/run installs it."""
     path = shutil.which(name)
     if path is None:
+        package = TOOL_PACKAGES.get(name, name)
         if os.environ.get("CI"):
-            pytest.fail(f"{name} is not installed although .ci/run installs it")
-        pytest.skip(f"{name} is not installed (apt-get install {'lrzsz' if name in ('sb', 'rb') else name})")
+            pytest.fail(f"{name} is not installed although .ci/run installs it (apt package {package})")
+        pytest.skip(f"{name} is not installed (apt-get install {package})")
     return path
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,8 @@ pytestmark = [
 ]
 
 
-def test_same_bin_as_the_makefiles(tmp_path: Path) -> None:
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+def test_same_bin_as_the_makefiles(tmp_path: Path, tool: Callable[[str], str]) -> None:
+    tool("make")
     source = Path(str(TREE)).resolve()
     for name in ("core-firmware", COMMON, COMMUNICATION):
         shutil.copytree(source.parent / name, tmp_path / "trees" / name, symlinks=True)
