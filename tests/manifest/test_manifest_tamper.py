@@ -1,9 +1,6 @@
-"""A signed release verifies, and any single changed byte of it does not.
-
-Exhaustive on a tiny release: every byte of manifest.json, manifest.json.sig and one blob
-has its low bit flipped in turn (the subtle change: a digit stays a digit, base64 mostly stays
-base64, JSON stays JSON) and verification must fail with VerifyError each time.
-"""
+"""A signed release verifies; unsigned, unknown-key, missing-blob and mismatched-signature
+releases do not. The exhaustive single-byte flips of manifest, signature and every blob are in
+tests/tamper/, which also checks that nothing reaches the flash."""
 
 from __future__ import annotations
 
@@ -31,7 +28,6 @@ regions:
     pad_to: 0x80
 """
 
-MASKS = (0x01,)
 
 
 @pytest.fixture
@@ -50,43 +46,6 @@ def verify(out: Path, trust: TrustStore) -> None:
 
 def test_untouched_release_verifies(release: tuple[Path, TrustStore]) -> None:
     verify(*release)
-
-
-def flip_each_byte(path: Path, check: Callable[[], None]) -> int:
-    original = path.read_bytes()
-    survivors = []
-    tried = 0
-    try:
-        for i in range(len(original)):
-            for mask in MASKS:
-                changed = bytearray(original)
-                changed[i] ^= mask
-                path.write_bytes(bytes(changed))
-                tried += 1
-                try:
-                    check()
-                except VerifyError:
-                    continue
-                survivors.append((i, mask))
-    finally:
-        path.write_bytes(original)
-    assert survivors == [], f"{path.name}: changes at (offset, mask) {survivors[:5]} still verified"
-    return tried
-
-
-@pytest.mark.parametrize("which", ["manifest", "signature", "blob"])
-def test_every_single_byte_change_fails_verification(release: tuple[Path, TrustStore], which: str) -> None:
-    out, trust = release
-    if which == "manifest":
-        target = out / MANIFEST_NAME
-    elif which == "signature":
-        target = out / SIGNATURE_NAME
-    else:
-        rel = open_release(out / MANIFEST_NAME, trust)
-        target = out / blob_key(rel.manifest.region("key").sha256)
-    tried = flip_each_byte(target, lambda: verify(out, trust))
-    assert tried == len(MASKS) * len(target.read_bytes()) > 100
-    verify(out, trust)  # restored: verifies again
 
 
 def test_unsigned_release_is_refused(release: tuple[Path, TrustStore]) -> None:
