@@ -108,20 +108,26 @@ def _firmware(env: Any) -> dict[str, Any]:
     variant = f"#build/{env['VARIANT']}"
     out = f"{variant}/applications/{opts.app}" if opts.app else variant
     maps = _prefix_maps(env, [c.root for c in tree.components])
-    archives = []
+    archives, built = [], []
     for comp in (tree.common, tree.communication):
         cenv = _component_env(env, comp, maps)
-        archives.append(cenv.StaticLibrary(f"{variant}/{comp.name}/{comp.archive}", _objects(cenv, comp, f"{variant}/{comp.name}/obj"))[0])
+        lib_objs = _objects(cenv, comp, f"{variant}/{comp.name}/obj")
+        archives.append(cenv.StaticLibrary(f"{variant}/{comp.name}/{comp.archive}", lib_objs)[0])
+        built += lib_objs
     fenv = _component_env(env, tree.firmware, maps)
     fenv.Replace(
         LDSCRIPT=str(tree.linker_script),
         LINKFLAGS=[*tree.link_flags, *CODEGEN],
-        LINKCOM="$LINK $LINKFLAGS $SOURCES -o $TARGET -T$LDSCRIPT $LINKTAIL -Wl,-Map,${TARGET.base}.map $LINKLIBS",
+        # the archives come first in the .elf's sources, so SCons builds the libraries (and
+        # runs ar) while the firmware objects compile, not on the way to the link; the link
+        # line keeps the makefile's order: objects, then the archives
+        LINKCOM=f"$LINK $LINKFLAGS ${{SOURCES[{len(archives)}:]}} ${{SOURCES[:{len(archives)}]}} -o $TARGET -T$LDSCRIPT "
+        "$LINKTAIL -Wl,-Map,${TARGET.base}.map $LINKLIBS",
         LINKTAIL=list(LINK_TAIL),
         LINKLIBS=list(LINK_LIBS),
     )
     objs = _objects(fenv, tree.firmware, f"{out}/{tree.firmware.name}/obj")
-    elf = fenv.Program(f"{out}/firmware.elf", objs + archives)[0]
+    elf = fenv.Program(f"{out}/firmware.elf", archives + objs)[0]
     fenv.Depends(elf, str(tree.linker_script))
     map_file = env.File(f"{out}/firmware.map")
     env.SideEffect(map_file, elf)
@@ -131,6 +137,7 @@ def _firmware(env: Any) -> dict[str, Any]:
     binary = env.ElfToBin(f"{out}/firmware.bin", elf)[0]
     hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
     env.Depends([binary, hexfile], size)  # an image over the limit is never produced
+    env.Depends([*built, *objs, *archives, elf, binary, hexfile], env["ARM_TOOL_FILES"])
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sparkflash.build.toolchain import find_toolchain
 from sparkflash.build.workspace import make_checkout, run_scons
 
 _COMMANDS = re.compile(r"^(CC|CXX|AS|AR|LINK|BIN|HEX|SIZE)\s+(\S+)", re.M)
@@ -45,6 +46,26 @@ def test_flag_change_rebuilds_only_what_it_affects(fresh_checkout: Path) -> None
     compiled = {c for c in ran if c[0] in ("CC", "CXX", "AS")}
     assert compiled == {("CC", "crc32.c")}
     assert _ran(_build(fresh_checkout, "SPARK_PRODUCT_ID=42")) == []
+
+
+def test_toolchain_replaced_in_place_rebuilds_everything(fresh_checkout: Path, tmp_path: Path) -> None:
+    """Same ARM_TOOLCHAIN path, different compiler (a package upgrade): nothing may be reused."""
+    real = find_toolchain()
+    bindir = tmp_path / "toolchain" / "bin"
+    bindir.mkdir(parents=True)
+    for t in ("gcc", "g++", "ar", "objcopy", "size"):
+        wrapper = bindir / f"arm-none-eabi-{t}"
+        wrapper.write_text(f'#!/bin/sh\nexec {real.tool(t)} "$@"\n')
+        wrapper.chmod(0o755)
+    toolchain = f"ARM_TOOLCHAIN={bindir.parent}"
+    def compiled_and_linked(output: str) -> list[tuple[str, str]]:
+        return sorted(c for c in _ran(output) if c[0] in ("CC", "CXX", "AS", "AR", "LINK"))
+
+    first = compiled_and_linked(_build(fresh_checkout, "-j2", toolchain))
+    assert _ran(_build(fresh_checkout, toolchain)) == []
+    gcc = bindir / "arm-none-eabi-gcc"
+    gcc.write_text(gcc.read_text() + "# upgraded\n")
+    assert compiled_and_linked(_build(fresh_checkout, "-j2", toolchain)) == first
 
 
 def test_two_checkouts_give_identical_outputs(built_example: Path, tmp_path: Path) -> None:

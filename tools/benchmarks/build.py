@@ -5,7 +5,8 @@ makefiles' times, plus whether both .bin files are byte-identical.
     tools/bench build [--repeat N] [--core-firmware /path/to/core-firmware]
 
 Everything runs in temporary copies: the repository's build/ and the given trees are not
-touched. Figures are medians of N runs (wall seconds).
+touched. Figures are medians of N runs (wall seconds); make and scons take turns in every
+round, and each scons/make ratio is the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sparkflash.build.coretree import COMMON, COMMUNICATION
 from sparkflash.build.toolchain import find_toolchain
@@ -26,6 +28,7 @@ from sparkflash.build.workspace import make_checkout, run_make, run_scons
 
 EXAMPLE_EDIT = "examples/core-firmware/src/application.cpp"
 CORE_EDIT = "src/spark_wiring.cpp"
+SPEC_MAKE_NOOP_S = 0.22  # shared/specs/core-firmware-build.md §7: the makefile's no-op -j2 there
 
 
 def _scons(checkout: Path, *args: str) -> Callable[[], None]:
@@ -107,9 +110,18 @@ def _interleaved(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]],
             go()
             times[name].append(time.perf_counter() - t)
             cpu[name].append(_children_cpu() - c)
-    result = {name: round(statistics.median(v), 3) for name, v in times.items()}
+    result: dict[str, Any] = {name: round(statistics.median(v), 3) for name, v in times.items()}
     result.update({f"{name}_cpu": round(statistics.median(v), 3) for name, v in cpu.items()})
+    result.update({f"{name}_runs": [round(t, 3) for t in v] for name, v in times.items()})
     return result
+
+
+def _paired(measured: dict[str, Any], over: str, under: str) -> dict[str, Any]:
+    """`over`/`under` time ratio of each round (both ran back to back, so they shared the
+    machine's load of that moment), and their median: steadier than a ratio of medians when
+    the load drifts between rounds."""
+    ratios = sorted(round(a / b, 3) for a, b in zip(measured[f"{over}_runs"], measured[f"{under}_runs"]))
+    return {"median": round(statistics.median(ratios), 3), "rounds": ratios}
 
 
 def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
@@ -122,16 +134,12 @@ def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
     checkout = make_checkout(work / "checkout")
     variables = f"CORE_FIRMWARE={fw_scons}"
     make_clean, scons_clean = _make(fw_make, "clean"), _clean_scons(checkout)
-    figures: dict[str, float] = {}
-    for jobs in ("-j1", "-j2"):
-        figures.update(
-            {
-                f"{k}_clean_{jobs[1:]}_s": v
-                for k, v in _interleaved(
-                    {"make": (make_clean, _make(fw_make, jobs)), "scons": (scons_clean, _scons(checkout, jobs, variables))}, repeat
-                ).items()
-            }
+    clean = {
+        jobs: _interleaved(
+            {"make": (make_clean, _make(fw_make, jobs)), "scons": (scons_clean, _scons(checkout, jobs, variables))}, repeat
         )
+        for jobs in ("-j1", "-j2")
+    }
     noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")), "scons": (_nothing, _scons(checkout, "-j2", variables))}, repeat)
     edit = _interleaved(
         {
@@ -141,11 +149,11 @@ def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
         repeat,
     )
     make, scons = ({
-        "clean_j1_s": figures[f"{side}_clean_j1_s"],
-        "clean_j2_s": figures[f"{side}_clean_j2_s"],
+        "clean_j1_s": clean["-j1"][side],
+        "clean_j2_s": clean["-j2"][side],
         "noop_s": noop[side],
         "one_file_rebuild_s": edit[side],
-        "clean_j2_cpu_s": figures[f"{side}_cpu_clean_j2_s"],
+        "clean_j2_cpu_s": clean["-j2"][f"{side}_cpu"],
         "noop_cpu_s": noop[f"{side}_cpu"],
         "one_file_rebuild_cpu_s": edit[f"{side}_cpu"],
     } for side in ("make", "scons"))
@@ -154,6 +162,7 @@ def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
         (work / side / "core-firmware" / CORE_EDIT).write_text((source / CORE_EDIT).read_text())
     _make(fw_make, "-j2")()
     _scons(checkout, "-j2", variables)()
+    clean_j2, noop_ratio = _paired(clean["-j2"], "scons", "make"), _paired(noop, "scons", "make")
     make_bin, scons_bin = fw_make / "build/core-firmware.bin", checkout / "build/release/firmware.bin"
     return {
         "tree": str(source),
@@ -163,8 +172,15 @@ def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
         "scons_bin_sha256": _sha(scons_bin),
         "bin_bytes": scons_bin.stat().st_size,
         "bin_identical": make_bin.read_bytes() == scons_bin.read_bytes(),
-        "clean_j2_scons_over_make": round(scons["clean_j2_s"] / make["clean_j2_s"], 3),
-        "targets": {"clean_j2_not_slower_than_make": scons["clean_j2_s"] <= make["clean_j2_s"], "noop_under_0_5_s": scons["noop_s"] < 0.5},
+        "clean_j2_scons_over_make": clean_j2,
+        "noop_scons_over_make": noop_ratio,
+        # the issue's 0.5 s is for the spec's machine (make: clean -j2 4.93 s, no-op 0.22 s);
+        # this machine's speed drifts with its neighbours' load, the ratio to make does not
+        "noop_s_at_spec_speed": round(noop_ratio["median"] * SPEC_MAKE_NOOP_S, 3),
+        "targets": {
+            "clean_j2_not_slower_than_make": clean_j2["median"] <= 1.0,
+            "noop_under_0_5_s_at_spec_speed": noop_ratio["median"] * SPEC_MAKE_NOOP_S < 0.5,
+        },
     }
 
 

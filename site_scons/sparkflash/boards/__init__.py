@@ -17,6 +17,8 @@ from sparkflash.errors import InputError
 __all__ = ["Area", "Memory", "Board", "load_board", "BOARD_DIR"]
 
 BOARD_DIR = Path(__file__).parent
+# libyaml when the wheel has it: the board is read on every scons run, no-op builds included
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def load_board(name_or_path: str | Path, search: tuple[Path, ...] = ()) -> Board
         known = sorted(f.stem for f in BOARD_DIR.glob("*.yaml"))
         raise InputError(f"unknown board {str(name_or_path)!r} (known: {', '.join(known)})")
     try:
-        d = yaml.safe_load(c.read_text())
+        d = yaml.load(c.read_text(), Loader=_LOADER)
         fw = d["firmware"]
         return Board(
             name=str(d["name"]),
