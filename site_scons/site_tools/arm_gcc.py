@@ -85,7 +85,7 @@ def generate(env: Any, **kw: Any) -> None:
     )
     env.PrependENVPath("PATH", str(tc.bindir))
     # SCons' default (IMPLICIT_COMMAND_DEPENDENCIES=1) expands each command line a second
-    # time only to find its program and depend on it: a fifth of SCons' own CPU in a clean
+    # time only to find its program and depend on it: ~7 % of SCons' own CPU in a clean
     # build. The same edges, declared once: whoever builds with these tools depends its
     # targets on ARM_TOOL_FILES, so a toolchain replaced in place still rebuilds everything.
     env["IMPLICIT_COMMAND_DEPENDENCIES"] = 0

@@ -187,7 +187,7 @@ def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
 def run(argv: list[str]) -> dict[str, object]:
     """Figures for the example (always) and for --core-firmware (when given)."""
     p = argparse.ArgumentParser(prog="tools/bench build")
-    p.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    p.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
     p.add_argument("--core-firmware", type=Path, help="a core-firmware tree with its sibling libraries")
     args = p.parse_args(argv)
     result: dict[str, object] = {"toolchain": find_toolchain().version(), "repeat": args.repeat}
