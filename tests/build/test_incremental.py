@@ -3,7 +3,9 @@ the affected tree on a flag change; and two checkouts give byte-identical output
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 from sparkflash.build.toolchain import find_toolchain
@@ -65,6 +67,8 @@ def test_toolchain_replaced_in_place_rebuilds_everything(fresh_checkout: Path, t
     assert _ran(_build(fresh_checkout, toolchain)) == []
     gcc = bindir / "arm-none-eabi-gcc"
     gcc.write_text(gcc.read_text() + "# upgraded\n")
+    packaged = time.time() - 86400  # a package's files carry its build time, not the install's
+    os.utime(gcc, (packaged, packaged))
     assert compiled_and_linked(_build(fresh_checkout, "-j2", toolchain)) == first
 
 
