@@ -18,6 +18,10 @@ def _ran(output: str) -> list[tuple[str, str]]:
     return [(m.group(1), Path(m.group(2)).name) for m in _COMMANDS.finditer(output)]
 
 
+def _compiled_and_linked(output: str) -> list[tuple[str, str]]:
+    return sorted(c for c in _ran(output) if c[0] in ("CC", "CXX", "AS", "AR", "LINK"))
+
+
 def _build(checkout: Path, *args: str) -> str:
     r = run_scons(checkout, *args)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -60,16 +64,13 @@ def test_toolchain_replaced_in_place_rebuilds_everything(fresh_checkout: Path, t
         wrapper.write_text(f'#!/bin/sh\nexec {real.tool(t)} "$@"\n')
         wrapper.chmod(0o755)
     toolchain = f"ARM_TOOLCHAIN={bindir.parent}"
-    def compiled_and_linked(output: str) -> list[tuple[str, str]]:
-        return sorted(c for c in _ran(output) if c[0] in ("CC", "CXX", "AS", "AR", "LINK"))
-
-    first = compiled_and_linked(_build(fresh_checkout, "-j2", toolchain))
+    first = _compiled_and_linked(_build(fresh_checkout, "-j2", toolchain))
     assert _ran(_build(fresh_checkout, toolchain)) == []
     gcc = bindir / "arm-none-eabi-gcc"
     gcc.write_text(gcc.read_text() + "# upgraded\n")
     packaged = time.time() - 86400  # a package's files carry its build time, not the install's
     os.utime(gcc, (packaged, packaged))
-    assert compiled_and_linked(_build(fresh_checkout, "-j2", toolchain)) == first
+    assert _compiled_and_linked(_build(fresh_checkout, "-j2", toolchain)) == first
 
 
 def test_two_checkouts_give_identical_outputs(built_example: Path, tmp_path: Path) -> None:

@@ -117,9 +117,8 @@ def _interleaved(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]],
 
 
 def _paired(measured: dict[str, Any], over: str, under: str) -> dict[str, Any]:
-    """`over`/`under` time ratio of each round (both ran back to back, so they shared the
-    machine's load of that moment), and their median: steadier than a ratio of medians when
-    the load drifts between rounds."""
+    """`over`/`under` time ratio of each round (the two ran back to back, under the same
+    load) and their median, so the load drifting between rounds is visible, not averaged."""
     ratios = sorted(round(a / b, 3) for a, b in zip(measured[f"{over}_runs"], measured[f"{under}_runs"]))
     return {"median": round(statistics.median(ratios), 3), "rounds": ratios}
 
