@@ -1,6 +1,6 @@
 """SCons tool: the GNU Arm (arm-none-eabi) cross toolchain for the Cortex-M3.
 
-Sets the compilers (found by sparkflash.build.toolchain: PATH or ARM_TOOLCHAIN=), adds
+Sets the compilers (found by sparkflash.firmware.toolchain: PATH or ARM_TOOLCHAIN=), adds
 ElfToBin/ElfToHex (objcopy) and SizeCheck (table + board limit, fails by N bytes).
 A missing toolchain stops SCons while reading the SConstruct with one line and exit 2.
 """
@@ -17,7 +17,7 @@ import SCons.Action
 import SCons.Builder
 import SCons.Errors
 
-from sparkflash.build.toolchain import find_toolchain
+from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.errors import SparkflashError
 
 _COMSTRS = {
@@ -34,7 +34,7 @@ _COMSTRS = {
 def _size_check(target: list[Any], source: list[Any], env: Any) -> None:
     """Print the size table, write it to the target, fail if over the board's limits."""
     from sparkflash.boards import load_board  # imported here: a no-op build never pays for pyelftools
-    from sparkflash.build.sizereport import check_fits, format_table, size_report
+    from sparkflash.firmware.sizereport import check_fits, format_table, size_report
 
     try:
         report = size_report(str(source[0]), load_board(env["BOARD"]))
@@ -50,7 +50,7 @@ def _size_check(target: list[Any], source: list[Any], env: Any) -> None:
 def _preload_size_report(target: list[Any], source: list[Any], env: Any) -> None:
     """Import the size check's modules (pyelftools, ~60 ms) while the linker runs, instead
     of after it: the check sits between the link and the .bin/.hex of every build."""
-    threading.Thread(target=importlib.import_module, args=("sparkflash.build.sizereport",), daemon=True).start()
+    threading.Thread(target=importlib.import_module, args=("sparkflash.firmware.sizereport",), daemon=True).start()
 
 
 def _size_emitter(target: list[Any], source: list[Any], env: Any) -> tuple[list[Any], list[Any]]:

@@ -3,7 +3,7 @@
 `env.Tool('spark_core', arguments=ARGUMENTS)` reads the command-line variables (see
 `spark_core_variables`), loads arm_gcc, and adds `env.SparkCoreFirmware()`, which returns
 the nodes of build/<variant>/firmware.{elf,bin,hex,map,size}. Which sources and flags each
-tree gets is data in sparkflash.build.coretree; this file only turns it into nodes.
+tree gets is data in sparkflash.firmware.coretree; this file only turns it into nodes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import SCons.Script
 from SCons.Variables import BoolVariable, EnumVariable, Variables
 
 from sparkflash.boards import load_board
-from sparkflash.build import PACKAGE_DIR
-from sparkflash.build.coretree import (
+from sparkflash.firmware import PACKAGE_DIR
+from sparkflash.firmware.coretree import (
     ASFLAGS,
     CODEGEN,
     LINK_LIBS,

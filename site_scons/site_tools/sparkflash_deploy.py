@@ -23,7 +23,7 @@ from typing import Any
 import SCons.Errors
 from SCons.Script import ARGUMENTS, Action
 
-from sparkflash.build.scons_errors import stop_on_error
+from sparkflash.firmware.scons_errors import stop_on_error
 from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 
 VIAS = ("dfu", "serial", "ota")

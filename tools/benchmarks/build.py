@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparkflash.build.coretree import COMMON, COMMUNICATION
-from sparkflash.build.toolchain import find_toolchain
-from sparkflash.build.workspace import make_checkout, run_make, run_scons
+from sparkflash.firmware.coretree import COMMON, COMMUNICATION
+from sparkflash.firmware.toolchain import find_toolchain
+from sparkflash.firmware.workspace import make_checkout, run_make, run_scons
 
 EXAMPLE_EDIT = "examples/core-firmware/src/application.cpp"
 CORE_EDIT = "src/spark_wiring.cpp"

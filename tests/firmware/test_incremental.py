@@ -8,8 +8,8 @@ import re
 import time
 from pathlib import Path
 
-from sparkflash.build.toolchain import find_toolchain
-from sparkflash.build.workspace import make_checkout, run_scons
+from sparkflash.firmware.toolchain import find_toolchain
+from sparkflash.firmware.workspace import make_checkout, run_scons
 
 _COMMANDS = re.compile(r"^(CC|CXX|AS|AR|LINK|BIN|HEX|SIZE)\s+(\S+)", re.M)
 

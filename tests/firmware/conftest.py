@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkflash.build.workspace import make_checkout, run_scons
+from sparkflash.firmware.workspace import make_checkout, run_scons
 
 
 @pytest.fixture(scope="session")

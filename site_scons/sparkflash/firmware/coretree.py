@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkflash.build.makefrag import MakeVars, find_build_mks, rwildcard
+from sparkflash.firmware.makefrag import MakeVars, find_build_mks, rwildcard
 from sparkflash.errors import InputError
 
 __all__ = ["Source", "Component", "BuildOptions", "FirmwareTree", "load_tree", "COMMON", "COMMUNICATION", "FIRMWARE"]

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sparkflash.build import PACKAGE_DIR
-from sparkflash.build.coretree import NEWLIB_COMPAT_DEFINES, NEWLIB_COMPAT_LINK
-from sparkflash.build.toolchain import find_toolchain
+from sparkflash.firmware import PACKAGE_DIR
+from sparkflash.firmware.coretree import NEWLIB_COMPAT_DEFINES, NEWLIB_COMPAT_LINK
+from sparkflash.firmware.toolchain import find_toolchain
 
 __all__ = ["REPO_ROOT", "make_checkout", "run_scons", "run_make"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sparkflash.build.workspace import run_scons
+from sparkflash.firmware.workspace import run_scons
 
 
 def test_missing_toolchain_arm_toolchain(fresh_checkout: Path) -> None:

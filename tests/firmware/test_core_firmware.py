@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkflash.build.coretree import COMMON, COMMUNICATION
-from sparkflash.build.workspace import make_checkout, run_make, run_scons
+from sparkflash.firmware.coretree import COMMON, COMMUNICATION
+from sparkflash.firmware.workspace import make_checkout, run_make, run_scons
 
 TREE = os.environ.get("CORE_FIRMWARE")
 
