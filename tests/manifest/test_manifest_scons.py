@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCONS = Path(sys.executable).with_name("scons")
 
 SCONSTRUCT = f"""
-env = Environment(tools=[], toolpath=[{str(ROOT / 'site_scons' / 'site_tools')!r}])
+env = Environment(tools=[], toolpath=[{str(ROOT / 'site_scons' / 'sparkflash' / 'scons')!r}])
 env['SPARKFLASH_FIRMWARE_BIN'] = env.File('firmware.bin')
 env['SPARKFLASH_VARIANT_DIR'] = env.Dir('build/release')
-# --- release targets: manifest, sign, publish, flash (site_tools/sparkflash_release.py, sparkflash_deploy.py) ---
+# --- release targets: manifest, sign, publish, flash (sparkflash/scons/sparkflash_release.py, sparkflash_deploy.py) ---
 env.Tool('sparkflash_release')
 """
 

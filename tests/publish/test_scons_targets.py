@@ -13,7 +13,7 @@ import pytest
 
 from sparkflash.publish.local_server import LocalS3Process
 
-SITE_TOOLS = Path(__file__).resolve().parents[2] / "site_scons" / "site_tools"
+SITE_TOOLS = Path(__file__).resolve().parents[2] / "site_scons" / "sparkflash" / "scons"
 SCONSTRUCT = f"""
 import os
 env = Environment(tools=[], toolpath=[{str(SITE_TOOLS)!r}], ENV={{"PATH": os.environ["PATH"]}})

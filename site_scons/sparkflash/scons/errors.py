@@ -1,5 +1,5 @@
 """One place where a library error becomes a SCons stop: `scons: *** [target] message`,
-no traceback, exit 2 — the site_tools wrap their actions with it."""
+no traceback, exit 2 — the SCons tools wrap their actions with it."""
 
 from __future__ import annotations
 

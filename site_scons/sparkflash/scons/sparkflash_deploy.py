@@ -1,6 +1,6 @@
 """SCons tool: the `publish`, `release`, `flash-ext` and `flash` targets over the signed release.
 
-They come after `sign` (site_tools/sparkflash_release.py) in the graph, so each one builds the
+They come after `sign` (sparkflash/scons/sparkflash_release.py) in the graph, so each one builds the
 firmware, lays out and signs the release first when anything changed. The work itself is
 the package's: `publish` and `release` call sparkflash.publish.upload.publish in-process;
 `flash-ext` and `flash` run `python -m sparkflash deploy` (the same code, output and exit
@@ -23,7 +23,7 @@ from typing import Any
 import SCons.Errors
 from SCons.Script import ARGUMENTS, Action
 
-from sparkflash.firmware.scons_errors import stop_on_error
+from sparkflash.scons.errors import stop_on_error
 from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 
 VIAS = ("dfu", "serial", "ota")

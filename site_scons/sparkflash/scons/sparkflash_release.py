@@ -18,7 +18,7 @@ from typing import Any
 from SCons.Script import ARGUMENTS, Action, Builder
 
 import sparkflash
-from sparkflash.firmware.scons_errors import stop_on_error
+from sparkflash.scons.errors import stop_on_error
 from sparkflash.errors import SparkflashError
 from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from sparkflash.manifest.spec import load_release
