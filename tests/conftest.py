@@ -90,3 +90,36 @@ def virtual_core(core_dir: Path) -> Iterator[object]:
         yield core
     finally:
         core.stop()
+
+
+PEERS = ROOT.parent / "shared" / "peers"
+
+
+@pytest.fixture(scope="session")
+def unpack_peer(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Unpack ../shared/peers/NAME.tar.gz once per session; its one top folder is returned.
+
+    Without ../shared the test skips with that reason; under CI (where ../shared is laid
+    beside the clone) it fails instead.
+    """
+    import tarfile
+
+    root = tmp_path_factory.mktemp("peers")
+    done: dict[str, Path] = {}
+
+    def unpack(name: str) -> Path:
+        if name in done:
+            return done[name]
+        archive = PEERS / f"{name}.tar.gz"
+        if not archive.is_file():
+            if os.environ.get("CI"):
+                pytest.fail(f"{archive} is missing: CI lays ../shared beside the clone")
+            pytest.skip(f"{archive} is missing (the real peers live in ../shared/peers)")
+        dest = root / name
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+        (top,) = [p for p in dest.iterdir() if p.is_dir()] or [dest]
+        done[name] = top
+        return top
+
+    return unpack

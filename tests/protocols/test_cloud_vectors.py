@@ -1,8 +1,8 @@
-"""The unit-test fixtures of core-communication-lib (spark-cloud-protocol.md §12), read in place.
+"""The unit-test fixtures of core-communication-lib master 54c1e31, read in place.
 
-The fixtures are not copied into this repository: point SPARKFLASH_CCL_TESTS at the `tests`
-directory of a core-communication-lib checkout (master 54c1e31) to run these; they are
-skipped otherwise. The always-on plaintext vectors are in test_coap.py.
+The fixtures are not copied into this repository: they are read from the real archive in
+../shared/peers, unpacked for the session (SPARKFLASH_CCL_TESTS may point at the `tests`
+directory of another checkout instead). The plaintext vectors are in test_coap.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,16 @@ from sparkflash.protocols import cloud_handshake as hs
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import Opener, Sealer, decrypt, encrypt
 
-DIR = Path(os.environ.get("SPARKFLASH_CCL_TESTS", "/nonexistent"))
-pytestmark = pytest.mark.skipif(not (DIR / "TestAES.cpp").exists(), reason="SPARKFLASH_CCL_TESTS not set to core-communication-lib/tests")
+DIR = Path()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fixture_dir(unpack_peer: Callable[[str], Path]) -> None:
+    """The archive's tests/ folder (or SPARKFLASH_CCL_TESTS), for fixture() below."""
+    global DIR
+    env = os.environ.get("SPARKFLASH_CCL_TESTS")
+    DIR = Path(env) if env else unpack_peer("core-communication-lib-master") / "tests"
+    assert (DIR / "TestAES.cpp").is_file(), f"{DIR}: no TestAES.cpp"
 
 
 def _literal(text: str) -> bytes:
