@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from sparkflash.firmware.coretree import COMMON, COMMUNICATION
 from sparkflash.firmware.workspace import make_checkout, run_make, run_scons
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.firmware.workspace import make_checkout, run_scons
 
-_COMMANDS = re.compile(r"^(CC|CXX|AS|AR|LINK|BIN|HEX|SIZE)\s+(\S+)", re.M)
+_COMMANDS = re.compile(r"^(CC|CXX|AS|AR|LINK|BIN|HEX|SIZE)\s+(\S+)", re.MULTILINE)
 
 
 def _ran(output: str) -> list[tuple[str, str]]:

@@ -1,83 +1,88 @@
-"""The build rules as data, without running scons: build.mk reading (make's order and
-subset), the three trees' source sets and flags, toolchain and size errors."""
+"""The build rules as data, without running scons: make -n output read into commands,
+the example trees' source sets and flags, toolchain and size errors."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from sparkflash.boards import load_board
+from sparkflash.errors import InputError, ToolchainError
 from sparkflash.firmware.coretree import BuildOptions, load_tree
-from sparkflash.firmware.makefrag import MakeVars, rwildcard
+from sparkflash.firmware.makeprobe import parse
 from sparkflash.firmware.sizereport import SizeReport, check_fits, format_table
 from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.firmware.workspace import REPO_ROOT
-from sparkflash.errors import InputError, ToolchainError
 
 EXAMPLE = REPO_ROOT / "examples" / "core-firmware"
 
 
-def _touch(root: Path, *names: str) -> None:
-    for n in names:
-        (root / n).parent.mkdir(parents=True, exist_ok=True)
-        (root / n).write_text("")
+def test_make_output_parsed_with_submake_directories(tmp_path: Path) -> None:
+    """The probe's markers give each sub-make's directory; paths become absolute, make's
+    dependency-file flags are dropped, archive members keep make's order."""
+    top = tmp_path / "fw" / "build"
+    out = "\n".join([
+        "echo Building core-common-lib",
+        f"sparkflash-submake-enter {top}\037-C\037../../lib/build\037--no-print-directory",
+        "arm-none-eabi-gcc -Os -I../inc -I. -MD -MP -MF obj/a.o.d -DX=1 -c -o obj/a.o ../a.c",
+        "mkdir -p obj/",
+        "arm-none-eabi-ar -r liblib.a obj/a.o obj/a.o",
+        "sparkflash-submake-leave",
+        "arm-none-eabi-gcc -Os -x assembler-with-cpp -c -o obj/s.o ../s.S",
+        ("arm-none-eabi-g++ -Os -MD -MP -MF fw.elf.d obj/s.o --output fw.elf -T../l.ld -L../../lib/build -llib "
+         "-Wl,-Map,fw.map -u _printf_float"),
+    ])
+    plan = parse(out, top)
+    lib = tmp_path / "lib" / "build"
+    (a, s) = plan.compiles
+    assert a.cwd == lib and a.source == tmp_path / "lib" / "a.c" and a.output == lib / "obj" / "a.o"
+    assert a.args == ("-Os", f"-I{tmp_path / 'lib' / 'inc'}", f"-I{lib}", "-DX=1", "-c")
+    assert s.lang == "asm" and s.cwd == top
+    assert plan.archives[0].members == (lib / "obj" / "a.o",)
+    (link,) = plan.links
+    assert link.output == top / "fw.elf"
+    assert link.args == ("-Os", ("obj", top / "obj" / "s.o"), ("script", tmp_path / "fw" / "l.ld"), ("libdir", lib),
+                         "-llib", ("map", top / "fw.map"), "-u", "_printf_float")
 
 
-def test_rwildcard_lists_files_before_subdirs_sorted(tmp_path: Path) -> None:
-    _touch(tmp_path, "b.cpp", "a.cpp", "sub/z.cpp", "a_dir/y.cpp", ".hidden/x.cpp", "c.c")
-    assert [p.relative_to(tmp_path).as_posix() for p in rwildcard(tmp_path, "*.cpp")] == [
-        "a.cpp",
-        "b.cpp",
-        "a_dir/y.cpp",
-        "sub/z.cpp",
-    ]
-
-
-def test_build_mk_subset(tmp_path: Path) -> None:
-    _touch(tmp_path, "src/application.cpp", "src/main.cpp")
-    mk = tmp_path / "build.mk"
-    mk.write_text(
-        "# comment\nP = src\nINCLUDE_DIRS += $(P)/inc\nCPPSRC += $(call target_files,src/,*.cpp)\n"
-        "ifdef NO_APP\nCPPSRC := $(filter-out $(P)/application.cpp,$(CPPSRC))\nelse\nX = y\nendif\n"
-        "CSRC += \\\n  a.c\n"
-    )
-    plain = MakeVars(tmp_path)
-    plain.include(mk)
-    assert plain.words("CPPSRC") == ["src/application.cpp", "src/main.cpp"] and plain.values["X"] == "y"
-    assert plain.words("INCLUDE_DIRS") == ["src/inc"] and plain.words("CSRC") == ["a.c"]
-    app = MakeVars(tmp_path, {"NO_APP": "1"})
-    app.include(mk)
-    assert app.words("CPPSRC") == ["src/main.cpp"] and "X" not in app.values
-
-
-def test_build_mk_unsupported_construct_names_file_and_line(tmp_path: Path) -> None:
-    mk = tmp_path / "build.mk"
-    mk.write_text("A = 1\nB += $(shell ls)\n")
-    with pytest.raises(InputError, match=r"build\.mk:2: make construct \$\(shell ls\)"):
-        MakeVars(tmp_path).include(mk)
+def test_unreadable_compile_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"make -n line 1 .*need one -o and one source"):
+        parse("arm-none-eabi-gcc -c a.c b.c -o x.o", tmp_path)
 
 
 def test_example_tree_rules() -> None:
     tree = load_tree(EXAMPLE)
     fw = tree.firmware
-    assert [s.rel for s in fw.sources][-1] == "src/startup/startup_stm32f10x_md.S"
-    assert "src/application.cpp" in [s.rel for s in fw.sources]
-    assert fw.include_dirs[0] == EXAMPLE / "inc" and fw.include_dirs[-1] == EXAMPLE / "build"
-    assert "DFU_BUILD_ENABLE" in fw.defines and "RELEASE_BUILD" in fw.defines
-    assert tree.common.archive == "libcore-common-lib.a" and tree.communication.archive == "libcore-communication-lib.a"
-    assert "SPARK_PRODUCT_ID=65535" in tree.communication.defines
+    assert [s.source.name for s in fw.compiles][-1] == "startup_stm32f10x_md.S"
+    assert EXAMPLE / "src/application.cpp" in [s.source for s in fw.compiles]
+    first = fw.compiles[0].args
+    assert f"-I{EXAMPLE / 'inc'}" in first and "-DDFU_BUILD_ENABLE" in first and "-DRELEASE_BUILD" in first
+    assert [c.archive.output.name for c in tree.libraries if c.archive] == ["libcore-common-lib.a", "libcore-communication-lib.a"]
+    assert "-DSPARK_PRODUCT_ID=65535" in tree.libraries[1].compiles[0].args
+    assert tree.compile_prefix == ("-D_USE_LONG_TIME_T", "-D_SYS_SELECT_H")
 
 
 def test_app_replaces_application_cpp_and_debug_define() -> None:
     tree = load_tree(EXAMPLE, BuildOptions(app="blink", debug=True))
-    rels = [s.rel for s in tree.firmware.sources]
-    assert rels[0] == "applications/blink/application.cpp" and "src/application.cpp" not in rels
-    assert tree.firmware.include_dirs[0] == EXAMPLE / "applications/blink"
-    assert tree.firmware.cxxflags[0] == "-std=gnu++11"
-    assert all("DEBUG_BUILD" in c.defines and "RELEASE_BUILD" not in c.defines for c in tree.components)
+    srcs = [s.source for s in tree.firmware.compiles]
+    assert srcs[0] == EXAMPLE / "applications/blink/application.cpp" and EXAMPLE / "src/application.cpp" not in srcs
+    cxx = tree.firmware.compiles[0].args
+    assert cxx[cxx.index(f"-I{EXAMPLE / 'applications/blink'}") - 1] == "-mthumb" and "-std=gnu++11" in cxx
+    for comp in tree.components:
+        assert all("-DDEBUG_BUILD" in c.args and "-DRELEASE_BUILD" not in c.args for c in comp.compiles if c.lang != "asm")
+    assert tree.target == "blink"
     with pytest.raises(InputError, match="no such application directory"):
         load_tree(EXAMPLE, BuildOptions(app="nope"))
+
+
+def test_build_mk_listing_a_missing_source_names_it(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(EXAMPLE.parent, tmp_path / "ex")
+    mk = tmp_path / "ex/core-common-lib/SPARK_Firmware_Driver/src/build.mk"
+    mk.write_text(mk.read_text() + "CSRC += $(TARGET_SPARK_SRC_PATH)/gone.c\n")
+    with pytest.raises(InputError, match=r"No rule to make target .obj/SPARK_Firmware_Driver/src/gone\.o"):
+        load_tree(tmp_path / "ex/core-firmware")
 
 
 def test_missing_sibling_message(tmp_path: Path) -> None:

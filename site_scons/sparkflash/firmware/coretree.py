@@ -1,212 +1,202 @@
-"""The core-firmware build rules: which sources, includes, defines and flags each tree gets.
+"""A core-firmware tree set as its own makefiles build it, ready for the SCons tool.
 
-These are the facts of the spark_11 makefiles (core-firmware/build/makefile,
-core-common-lib/build/makefile, core-communication-lib/build/makefile; see
-shared/specs/core-firmware-build.md §3-5) written as data, so that SCons compiles exactly
-what make compiles. Source lists come from the trees' own build.mk files (makefrag.py);
-what the makefiles themselves add (extra include dirs, defines, flags) is listed here.
+Nothing here is a table of one release's flags: `makeprobe` asks make what a clean build
+runs (every build.mk the makefiles include, wherever it lives; include directories,
+defines and flags of each makefile; the link line), and this module groups those
+commands by tree. What it adds is only what building these 2014 trees with GCC 12 needs
+(NEWLIB_COMPAT: the command-line overrides `run_make` gives make too) and the checks
+that turn a tree that cannot build into an error naming what is missing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparkflash.firmware.makefrag import MakeVars, find_build_mks, rwildcard
 from sparkflash.errors import InputError
+from sparkflash.firmware.makeprobe import Archive, Compile, Link, MakePlan, probe
 
-__all__ = ["Source", "Component", "BuildOptions", "FirmwareTree", "load_tree", "COMMON", "COMMUNICATION", "FIRMWARE"]
+__all__ = [
+    "COMMON",
+    "COMMUNICATION",
+    "FIRMWARE",
+    "NEWLIB_COMPAT_DEFINES",
+    "NEWLIB_COMPAT_LINK",
+    "BuildOptions",
+    "Component",
+    "FirmwareTree",
+    "load_tree",
+]
 
 COMMON = "core-common-lib"
 COMMUNICATION = "core-communication-lib"
 FIRMWARE = "core-firmware"
 
-#: Code generation flags every compile (and the link) starts with.
-CODEGEN = ("-g3", "-gdwarf-2", "-Os", "-mcpu=cortex-m3", "-mthumb")
-#: The .S compile: no -Os, no -I, no -D (core-firmware makefile ASFLAGS).
-ASFLAGS = ("-g3", "-gdwarf-2", "-mcpu=cortex-m3", "-mthumb", "-x", "assembler-with-cpp", "-fmessage-length=0")
-#: core-common-lib include dirs the firmware makefile adds, in its order.
-_COMMON_HEADERS = (
-    "CMSIS/Include",
-    "CMSIS/Device/ST/STM32F10x/Include",
-    "STM32F10x_StdPeriph_Driver/inc",
-    "STM32_USB-FS-Device_Driver/inc",
-    "CC3000_Host_Driver",
-    "SPARK_Firmware_Driver/inc",
-    "SPARK_Services/inc",
-)
-_COMMUNICATION_HEADERS = ("lib/tropicssl/include", "src")
-LINKER_SCRIPT = "linker/linker_stm32f10x_md_dfu.ld"
-#: After the objects and archives on the link line (core-firmware makefile LDFLAGS).
-LINK_TAIL = ("-nostartfiles", "-Xlinker", "--gc-sections")
-LINK_LIBS = ("--specs=nano.specs", "-lc", "-lnosys", "-u", "_printf_float")
-#: GCC 12 + newlib 3.3 need these (spec §1): 32-bit time_t and no sys/select.h.
+#: GCC 12 + newlib 3.3 need these for the 2014 trees: 32-bit time_t and no sys/select.h
+#: (the CC3000 driver declares its own); given right after the compiler, as `CC=` to make.
 NEWLIB_COMPAT_DEFINES = ("_USE_LONG_TIME_T", "_SYS_SELECT_H")
-#: ... and libnosys inside libc_nano's link group (spec §1.3).
+#: ... and libnosys inside libc_nano's link group (the link driver, as `CPP=` to make).
 NEWLIB_COMPAT_LINK = ("--specs=nosys.specs",)
 
 
 @dataclass(frozen=True)
-class Source:
-    """One compile: `rel` is the path inside its tree (also the object's path)."""
-
-    path: Path
-    rel: str
-    lang: str  # "c", "cxx" or "asm"
-
-
-@dataclass(frozen=True)
 class Component:
-    """One of the three trees as its makefile builds it."""
+    """One tree: the compiles its makefile runs (in make's order) and its archive."""
 
     name: str
     root: Path
-    sources: tuple[Source, ...]
-    include_dirs: tuple[Path, ...]
-    defines: tuple[str, ...]
-    cflags: tuple[str, ...]
-    cxxflags: tuple[str, ...]
-    archive: str | None
+    build_dir: Path
+    compiles: tuple[Compile, ...]
+    archive: Archive | None
+
+    def object_path(self, c: Compile) -> str:
+        """Where SCons puts `c`'s object, relative to the component's output directory:
+        make's own path below the build directory (e.g. obj/src/main.o)."""
+        rel = os.path.relpath(c.output, self.build_dir)
+        return "/".join("_up_" if part == ".." else part for part in Path(rel).parts)
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """The makefiles' knobs: APP=, DEBUG_BUILD=y, USE_SWD_JTAG=y, product ids."""
+    """The makefiles' knobs, passed to make as `NAME=value`; `extra` are any others
+    (e.g. a variable a tree's build.mk tests)."""
 
     app: str | None = None
+    test: str | None = None
     debug: bool = False
     swd_jtag: bool = False
-    product_id: int = 65535
-    product_version: int = 65535
+    product_id: str | None = None
+    product_version: str | None = None
     newlib_compat: bool = True
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def make_variables(self) -> dict[str, str]:
+        v: dict[str, str] = {}
+        if self.app:
+            v["APP"] = self.app
+        if self.test:
+            v["TEST"] = self.test
+        if self.debug:
+            v["DEBUG_BUILD"] = "y"
+        if self.swd_jtag:
+            v["USE_SWD_JTAG"] = "y"
+        if self.product_id:
+            v["SPARK_PRODUCT_ID"] = self.product_id
+        if self.product_version:
+            v["PRODUCT_FIRMWARE_VERSION"] = self.product_version
+        v.update(self.extra)
+        return v
 
 
 @dataclass(frozen=True)
 class FirmwareTree:
-    """The three sibling trees, ready for the SCons tool to turn into nodes."""
+    """The libraries (archive order of the link) and the firmware with its link."""
 
-    common: Component
-    communication: Component
+    libraries: tuple[Component, ...]
     firmware: Component
-    linker_script: Path
+    link: Link
     target: str
-    link_flags: tuple[str, ...] = ()
+    options: BuildOptions
+    compile_prefix: tuple[str, ...] = ()
+    link_prefix: tuple[str, ...] = ()
+    roots: tuple[Path, ...] = field(default=())
 
     @property
-    def components(self) -> tuple[Component, Component, Component]:
-        return (self.common, self.communication, self.firmware)
+    def components(self) -> tuple[Component, ...]:
+        return (*self.libraries, self.firmware)
 
 
-def _option_defines(opts: BuildOptions) -> list[str]:
-    return (["USE_SWD_JTAG"] if opts.swd_jtag else []) + ["DEBUG_BUILD" if opts.debug else "RELEASE_BUILD"]
+def _tree_root(build_dir: Path) -> Path:
+    return build_dir.parent if build_dir.name == "build" else build_dir
 
 
-def _sources(root: Path, mk: MakeVars) -> tuple[Source, ...]:
-    """CSRC, then CPPSRC, then ASRC: the makefiles' ALLOBJ order (link/archive order)."""
-    out: list[Source] = []
-    seen: set[str] = set()
-    for var, lang in (("CSRC", "c"), ("CPPSRC", "cxx"), ("ASRC", "asm")):
-        for rel in mk.words(var):
-            if rel in seen:
-                continue
-            seen.add(rel)
-            path = root / rel
-            if not path.is_file():
-                raise InputError(f"{root}: build.mk lists {rel} ({var}) but {path} does not exist")
-            out.append(Source(path, rel, lang))
-    return tuple(out)
+def _check_siblings(root: Path) -> None:
+    """A sibling the firmware makefile names (../core-common-lib/...), or either when there
+    is no makefile yet, must exist: say where it was expected."""
+    text = (root / "build" / "makefile").read_text(errors="replace") if (root / "build" / "makefile").is_file() else ""
+    for name in (COMMON, COMMUNICATION):
+        path = root.parent / name
+        if (name in text or not text) and not path.is_dir():
+            raise InputError(
+                f"{name} not found: expected it at {path} (sibling of {root}, as its build/makefile expects ../{name}/)")
 
 
-def _library(name: str, root: Path, extra_includes: tuple[str, ...], defines: list[str], cflags: tuple[str, ...]) -> Component:
-    mk = MakeVars(root)
-    for f in find_build_mks(root):
-        mk.include(f)
-    includes = [root / d for d in (*mk.words("INCLUDE_DIRS"), *extra_includes)] + [root / "build"]
-    return Component(
-        name=name,
-        root=root,
-        sources=_sources(root, mk),
-        include_dirs=tuple(includes),
-        defines=tuple(defines),
-        cflags=cflags,
-        cxxflags=("-fno-exceptions", "-fno-rtti"),
-        archive=f"lib{name}.a",
-    )
+def _build_dir(root: Path) -> Path:
+    for d in (root / "build", root):
+        if any((d / n).is_file() for n in ("makefile", "Makefile", "GNUmakefile")):
+            return d
+    raise InputError(f"{root}: no build/makefile found: is this a core-firmware tree? (sparkflash reads the tree's "
+                     "own makefiles)")
 
 
-def _sibling(firmware_root: Path, name: str) -> Path:
-    path = firmware_root.parent / name
-    if not path.is_dir():
-        raise InputError(
-            f"{name} not found: expected it at {path} (sibling of {firmware_root}, as the core-firmware makefile expects ../{name}/)"
-        )
-    return path
-
-
-def _firmware(root: Path, common: Path, comm: Path, opts: BuildOptions, compat: list[str], defines: list[str]) -> Component:
-    mk = MakeVars(root)
-    cxx_std: tuple[str, ...] = ()
-    if opts.app:
-        usr = f"applications/{opts.app}/"
-        if not (root / usr).is_dir():
-            raise InputError(f"APP={opts.app}: no such application directory {root / usr}")
-        cxx_std = ("-std=gnu++11",)
-        mk.values.update(
-            NO_APPLICATION_CPP="1",
-            INCLUDE_DIRS=usr,
-            CPPSRC=" ".join(p.relative_to(root).as_posix() for p in rwildcard(root / usr, "*.cpp")),
-            CSRC=" ".join(p.relative_to(root).as_posix() for p in rwildcard(root / usr, "*.c")),
-        )
-    makefiles = rwildcard(root / "src", "build.mk")
-    if not makefiles:
-        raise InputError(f"{root}: no src/**/build.mk found: is this a core-firmware tree?")
-    for f in makefiles:
-        mk.include(f)
-    includes = [root / d for d in mk.words("INCLUDE_DIRS")] + [root / "libraries/Serial2"]
-    includes += [common / d for d in _COMMON_HEADERS] + [comm / d for d in _COMMUNICATION_HEADERS] + [root / "build"]
-    return Component(
-        name=FIRMWARE,
-        root=root,
-        sources=_sources(root, mk),
-        include_dirs=tuple(includes),
-        defines=tuple([*compat, "USE_STDPERIPH_DRIVER", "STM32F10X_MD", "DFU_BUILD_ENABLE", "SPARK=1", *defines]),
-        cflags=("-ffunction-sections", "-Wall", "-fmessage-length=0", "-Werror=deprecated-declarations"),
-        cxxflags=(*cxx_std, "-fno-rtti", "-fno-exceptions"),
-        archive=None,
-    )
+def _components(plan: MakePlan) -> tuple[list[Component], Component, Link]:
+    if len(plan.links) != 1:
+        raise InputError(f"make would link {len(plan.links)} images ({', '.join(str(k.output) for k in plan.links)}); "
+                         "expected one")
+    link = plan.links[0]
+    by_dir: dict[Path, list[Compile]] = {}
+    for c in plan.compiles:
+        by_dir.setdefault(c.cwd, []).append(c)
+    archives = {a.cwd: a for a in plan.archives}
+    comps = {d: Component(_tree_root(d).name, _tree_root(d), d, tuple(cs), archives.get(d)) for d, cs in by_dir.items()}
+    for d, a in archives.items():
+        if d not in comps:
+            raise InputError(f"{a.output}: make archives objects it never compiles")
+    if link.cwd not in comps:
+        raise InputError(f"{link.output}: make links no object it compiles")
+    firmware = comps.pop(link.cwd)
+    produced = {c.output for comp in (*comps.values(), firmware) for c in comp.compiles}
+    for comp in comps.values():
+        if comp.archive:
+            for m in comp.archive.members:
+                if m not in produced:
+                    raise InputError(f"{comp.archive.output}: member {m} is built by no command make runs")
+    for item in link.args:
+        if isinstance(item, tuple) and item[0] == "obj" and item[1] not in produced:
+            raise InputError(f"{link.output}: link input {item[1]} is built by no command make runs")
+    # library order = the order their archives appear on the link line
+    order: list[Component] = []
+    for item in link.args:
+        if isinstance(item, tuple) and item[0] in ("libdir", "lib"):
+            for comp in comps.values():
+                if comp not in order and comp.archive and (item[1] == comp.archive.output.parent or item[1] == comp.archive.output):
+                    order.append(comp)
+    order += [c for c in comps.values() if c not in order]
+    return order, firmware, link
 
 
 def load_tree(firmware_root: str | Path, opts: BuildOptions = BuildOptions()) -> FirmwareTree:
-    """Resolve a core-firmware checkout and its siblings into three components.
+    """Resolve a core-firmware checkout and its siblings by asking make what it builds.
 
-    Raises InputError naming the expected path when a tree or the linker script is missing.
+    Raises InputError naming what is missing: the tree, a sibling, an APP/TEST directory,
+    or whatever make itself reports (a source a build.mk lists, a linker script...).
     """
     root = Path(firmware_root).resolve()
     if not root.is_dir():
         raise InputError(f"CORE_FIRMWARE={firmware_root}: no such directory {root}")
-    common, comm = _sibling(root, COMMON), _sibling(root, COMMUNICATION)
-    script = root / LINKER_SCRIPT
-    if not script.is_file():
-        raise InputError(f"{root}: linker script not found: expected {script}")
-    extra = _option_defines(opts)
-    compat = list(NEWLIB_COMPAT_DEFINES) if opts.newlib_compat else []
+    _check_siblings(root)
+    build_dir = _build_dir(root)
+    for var, sub in (("APP", "applications"), ("TEST", "tests")):
+        name = opts.app if var == "APP" else opts.test
+        if name and not (root / sub / name).is_dir():
+            raise InputError(f"{var}={name}: no such {'application' if var == 'APP' else 'test'} directory {root / sub / name}")
+    plan = probe(build_dir, opts.make_variables())
+    libraries, firmware, link = _components(plan)
+    for c in firmware.compiles + tuple(x for lib in libraries for x in lib.compiles):
+        if not c.source.is_file():
+            raise InputError(f"{c.source}: source make would compile does not exist")
+    for item in link.args:
+        if isinstance(item, tuple) and item[0] == "script" and not item[1].is_file():
+            raise InputError(f"{link.output}: linker script {item[1]} does not exist")
+    compat = opts.newlib_compat
     return FirmwareTree(
-        common=_library(
-            COMMON,
-            common,
-            ("CMSIS/Include", "CMSIS/Device/ST/STM32F10x/Include"),
-            [*compat, "USE_STDPERIPH_DRIVER", "STM32F10X_MD", *extra],
-            ("-ffunction-sections", "-Wall", "-Wno-switch", "-fmessage-length=0"),
-        ),
-        communication=_library(
-            COMMUNICATION,
-            comm,
-            (),
-            [*compat, f"SPARK_PRODUCT_ID={opts.product_id}", f"PRODUCT_FIRMWARE_VERSION={opts.product_version}", *extra],
-            ("-ffunction-sections", "-fmessage-length=0", "-Wall"),
-        ),
-        firmware=_firmware(root, common, comm, opts, compat, extra),
-        linker_script=script,
-        target=opts.app or FIRMWARE,
-        link_flags=NEWLIB_COMPAT_LINK if opts.newlib_compat else (),
+        libraries=tuple(libraries),
+        firmware=firmware,
+        link=link,
+        target=link.output.stem,
+        options=opts,
+        compile_prefix=tuple(f"-D{d}" for d in NEWLIB_COMPAT_DEFINES) if compat else (),
+        link_prefix=NEWLIB_COMPAT_LINK if compat else (),
+        roots=tuple(c.root for c in (*libraries, firmware)),
     )

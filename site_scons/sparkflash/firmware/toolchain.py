@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sparkflash.errors import ToolchainError
 
-__all__ = ["Toolchain", "find_toolchain", "PREFIX", "DEBIAN_PACKAGE"]
+__all__ = ["DEBIAN_PACKAGE", "PREFIX", "Toolchain", "find_toolchain"]
 
 PREFIX = "arm-none-eabi-"
 DEBIAN_PACKAGE = "gcc-arm-none-eabi"

@@ -14,7 +14,7 @@ from sparkflash.firmware import PACKAGE_DIR
 from sparkflash.firmware.coretree import NEWLIB_COMPAT_DEFINES, NEWLIB_COMPAT_LINK
 from sparkflash.firmware.toolchain import find_toolchain
 
-__all__ = ["REPO_ROOT", "make_checkout", "run_scons", "run_make"]
+__all__ = ["REPO_ROOT", "make_checkout", "run_make", "run_scons"]
 
 REPO_ROOT = PACKAGE_DIR.parents[2]
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc", ".sconsign*")

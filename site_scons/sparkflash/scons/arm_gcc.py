@@ -17,8 +17,8 @@ import SCons.Action
 import SCons.Builder
 import SCons.Errors
 
-from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.errors import SparkflashError
+from sparkflash.firmware.toolchain import find_toolchain
 
 _COMSTRS = {
     "CCCOMSTR": "CC     $SOURCE",
@@ -32,15 +32,21 @@ _COMSTRS = {
 
 
 def _size_check(target: list[Any], source: list[Any], env: Any) -> None:
-    """Print the size table, write it to the target, fail if over the board's limits."""
-    from sparkflash.boards import load_board  # imported here: a no-op build never pays for pyelftools
+    """Print the size table, write it to the target; fail if over the board's limits or if
+    the image has no valid vector table (then no .bin/.hex is made: they depend on it)."""
+    from sparkflash.boards import (
+        load_board,  # imported here: a no-op build never pays for pyelftools
+    )
+    from sparkflash.firmware.imagecheck import check_image
     from sparkflash.firmware.sizereport import check_fits, format_table, size_report
 
     try:
-        report = size_report(str(source[0]), load_board(env["BOARD"]))
+        board = load_board(env["BOARD"])
+        report = size_report(str(source[0]), board)
         table = format_table(report)
         sys.stdout.write(table + "\n")
         check_fits(report)
+        check_image(str(source[0]), board)
     except SparkflashError as e:
         raise SCons.Errors.BuildError(node=target[0], errstr=str(e), exitstatus=e.exit_code) from None
     with open(str(target[0]), "w") as f:

@@ -12,22 +12,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+import SCons.Action
 import SCons.Errors
 import SCons.Script
 from SCons.Variables import BoolVariable, EnumVariable, Variables
 
 from sparkflash.boards import load_board
+from sparkflash.errors import InputError, SparkflashError
 from sparkflash.firmware import PACKAGE_DIR
 from sparkflash.firmware.coretree import (
-    ASFLAGS,
-    CODEGEN,
-    LINK_LIBS,
-    LINK_TAIL,
     BuildOptions,
     Component,
+    FirmwareTree,
     load_tree,
 )
-from sparkflash.errors import InputError, SparkflashError
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -37,108 +35,161 @@ def spark_core_variables(arguments: dict[str, str]) -> Variables:
     v = Variables(None, arguments)
     v.Add("CORE_FIRMWARE", "core-firmware tree (siblings ../core-common-lib, ../core-communication-lib)", DEFAULT_TREE)
     v.Add("APP", "build applications/<APP>/ instead of src/application.cpp (as make APP=)", "")
-    v.Add(EnumVariable("VARIANT", "release (RELEASE_BUILD) or debug (DEBUG_BUILD)", "release", allowed_values=("release", "debug")))
+    v.Add("TEST", "build tests/<TEST>/ with the unit-test library (as make TEST=)", "")
+    v.Add(EnumVariable("VARIANT", "release (RELEASE_BUILD) or debug (make DEBUG_BUILD=y)", "release", allowed_values=("release", "debug")))
     v.Add("ARM_TOOLCHAIN", "directory holding bin/arm-none-eabi-gcc (default: PATH)", "")
     v.Add("BOARD", "board whose application flash and RAM limit the size", "spark-core")
     v.Add(BoolVariable("USE_SWD_JTAG", "define USE_SWD_JTAG (as make USE_SWD_JTAG=y)", False))
-    v.Add("SPARK_PRODUCT_ID", "core-communication-lib product id", "65535")
-    v.Add("PRODUCT_FIRMWARE_VERSION", "core-communication-lib product firmware version", "65535")
-    v.Add(BoolVariable("NEWLIB_COMPAT", "GCC 12/newlib 3.3 defines and nosys specs (spec section 1)", True))
+    v.Add("SPARK_PRODUCT_ID", "core-communication-lib product id (default: the makefile's, 65535)", "")
+    v.Add("PRODUCT_FIRMWARE_VERSION", "core-communication-lib product firmware version (default: the makefile's)", "")
+    v.Add(BoolVariable("NEWLIB_COMPAT", "GCC 12/newlib 3.3 defines and nosys specs (docs/build.md)", True))
     v.Add(BoolVariable("IMPLICIT_CACHE", "reuse scanned #include lists of unchanged files", True))
     v.Add(BoolVariable("VERBOSE", "print full command lines", False))
     return v
 
 
-def _prefix_maps(env: Any, tree_roots: list[Path]) -> list[str]:
-    """Map absolute build/source dirs to '.' so two checkouts give identical outputs."""
-    dirs = {Path(env.Dir("#").abspath)} | {r.parent for r in tree_roots}
-    ordered = sorted(dirs, key=lambda d: len(str(d)))
-    # -fdebug-prefix-map too: gcc hands only that one to the assembler for .S files
-    return [f"-f{kind}-prefix-map={d}=." for d in ordered for kind in ("file", "debug")]
-
-
-def _component_env(env: Any, comp: Component, maps: list[str]) -> Any:
-    """An environment compiling like that component's makefile.
-
-    The -I/-D flags are spelled out once here (SPARK_PPFLAGS) instead of SCons expanding
-    CPPPATH/CPPDEFINES for every command: that expansion was a third of a no-op's time.
-    CPPPATH stays set for the #include scanner.
-    """
+def _prefix_maps(env: Any, tree_roots: tuple[Path, ...]) -> list[str]:
+    """Map the checkout to '.' and trees outside it to their path relative to the checkout,
+    so two checkouts give identical outputs and gdb started in the checkout finds sources."""
     top = Path(env.Dir("#").abspath)
-    includes = [os.path.relpath(p, top) if p.is_relative_to(top) else str(p) for p in comp.include_dirs]
-    return env.Clone(
-        CPPPATH=includes,
-        SPARK_PPFLAGS=[f"-D{d}" for d in comp.defines] + [f"-I{p}" for p in includes],
-        CCCOM="$CC -o $TARGET -c $CCFLAGS $SPARK_PPFLAGS $CFLAGS $SOURCES",
-        CXXCOM="$CXX -o $TARGET -c $CCFLAGS $SPARK_PPFLAGS $CXXFLAGS $SOURCES",
-        CCFLAGS=[*CODEGEN, *comp.cflags, *maps],
-        CFLAGS=[],
-        CXXFLAGS=list(comp.cxxflags),
-        ASPPFLAGS=[*ASFLAGS, *maps],
-        ASPPCOM="$CC $ASPPFLAGS -c -o $TARGET $SOURCES",  # the makefile passes no -I/-D to .S
+    dirs = {top: "."} | {r.parent: os.path.relpath(r.parent, top) for r in tree_roots if not r.is_relative_to(top)}
+    ordered = sorted(dirs, key=lambda d: len(str(d)))  # gcc: the last matching map wins
+    # -fdebug-prefix-map too: gcc hands only that one to the assembler for .S files
+    return [f"-f{kind}-prefix-map={d}={dirs[d]}" for d in ordered for kind in ("file", "debug")]
+
+
+def _include_dirs(args: tuple[str, ...]) -> list[str]:
+    """The -I/-iquote/-isystem/-idirafter directories of a compile, in order, for the
+    #include scanner (the command line spells them itself)."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in _INCLUDE_OPTS and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 2
+            continue
+        for opt in _INCLUDE_OPTS:
+            if a.startswith(opt) and len(a) > len(opt):
+                out.append(a[len(opt):])
+                break
+        i += 1
+    return out
+
+
+_INCLUDE_OPTS = ("-iquote", "-isystem", "-idirafter", "-I")
+
+
+def _escape(arg: str) -> str:
+    return arg.replace("$", "$$")
+
+
+def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], maps: list[str]) -> dict[Path, Any]:
+    """One Object per make compile; compiles with the same flags share one environment."""
+    groups: dict[tuple[str, ...], Any] = {}
+    nodes: dict[Path, Any] = {}
+    for c in comp.compiles:
+        cenv = groups.get(c.args)
+        if cenv is None:
+            com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
+            cenv = groups[c.args] = env.Clone(
+                CPPPATH=_include_dirs(c.args),
+                SPARK_ARGS=[*prefix, *(_escape(a) for a in c.args), *maps],
+                CCCOM=com, CXXCOM=com, ASPPCOM=com, ASCOM=com, SHCCCOM=com,
+            )
+        nodes[c.output] = cenv.Object(f"{obj_dir}/{comp.object_path(c)}", str(c.source))[0]
+    return nodes
+
+
+def _integer(env: Any, name: str) -> str | None:
+    if not env[name]:
+        return None
+    try:
+        int(env[name], 0)
+    except ValueError:
+        raise InputError(f"{name}={env[name]}: not an integer") from None
+    return str(env[name])
+
+
+def _options(env: Any) -> BuildOptions:
+    return BuildOptions(
+        app=env["APP"] or None,
+        test=env["TEST"] or None,
+        debug=env["VARIANT"] == "debug",
+        swd_jtag=bool(env["USE_SWD_JTAG"]),
+        product_id=_integer(env, "SPARK_PRODUCT_ID"),
+        product_version=_integer(env, "PRODUCT_FIRMWARE_VERSION"),
+        newlib_compat=bool(env["NEWLIB_COMPAT"]),
     )
 
 
-def _objects(cenv: Any, comp: Component, obj_dir: str) -> list[Any]:
-    return [cenv.Object(f"{obj_dir}/{Path(s.rel).with_suffix('.o').as_posix()}", str(s.path))[0] for s in comp.sources]
-
-
-def _integer(env: Any, name: str) -> int:
-    try:
-        return int(env[name], 0)
-    except ValueError:
-        raise InputError(f"{name}={env[name]}: not an integer") from None
+def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path, Any], map_file: Any) -> tuple[str, list[Any]]:
+    """make's link line with our nodes in place of its objects, archives, map and output."""
+    lib_dirs = {a.parent: node.dir for a, node in archives.items()}
+    words: list[str] = ["$LINK", *tree.link_prefix]
+    scripts: list[Any] = []
+    for item in tree.link.args:
+        if isinstance(item, str):
+            words.append(_escape(item))
+            continue
+        kind, path = item
+        if kind == "obj":
+            words.append(objs[path].path)
+        elif kind == "lib":
+            words.append(archives[path].path if path in archives else str(path))
+        elif kind == "libdir":
+            words.append(f"-L{lib_dirs[path].path if path in lib_dirs else path}")
+        elif kind == "map":
+            words.append(f"-Wl,-Map,{map_file.path}")
+        elif kind == "script":
+            words.append(f"-T{path}")
+            scripts.append(str(path))
+    words += ["--output", "$TARGET"]
+    return " ".join(words), scripts
 
 
 def _firmware(env: Any) -> dict[str, Any]:
     """Nodes for the whole build; see the module docstring."""
     try:
-        opts = BuildOptions(
-            app=env["APP"] or None,
-            debug=env["VARIANT"] == "debug",
-            swd_jtag=bool(env["USE_SWD_JTAG"]),
-            product_id=_integer(env, "SPARK_PRODUCT_ID"),
-            product_version=_integer(env, "PRODUCT_FIRMWARE_VERSION"),
-            newlib_compat=bool(env["NEWLIB_COMPAT"]),
-        )
+        opts = _options(env)
         tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts)
         board = load_board(env["BOARD"])
     except SparkflashError as e:
         raise SCons.Errors.StopError(str(e)) from None
     variant = f"#build/{env['VARIANT']}"
-    out = f"{variant}/applications/{opts.app}" if opts.app else variant
-    maps = _prefix_maps(env, [c.root for c in tree.components])
-    archives, built = [], []
-    for comp in (tree.common, tree.communication):
-        cenv = _component_env(env, comp, maps)
-        lib_objs = _objects(cenv, comp, f"{variant}/{comp.name}/obj")
-        archives.append(cenv.StaticLibrary(f"{variant}/{comp.name}/{comp.archive}", lib_objs)[0])
-        built += lib_objs
-    fenv = _component_env(env, tree.firmware, maps)
-    fenv.Replace(
-        LDSCRIPT=str(tree.linker_script),
-        LINKFLAGS=[*tree.link_flags, *CODEGEN],
-        # the archives come first in the .elf's sources, so SCons builds the libraries (and
-        # runs ar) while the firmware objects compile, not on the way to the link; the link
-        # line keeps the makefile's order: objects, then the archives
-        LINKCOM=f"$LINK $LINKFLAGS ${{SOURCES[{len(archives)}:]}} ${{SOURCES[:{len(archives)}]}} -o $TARGET -T$LDSCRIPT "
-        "$LINKTAIL -Wl,-Map,${TARGET.base}.map $LINKLIBS",
-        LINKTAIL=list(LINK_TAIL),
-        LINKLIBS=list(LINK_LIBS),
-    )
-    objs = _objects(fenv, tree.firmware, f"{out}/{tree.firmware.name}/obj")
-    elf = fenv.Program(f"{out}/firmware.elf", archives + objs)[0]
-    fenv.Depends(elf, str(tree.linker_script))
+    out = variant
+    if opts.app:
+        out = f"{variant}/applications/{opts.app}"
+    elif opts.test:
+        out = f"{variant}/tests/{opts.test}"
+    maps = _prefix_maps(env, tree.roots)
+    archives: dict[Path, Any] = {}
+    built: list[Any] = []
+    for comp in tree.libraries:
+        lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps)
+        built += lib_objs.values()
+        if comp.archive:
+            members = [lib_objs[m] for m in comp.archive.members]
+            archives[comp.archive.output] = env.StaticLibrary(f"{variant}/{comp.name}/{comp.archive.output.name}", members)[0]
+    objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps)
     map_file = env.File(f"{out}/firmware.map")
+    command, scripts = _link_command(tree, objs, archives, map_file)
+    # the archives lead the .elf's sources, so SCons builds the libraries (and runs ar)
+    # while the firmware objects compile; the command keeps make's order
+    elf = env.Command(f"{out}/firmware.elf", [*archives.values(), *objs.values()],
+                      SCons.Action.Action(command, "$LINKCOMSTR"))[0]
+    env.Depends(elf, scripts)
     env.SideEffect(map_file, elf)
     env.Clean(elf, map_file)
     size = env.SizeCheck(f"{out}/firmware.size", elf, BOARD=env["BOARD"])[0]
-    env.Depends(size, [str(PACKAGE_DIR / "sizereport.py"), str(board.source)])
+    env.Depends(size, [str(PACKAGE_DIR / "sizereport.py"), str(PACKAGE_DIR / "imagecheck.py"), str(board.source)])
     binary = env.ElfToBin(f"{out}/firmware.bin", elf)[0]
     hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
-    env.Depends([binary, hexfile], size)  # an image over the limit is never produced
-    env.Depends([*built, *objs, *archives, elf, binary, hexfile], env["ARM_TOOL_FILES"])
-    return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree}
+    env.Depends([binary, hexfile], size)  # an image over the limit or without a vector table is never produced
+    every = [*built, *objs.values(), *archives.values(), elf, binary, hexfile]
+    env.Depends(every, env["ARM_TOOL_FILES"])
+    return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
+            "objects": [*built, *objs.values()]}
 
 
 def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> None:

@@ -1,0 +1,287 @@
+"""Read a core-firmware tree set the way its makefiles do: ask make itself.
+
+Three generations of these makefiles (spark_11, flasher, flasher_hal) differ in where
+their build.mk files live, which include directories they add, how they reach the
+library sub-makes and what a build.mk may add (CPPFLAGS +=, LDFLAGS +=). Rather than
+re-implementing make, `make -n -B -w` prints every command a clean build runs; its
+recursive `$(MAKE)` lines run a probe (submake_probe.sh) that keeps -n and adds -w, so
+the libraries' commands come with the directory they run in. This module parses those
+command lines into compiles, archives and one link, with every path made absolute, so
+SCons runs the same commands (same flags, same order) with its own outputs.
+
+Only the tools' command lines are taken; the makefiles' echo/mkdir lines are skipped. A
+link input that no printed command produces is an error naming it, so a recipe this
+parser cannot follow never turns into a silently smaller image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparkflash.errors import InputError
+
+__all__ = ["PROBE_SCRIPT", "Archive", "Compile", "Link", "MakePlan", "probe"]
+
+PROBE_SCRIPT = Path(__file__).resolve().parent / "submake_probe.sh"
+_DIR = re.compile(r"^\S*make(?:\[\d+\])?: (Entering|Leaving) directory [`'](.*)'$")
+#: Options followed by a separate argument (gcc/g++ driver).
+_WITH_ARG = {"-o", "-MF", "-MT", "-MQ", "-x", "-include", "-imacros", "-I", "-D", "-U", "-isystem", "-iquote",
+             "-idirafter", "-L", "-T", "-u", "-Xlinker", "-Xassembler", "-Xpreprocessor", "-l", "-e", "--output"}
+#: Options whose argument is a path (relative to the make's directory).
+_PATH_ARG = {"-I", "-isystem", "-iquote", "-idirafter", "-include", "-imacros", "-L", "-T", "-MF"}
+_SOURCE_SUFFIXES = {".c": "c", ".cpp": "cxx", ".cc": "cxx", ".cxx": "cxx", ".S": "asm", ".s": "asm", ".sx": "asm"}
+_DEP_FLAGS = {"-MD", "-MMD", "-MP"}
+
+
+@dataclass(frozen=True)
+class Compile:
+    """One `gcc ... -c -o OBJ SRC`: `args` are the flags in make's order (paths absolute,
+    without -o, the source and make's own -MD/-MP/-MF dependency files)."""
+
+    cwd: Path
+    source: Path
+    output: Path
+    lang: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Archive:
+    """`ar FLAGS LIB MEMBERS`: members in make's order (the archive's member order)."""
+
+    cwd: Path
+    output: Path
+    members: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Link:
+    """The link: `args` in make's order, each either a flag or one of the markers below,
+    which the SCons tool replaces by its own nodes."""
+
+    cwd: Path
+    output: Path
+    args: tuple[str | tuple[str, Path], ...]  # ("obj"|"lib"|"libdir"|"map"|"script", path)
+
+
+@dataclass
+class MakePlan:
+    """Everything `make` would run for a clean build, in its order."""
+
+    compiles: list[Compile] = field(default_factory=list)
+    archives: list[Archive] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    commands: int = 0
+
+
+def _abs(cwd: Path, p: str) -> Path:
+    return Path(os.path.normpath(cwd / p))
+
+
+def _split_option(tok: str) -> tuple[str, str] | None:
+    """`-I../x` -> ("-I", "../x") for the path-carrying options written joined."""
+    for opt in ("-isystem", "-iquote", "-idirafter", "-include", "-imacros", "-I", "-L", "-T"):
+        if tok.startswith(opt) and len(tok) > len(opt):
+            return opt, tok[len(opt):]
+    return None
+
+
+def _parse_compile(cwd: Path, argv: list[str], where: str) -> Compile:
+    args: list[str] = []
+    output: Path | None = None
+    sources: list[Path] = []
+    i = 1
+    while i < len(argv):
+        tok = argv[i]
+        if tok in _WITH_ARG and i + 1 < len(argv):
+            val = argv[i + 1]
+            i += 2
+            if tok == "-o":
+                output = _abs(cwd, val)
+            elif tok in ("-MF", "-MT", "-MQ"):
+                pass  # make's dependency files: SCons scans headers itself
+            elif tok in _PATH_ARG:
+                args += [tok, str(_abs(cwd, val))]
+            else:
+                args += [tok, val]
+            continue
+        i += 1
+        joined = _split_option(tok)
+        if joined:
+            args.append(joined[0] + str(_abs(cwd, joined[1])))
+        elif tok in _DEP_FLAGS or tok.startswith("-MF"):
+            continue
+        elif not tok.startswith("-") and Path(tok).suffix in _SOURCE_SUFFIXES:
+            sources.append(_abs(cwd, tok))
+        else:
+            args.append(tok)
+    if output is None or len(sources) != 1:
+        raise InputError(f"{where}: cannot read this compile command (need one -o and one source): {shlex.join(argv)}")
+    return Compile(cwd, sources[0], output, _SOURCE_SUFFIXES[sources[0].suffix], tuple(args))
+
+
+def _parse_archive(cwd: Path, argv: list[str], where: str) -> Archive:
+    words = [w for w in argv[1:] if not w.startswith("-")]
+    if len(words) < 2 or not words[0].endswith(".a"):  # "ar -r lib.a a.o b.o" or "ar rcs lib.a ..."
+        words = words[1:] if len(words) > 2 else words
+    if len(words) < 2 or not words[0].endswith(".a"):
+        raise InputError(f"{where}: cannot read this archive command: {shlex.join(argv)}")
+    members: list[Path] = []
+    for w in words[1:]:
+        p = _abs(cwd, w)
+        if p not in members:  # make's $^ lists each prerequisite once
+            members.append(p)
+    return Archive(cwd, _abs(cwd, words[0]), tuple(members))
+
+
+def _parse_link(cwd: Path, argv: list[str], where: str) -> Link:
+    out: list[str | tuple[str, Path]] = []
+    output: Path | None = None
+    i = 1
+    while i < len(argv):
+        tok = argv[i]
+        if tok in ("-o", "--output") and i + 1 < len(argv):
+            output = _abs(cwd, argv[i + 1])
+            i += 2
+            continue
+        if tok.startswith("--output="):
+            output = _abs(cwd, tok.split("=", 1)[1])
+        elif tok == "-MF" and i + 1 < len(argv):
+            i += 2
+            continue
+        elif tok in _DEP_FLAGS:
+            pass
+        elif tok in ("-L", "-T") and i + 1 < len(argv):
+            out.append(("libdir" if tok == "-L" else "script", _abs(cwd, argv[i + 1])))
+            i += 2
+            continue
+        elif tok in _WITH_ARG and i + 1 < len(argv):
+            val = argv[i + 1]
+            out += [tok, str(_abs(cwd, val)) if tok in _PATH_ARG else val]
+            i += 2
+            continue
+        elif tok.startswith("-L") and len(tok) > 2:
+            out.append(("libdir", _abs(cwd, tok[2:])))
+        elif tok.startswith("-T") and len(tok) > 2:
+            out.append(("script", _abs(cwd, tok[2:])))
+        elif tok.startswith(("-Wl,-Map,", "-Wl,-Map=")):
+            out.append(("map", _abs(cwd, tok[len("-Wl,-Map,"):])))
+        elif (joined := _split_option(tok)) is not None:
+            out.append(joined[0] + str(_abs(cwd, joined[1])))
+        elif not tok.startswith("-") and tok.endswith(".o"):
+            out.append(("obj", _abs(cwd, tok)))
+        elif not tok.startswith("-") and tok.endswith(".a"):
+            out.append(("lib", _abs(cwd, tok)))
+        else:
+            out.append(tok)
+        i += 1
+    if output is None:
+        raise InputError(f"{where}: cannot read this link command (no -o/--output): {shlex.join(argv)}")
+    return Link(cwd, output, tuple(out))
+
+
+def _role(argv0: str) -> str:
+    base = os.path.basename(argv0)
+    for suffix, role in (("g++", "cxx"), ("c++", "cxx"), ("gcc", "cc"), ("-ar", "ar"), ("objcopy", "objcopy"), ("size", "size")):
+        if base.endswith(suffix) or base == suffix.lstrip("-"):
+            return role
+    return "other"
+
+
+_ENTER = "sparkflash-submake-enter "
+_LEAVE = "sparkflash-submake-leave"
+
+
+def _submake_dir(marker: str) -> Path:
+    """The directory a sub-make works in: where it started, then each -C in order."""
+    start, *args = marker.split("\037")
+    d = Path(start)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-C", "--directory") and i + 1 < len(args):
+            d, i = _abs(d, args[i + 1]), i + 2
+            continue
+        if a.startswith("--directory="):
+            d = _abs(d, a.split("=", 1)[1])
+        elif a.startswith("-C") and len(a) > 2:
+            d = _abs(d, a[2:])
+        i += 1
+    return d
+
+
+def parse(output: str, top: Path) -> MakePlan:
+    """Turn `make -n -B -w` output into a plan (exposed for tests)."""
+    plan = MakePlan()
+    stack = [top]
+    for lineno, line in enumerate(output.splitlines(), 1):
+        if line.startswith(_ENTER):
+            stack.append(_submake_dir(line[len(_ENTER):]))
+            continue
+        if line == _LEAVE:
+            if len(stack) > 1:
+                stack.pop()
+            continue
+        d = _DIR.match(line)
+        if d:
+            if d.group(1) == "Entering":
+                stack.append(Path(d.group(2)))
+            elif len(stack) > 1:
+                stack.pop()
+            continue
+        try:
+            argv = shlex.split(line)
+        except ValueError:
+            continue
+        if not argv:
+            continue
+        role, cwd, where = _role(argv[0]), stack[-1], f"make -n line {lineno} (in {stack[-1]})"
+        if role in ("cc", "cxx") and "-c" in argv:
+            plan.compiles.append(_parse_compile(cwd, argv, where))
+        elif role in ("cc", "cxx") and ("-o" in argv or "--output" in argv or any(a.startswith("--output=") for a in argv)):
+            plan.links.append(_parse_link(cwd, argv, where))
+        elif role == "ar":
+            plan.archives.append(_parse_archive(cwd, argv, where))
+        else:
+            continue
+        plan.commands += 1
+    return plan
+
+
+def make_program() -> str:
+    """GNU make: the trees' makefiles are the truth, so reading them needs make."""
+    found = shutil.which("make")
+    if not found:
+        raise InputError("make not found in PATH: sparkflash reads the core-firmware makefiles with GNU make "
+                         "(`make -n`); install the Debian package make (apt-get install make)")
+    return found
+
+
+def probe(build_dir: Path, variables: dict[str, str], goal: tuple[str, ...] = ()) -> MakePlan:
+    """Run `make -n -B -w` in a tree's build/ directory with `variables` on the command line.
+
+    Raises InputError with make's own message (which names the missing file) when make
+    cannot plan the build, and when the plan has no link.
+    """
+    make = make_program()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C",
+        "SPARKFLASH_MAKE": make,
+        "SPARKFLASH_SUBMAKE": f"sh {shlex.quote(str(PROBE_SCRIPT))}",
+    }
+    cmd = [make, "-n", "-B", "-w", f"MAKE=sh {PROBE_SCRIPT}", *(f"{k}={v}" for k, v in variables.items()), *goal]
+    r = subprocess.run(cmd, cwd=build_dir, env=env, capture_output=True, text=True, check=False)
+    if r.returncode:
+        msg = " / ".join(line.strip() for line in r.stderr.splitlines() if line.strip())[-800:]
+        raise InputError(f"{build_dir}: make cannot build this tree ({shlex.join(cmd[5:]) or 'default goal'}): {msg}")
+    plan = parse(r.stdout, build_dir.resolve())
+    if not plan.links:
+        raise InputError(f"{build_dir}: make -n printed no link command: is this a core-firmware build directory?")
+    return plan
