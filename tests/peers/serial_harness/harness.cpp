@@ -13,7 +13,8 @@
  * env (all optional): HARNESS_FD (the pty master, default 3), HARNESS_BAUD (line model, 0 = pty speed), HARNESS_ERASE_US (sector
  * erase time), HARNESS_PROGRAM_US (per byte/word program), HARNESS_IDLE_NS (time that
  * 1024 empty Serial.available() polls cost; default 488281 so that the receivers'
- * 0x100000-poll timeout is 0.5 s as on a Core).
+ * 0x100000-poll timeout is 0.5 s as on a Core), HARNESS_DROP_ACK=N (the Nth ACK the device
+ * sends is lost on the line).
  * exit 42 = NVIC_SystemReset (the runner restarts us; FLAGS file says why).
  */
 #include <errno.h>
@@ -164,7 +165,10 @@ int USBSerial::read(void) {
   return c;
 }
 
+static long drop_ack = -1, acks_written;  /* line fault: the Nth ACK the device sends is lost */
+
 size_t USBSerial::write(uint8_t c) {
+  if (c == 0x06 && ++acks_written == drop_ack) return 1;
   if (baud > 0) {
     double t = now_s();
     tx_free = (tx_free > t ? tx_free : t) + 10.0 / baud;
@@ -341,6 +345,7 @@ int main(int argc, char **argv) {
   erase_s = env_num("HARNESS_ERASE_US", 0) * 1e-6;
   program_s = env_num("HARNESS_PROGRAM_US", 0) * 1e-6;
   idle_s = env_num("HARNESS_IDLE_NS", 488281) * 1e-9;
+  drop_ack = (long)env_num("HARNESS_DROP_ACK", -1);
 
   int fd = open(argv[2], O_RDWR);
   struct stat st;
