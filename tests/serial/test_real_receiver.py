@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from receiver_runner import ERASE_MAX_US, RealCore
+import sys
+
+sys.path.insert(0, str(Path(__file__).parent))
+from receiver_runner import ERASE_MAX_US, RealCore  # noqa: E402
 
 from sparkflash.cli import main
 
@@ -115,3 +118,22 @@ def test_large_file_at_datasheet_maximum_erase_time(make_real: Callable[..., Rea
     done = region_done(ev)
     assert done["status"] == "sent" and done["retries"] == 0  # no block went twice
     assert core.external(0x80000, len(data)) == data
+
+
+@pytest.mark.parametrize("bridge", ["socket", "rfc2217"])
+def test_network_ports_survive_the_reset(make_real: Callable[..., RealCore], tmp_path: Path, tool: Callable[[str], str],
+                                         capsys: pytest.CaptureFixture[str], bridge: str) -> None:
+    from net_bridges import rfc2217_server, socat_server
+
+    core = make_real(mode="listen")
+    fw, data = firmware(tmp_path, 30_000)
+    server = socat_server(tool("socat"), core.port) if bridge == "socket" else rfc2217_server(core.port)
+    with server as url:
+        rc, ev = flash(capsys, url, 0x08005000, fw, "--accept-unverified")
+        assert rc == 0, ev[-1]
+        assert region_done(ev)["status"] == "sent"
+        assert core.resets == 1 and core.internal(0x08005000, len(data)) == data
+        # and the device answers again through the same URL after its reset
+        rc, ev = flash(capsys, url, 0x08005000, fw, "--accept-unverified")
+        assert rc == 0, ev[-1]
+        assert core.resets == 2
