@@ -50,6 +50,7 @@ class Memory:
     dfu_layout: str
     areas: tuple[Area, ...]
     description: str = ""
+    erase_max_s: float = 0.0  # worst-case (datasheet maximum) time of one sector erase
 
     @property
     def end(self) -> int:
@@ -123,6 +124,7 @@ def _memory(name: str, d: dict[str, Any]) -> Memory:
         dfu_layout=str(d.get("dfu_layout", "")),
         areas=areas,
         description=str(d.get("description", "")),
+        erase_max_s=float(d.get("erase_max_ms", 0)) / 1000.0,
     )
 
 

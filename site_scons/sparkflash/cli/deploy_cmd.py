@@ -19,7 +19,7 @@ from typing import Any
 from sparkflash.boards import load_board
 from sparkflash.cli.output import Reporter, hexint
 from sparkflash.deploy.base import DeployResult
-from sparkflash.deploy.run import Ledger, select_regions
+from sparkflash.deploy.run import Ledger, accepted_statuses, select_regions
 from sparkflash.errors import InputError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
@@ -39,6 +39,9 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("transport options")
     t.add_argument("--port", help="serial: port path or pyserial URL")
     t.add_argument("--baud", type=int, default=115200, help="serial: baud rate (default 115200)")
+    t.add_argument("--stock-save-address", type=hexint, metavar="ADDR",
+                   help="serial, stock firmware: the address the device's application passes to "
+                        "System.serialSaveFile (e.g. 0x80000); only a region at it is sent")
     t.add_argument("--device", action="append", default=[],
                    help="dfu: VID:PID, usb:BUS-PORT or virtual:STATE_DIR; ota: device id (repeatable)")
     t.add_argument("--backend", choices=["pyusb", "dfu-util"], default="pyusb", help="dfu: how to reach USB")
@@ -48,6 +51,11 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--timeout", type=float, default=None, help="per-exchange timeout in seconds")
     p.add_argument("--json", action="store_true", help="JSON Lines events on stdout")
     p.add_argument("--allow-downgrade", action="store_true", help="deploy a version older than the device's last")
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("--accept-unverified", action="store_true",
+                   help='count regions the device could not verify ("sent", e.g. stock serial firmware) as success')
+    v.add_argument("--require-verified", action="store_true",
+                   help="succeed only for regions verified (or found unchanged) by the device's own digest")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -116,6 +124,8 @@ def _run(args: argparse.Namespace, release: Release, regions: list[Region]) -> i
     rep = Reporter(args.json)
     mod = importlib.import_module(VIA_MODULES[args.via])
     results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger())
+    for r in results:
+        r.accepted = accepted_statuses(args)
     doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results]}
     rep.result(doc)
     return next((r.exit_code for r in results if r.exit_code), 0)

@@ -54,6 +54,8 @@ class Reporter:
                 bar.close()
             extra = f" ({ev['sectors_skipped']} sectors unchanged)" if ev.get("sectors_skipped") else ""
             msg = f"  {ev['region']}: {ev['status']}{extra}"
+            if ev.get("proves") and ev["status"] not in ("verified", "unchanged", "failed", "skipped"):
+                msg += f" ({ev['proves']})"
             if ev.get("error"):
                 msg += f": {ev['error']}"
             print(msg, file=sys.stderr)

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparkflash.deploy.base import DeployResult, EventFn, Flasher, RegionResult
+from sparkflash.deploy.base import DEFAULT_ACCEPTED, VERIFIED_ONLY, DeployResult, EventFn, Flasher, RegionResult, Unverifiable
 from sparkflash.errors import InputError, SparkflashError, VerifyError
 from sparkflash.manifest.model import Region, parse_version
 from sparkflash.manifest.release import Release, atomic_write
 
-__all__ = ["deploy_release", "select_regions", "Ledger"]
+__all__ = ["deploy_release", "select_regions", "Ledger", "accepted_statuses"]
 
 
 def _noop(_: dict[str, Any]) -> None:
@@ -58,6 +58,16 @@ class Ledger:
         atomic_write(p, (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
 
 
+def accepted_statuses(args: object) -> frozenset[str]:
+    """The statuses that count as success for `deploy|flash`: --accept-unverified adds "sent",
+    --require-verified keeps only "verified" and "unchanged"."""
+    if getattr(args, "require_verified", False):
+        return VERIFIED_ONLY
+    if getattr(args, "accept_unverified", False):
+        return DEFAULT_ACCEPTED | {"sent"}
+    return DEFAULT_ACCEPTED
+
+
 def select_regions(regions: tuple[Region, ...], only: list[str] | None = None, memory: str | None = None) -> list[Region]:
     out = [r for r in regions if memory is None or r.memory == memory]
     if only:
@@ -77,6 +87,7 @@ def deploy_release(
     on_event: EventFn = _noop,
     ledger: Ledger | None = None,
     allow_downgrade: bool = False,
+    accepted: frozenset[str] = DEFAULT_ACCEPTED,
 ) -> DeployResult:
     """Write and verify each region; stop at the first failure (later regions: "skipped")."""
     m = release.manifest
@@ -85,7 +96,7 @@ def deploy_release(
     if ledger is not None and not allow_downgrade:
         ledger.refuse_downgrade(device, m.name, m.version)
     blobs = {r.name: release.blob(r) for r in todo}  # every digest checked before any write
-    result = DeployResult(m.name, m.version, device, flasher.via, [])
+    result = DeployResult(m.name, m.version, device, flasher.via, [], accepted)
     on_event({"event": "deploy-start", "release": m.name, "version": m.version, "device": device,
               "via": flasher.via, "regions": len(todo)})
     failed = False
@@ -102,20 +113,24 @@ def deploy_release(
 
         try:
             rr.report = flasher.write_region(r, blobs[r.name], progress)
-            crc, sha = flasher.device_digest(r)
-            if sha != r.sha256 or crc != r.crc32:
-                raise VerifyError(
-                    f"region {r.name!r} at 0x{r.address:08x}: device holds sha256 {sha[:16]}… crc32 {crc:08x}, "
-                    f"expected {r.sha256[:16]}… {r.crc32:08x}"
-                )
-            rr.status = "unchanged" if rr.report.bytes_sent == 0 and rr.report.sectors_skipped else "verified"
+            try:
+                crc, sha = flasher.device_digest(r)
+            except Unverifiable as u:  # the device cannot tell: say only what is known
+                rr.status, rr.proves = u.status, u.proves
+            else:
+                if sha != r.sha256 or crc != r.crc32:
+                    raise VerifyError(
+                        f"region {r.name!r} at 0x{r.address:08x}: device holds sha256 {sha[:16]}… crc32 {crc:08x}, "
+                        f"expected {r.sha256[:16]}… {r.crc32:08x}"
+                    )
+                rr.status = "unchanged" if rr.report.bytes_sent == 0 and rr.report.sectors_skipped else "verified"
         except SparkflashError as e:
             rr.status, rr.error, rr.exit_code, failed = "failed", str(e), e.exit_code, True
         rr.seconds = time.monotonic() - t0
         on_event({"event": "region-done", **rr.to_json()})
     if not failed:
         flasher.finish()
-        if ledger is not None:
+        if ledger is not None and result.ok:
             ledger.record(device, m.name, m.version)
     on_event({"event": "deploy-done", "ok": result.ok, "device": device})
     return result

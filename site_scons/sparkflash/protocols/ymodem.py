@@ -31,7 +31,7 @@ __all__ = [
     "SOH", "STX", "EOT", "ACK", "NAK", "CAN", "CRC_START", "SUB", "CANCEL",
     "crc16", "encode_block", "encode_header", "parse_header", "END_OF_BATCH",
     "NeedData", "NEED_DATA", "Progress", "Finished", "FileHeader", "FileData", "FileEnd", "BatchEnd",
-    "SenderTimeouts", "ReceiverTimeouts", "Sender", "Receiver",
+    "SenderTimeouts", "ReceiverTimeouts", "Sender", "Receiver", "MAX_NAME", "header_wait_s", "padded_size",
 ]
 
 SOH, STX, EOT, ACK, NAK, CAN = 0x01, 0x02, 0x04, 0x06, 0x15, 0x18
@@ -41,6 +41,25 @@ CANCEL = bytes([CAN]) * 8  # two are enough for ST receivers; more for terminals
 RETRY_MAX = 10  # lrzsz RETRYMAX: tries per block
 _PAYLOAD = {SOH: 128, STX: 1024}
 _LEN_RE = re.compile(rb"\d+")
+# Spark receivers copy the name into a 256-byte buffer and then write its NUL one past
+# the end for a 256+ character name (FILE_NAME_LENGTH 256): send at most 255.
+MAX_NAME = 255
+
+
+def header_wait_s(size: int, sector_size: int, erase_max_s: float, base: float = 10.0) -> float:
+    """How long the header ACK may take: stock receivers erase every sector of the announced
+    size first (FLASH_Begin), so allow the chip's worst-case erase time for each, plus margin."""
+    sectors = -(-size // sector_size) if sector_size > 0 else 0
+    return base + 1.25 * sectors * erase_max_s
+
+
+def padded_size(size: int, block_size: int = 1024) -> int:
+    """Bytes a receiver that stores whole blocks writes for `size` (our sender's blocking:
+    1K blocks until at most 896 bytes remain, then 128-byte blocks, padded with 0x1A)."""
+    full, rest = divmod(size, 1024) if block_size == 1024 else (0, size)
+    if block_size == 1024 and rest > 896:
+        return (full + 1) * 1024
+    return full * 1024 + -(-rest // 128) * 128
 
 
 def crc16(data: bytes) -> int:
@@ -60,7 +79,7 @@ def encode_block(seq: int, payload: bytes, *, crc: bool = True) -> bytes:
 
 def encode_header(name: str, size: int, *, crc: bool = True) -> bytes:
     """Block 0: `name NUL size SP` zero-padded. The space matters: ST parses the size up to it."""
-    text = name.encode("ascii", "replace").split(b"/")[-1] + b"\0" + str(size).encode() + b" "
+    text = name.encode("ascii", "replace").split(b"/")[-1][:MAX_NAME] + b"\0" + str(size).encode() + b" "
     if len(text) > 1024:
         raise LocalProtocolError(f"YMODEM file name too long ({len(name)} characters)")
     return encode_block(0, text.ljust(128 if len(text) <= 128 else 1024, b"\0"), crc=crc)
@@ -213,6 +232,8 @@ class Sender(_Machine):
         super().__init__()
         if block_size not in (128, 1024):
             raise LocalProtocolError(f"YMODEM block size must be 128 or 1024, not {block_size}")
+        if not data:  # a Spark receiver reports an empty file as a failed transfer
+            raise LocalProtocolError(f"YMODEM: refusing to send the empty file {name!r}")
         self.name, self.data, self.block_size = name, data, block_size
         self.timeouts, self.retry_max = timeouts, retry_max
         self._crc = True
@@ -221,6 +242,8 @@ class Sender(_Machine):
         self._block = b""  # the frame awaiting ACK
         self._tries = 0
         self._chunk_len = 0
+        self._timed_out = False  # the frame awaiting ACK was resent after a silence
+        self.duplicates = 0  # resent frames the receiver NAKed because it already had them
         if not wait_for_c:  # a Spark receiver printed its prompt: it will not send 'C' for 5 s
             self._send_header()
 
@@ -250,6 +273,7 @@ class Sender(_Machine):
             self._emit(END_OF_BATCH, "end_ack")  # an ST receiver is already waiting for it
         elif s != "done":
             self._resend(f"no answer within {self.timeout_s:g} s")
+            self._timed_out = True
 
     # -- internals ------------------------------------------------------------------------
     def _where(self) -> str:
@@ -260,10 +284,11 @@ class Sender(_Machine):
         return "at the end of the transfer"
 
     def _emit(self, frame: bytes, state: str) -> None:
-        self._block, self.state, self._tries = frame, state, 0
+        self._block, self.state, self._tries, self._timed_out = frame, state, 0, False
         self._out += frame
 
     def _resend(self, why: str) -> None:
+        self._timed_out = False
         self._tries += 1
         self.retries += 1
         if self._tries >= self.retry_max:
@@ -294,16 +319,24 @@ class Sender(_Machine):
                 self._crc = b == CRC_START  # NAK = plain checksum mode
                 self._send_header()
         elif s == "header_ack":
-            if b == ACK:
+            if b == ACK or (b == NAK and self._timed_out):
+                # A NAK of a header resent after a silence: the ACK was lost and a Spark
+                # receiver NAKs the duplicate (it compares sequence numbers only).
+                self.duplicates += b == NAK
                 self.state = "after_header"
                 self._events.append(Progress(0, len(self.data)))
+                if b == NAK:
+                    self._send_data_block()
             elif b == NAK:
                 self._resend("header NAKed")
         elif s == "after_header":
             if b == CRC_START:
                 self._send_data_block()
         elif s == "block_ack":
-            if b == ACK:
+            if b == ACK or (b == NAK and self._timed_out):
+                # NAK of a block resent after a silence = the device has it (lost ACK):
+                # move on; the final digest (where the device has one) proves the data.
+                self.duplicates += b == NAK
                 self._offset += self._chunk_len
                 self._seq += 1
                 self._events.append(Progress(self._offset, len(self.data)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import time
+import warnings
 
 import serial
 
@@ -78,11 +79,19 @@ class SerialLink:
 
 
 def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -> SerialLink:
-    """Open a port path or pyserial URL (`spy://`, `socket://`), raw 8N1, no flow control."""
+    """Open a port path or pyserial URL (`socket://`, `rfc2217://`, `spy://`), raw 8N1, no
+    flow control. pyserial's RFC 2217 client refuses a write timeout (its writes go to a
+    TCP socket and block at most as long as the network does), so none is set there; an
+    exclusive lock only exists for local ports."""
+    url = port.split("://", 1)[0].lower() if "://" in port else ""
+    kw: dict[str, object] = {} if url == "rfc2217" else {"write_timeout": write_timeout}
+    if not url:
+        kw["exclusive"] = True
     try:
-        p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=write_timeout,
-                                  exclusive=True, do_not_open=True)
-        p.open()
+        p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, do_not_open=True, **kw)
+        with warnings.catch_warnings():  # pyserial 3.5's rfc2217 client calls Thread.setDaemon
+            warnings.simplefilter("ignore", DeprecationWarning)
+            p.open()
     except serial.SerialException as e:
         code = getattr(e, "errno", None)
         hint = _HINTS.get(code, "") if isinstance(code, int) else ""

@@ -39,6 +39,7 @@ __all__ = ["SerialEndpoint", "PORT_LINK", "PORT_FILE"]
 PORT_LINK = "tty"  # STATE/tty -> /dev/pts/N
 PORT_FILE = "serial.port"  # STATE/serial.port holds the path to open
 BOOT_S = 0.2  # time a reset keeps the port away
+AGENT_LINE = "sparkflash-agent 1"  # the capability line after `i` (docs/serial-protocol.md)
 RECEIVER_TIMEOUTS = Y.ReceiverTimeouts(start=3.0, block=5.0)
 
 
@@ -263,8 +264,8 @@ class SerialEndpoint:
 
     def _answer(self, req: L.Request) -> bytes:
         did = self.state.info["device_id"]
-        if isinstance(req, L.Key):
-            return f"{L.ID_TEXT}{did}\r\n".encode()
+        if isinstance(req, L.Key):  # the agent announces itself right after the stock id line
+            return f"{L.ID_TEXT}{did}\r\n{AGENT_LINE}\r\n".encode()
         if isinstance(req, L.Identify):
             return L.ok(did)
         if isinstance(req, L.Checksum):
