@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from sparkflash.boards import load_board
+from sparkflash.errors import InputError, ToolchainError
 from sparkflash.firmware.coretree import BuildOptions, load_tree
 from sparkflash.firmware.makefrag import MakeVars, rwildcard
 from sparkflash.firmware.sizereport import SizeReport, check_fits, format_table
 from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.firmware.workspace import REPO_ROOT
-from sparkflash.errors import InputError, ToolchainError
 
 EXAMPLE = REPO_ROOT / "examples" / "core-firmware"
 

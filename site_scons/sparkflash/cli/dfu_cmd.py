@@ -17,7 +17,12 @@ from sparkflash.errors import InputError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.release import MANIFEST_NAME, open_release
 from sparkflash.protocols.dfu_file import (
-    BCD_DFUSE, Element, Target, build_dfuse, parse_dfuse, parse_suffix,
+    BCD_DFUSE,
+    Element,
+    Target,
+    build_dfuse,
+    parse_dfuse,
+    parse_suffix,
 )
 from sparkflash.protocols.dfu_layout import parse_layout
 

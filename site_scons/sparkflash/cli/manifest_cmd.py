@@ -78,10 +78,10 @@ def _warn(warnings: tuple[str, ...]) -> None:
 
 def _table(m: Manifest, board: Board) -> str:
     """One block per board memory (both flashes on the Core), regions in address order."""
-    head = ("REGION", "KIND", "START", "END", "SIZE", "SECTORS", "AREA", "SHA256", "CRC32")
+    head: tuple[str, ...] = ("REGION", "KIND", "START", "END", "SIZE", "SECTORS", "AREA", "SHA256", "CRC32")
     blocks: list[tuple[str, list[tuple[str, ...]]]] = []
     for mem in board.memories:
-        rows = [head]
+        rows: list[tuple[str, ...]] = [head]
         for r in sorted((r for r in m.regions if r.memory == mem.name), key=lambda r: r.address):
             areas = [a for a in mem.areas if a.start <= r.address < a.end]
             area = min(areas, key=lambda a: a.size).name if areas else "-"
@@ -95,7 +95,8 @@ def _table(m: Manifest, board: Board) -> str:
     lines = [f"{m.name} {m.version} for {m.board}"]
     for title, rows in blocks:
         lines.append(title)
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows] if len(rows) > 1 else []
+        if len(rows) > 1:
+            lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 

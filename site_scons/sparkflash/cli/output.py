@@ -27,7 +27,7 @@ class Reporter:
     def __init__(self, as_json: bool, quiet: bool = False) -> None:
         self.as_json = as_json
         self.quiet = quiet
-        self._bars: dict[str, tqdm] = {}  # type: ignore[type-arg]
+        self._bars: dict[str, tqdm[Any]] = {}
 
     def __call__(self, ev: dict[str, Any]) -> None:
         if self.as_json:
@@ -49,9 +49,8 @@ class Reporter:
             bar.total = ev["total"]
             bar.update(ev["done"] - bar.n)
         elif kind == "region-done":
-            bar = self._bars.pop(key, None)
-            if bar is not None:
-                bar.close()
+            if key in self._bars:
+                self._bars.pop(key).close()
             extra = f" ({ev['sectors_skipped']} sectors unchanged)" if ev.get("sectors_skipped") else ""
             msg = f"  {ev['region']}: {ev['status']}{extra}"
             if ev.get("error"):

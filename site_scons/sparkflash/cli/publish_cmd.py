@@ -56,8 +56,8 @@ class _PublishPrinter:
 
 def _publish(args: argparse.Namespace) -> int:
     from sparkflash.manifest.keys import TrustStore, load_signer
-    from sparkflash.publish.upload import PublishOptions, publish
     from sparkflash.publish.store import ClientOptions
+    from sparkflash.publish.upload import PublishOptions, publish
 
     signer = load_signer(args.key) if args.key else None
     trust = TrustStore.from_paths(args.trust) if args.trust else None

@@ -19,7 +19,13 @@ from sparkflash.boards import Board, load_board
 from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, WriteReport
 from sparkflash.deploy.run import Ledger, deploy_release
 from sparkflash.errors import (
-    DeviceError, DeviceGone, InputError, LocalProtocolError, ProtocolError, RemoteProtocolError, TransportError,
+    DeviceError,
+    DeviceGone,
+    InputError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportError,
     TransportTimeout,
 )
 from sparkflash.manifest.model import Region
@@ -96,7 +102,7 @@ class SerialFlasher:
         where = f"region {region.name!r} at 0x{region.address:08x}"
         report = WriteReport(sectors_erased=len(region.erase))
         last: DeviceError | None = None
-        for attempt in range(1, self.attempts + 1):
+        for _attempt in range(1, self.attempts + 1):
             if last is not None:
                 report.retries += 1
                 try:

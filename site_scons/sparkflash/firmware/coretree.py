@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkflash.firmware.makefrag import MakeVars, find_build_mks, rwildcard
 from sparkflash.errors import InputError
+from sparkflash.firmware.makefrag import MakeVars, find_build_mks, rwildcard
 
 __all__ = ["Source", "Component", "BuildOptions", "FirmwareTree", "load_tree", "COMMON", "COMMUNICATION", "FIRMWARE"]
 
@@ -138,7 +138,8 @@ def _sibling(firmware_root: Path, name: str) -> Path:
     path = firmware_root.parent / name
     if not path.is_dir():
         raise InputError(
-            f"{name} not found: expected it at {path} (sibling of {firmware_root}, as the core-firmware makefile expects ../{name}/)"
+            f"{name} not found: expected it at {path} (sibling of {firmware_root}, "
+            f"as the core-firmware makefile expects ../{name}/)"
         )
     return path
 

@@ -93,7 +93,8 @@ def format_table(r: SizeReport) -> str:
             f"{'text':>8} {'data':>8} {'bss':>8}   {r.elf}",
             f"{r.text:>8} {r.data:>8} {r.bss:>8}",
             f"{'region':<8} {'used':>8} {'limit':>8} {'free':>8}   use",
-            f"{'flash':<8} {r.flash_used:>8} {r.flash_limit:>8} {r.flash_limit - r.flash_used:>8}   {pct(r.flash_used, r.flash_limit)}"
+            f"{'flash':<8} {r.flash_used:>8} {r.flash_limit:>8} {r.flash_limit - r.flash_used:>8}   "
+            f"{pct(r.flash_used, r.flash_limit)}"
             f"  (application at 0x{r.flash_start:08x})",
             f"{'ram':<8} {r.ram_used:>8} {r.ram_limit:>8} {r.ram_limit - r.ram_used:>8}   {pct(r.ram_used, r.ram_limit)}",
         ]

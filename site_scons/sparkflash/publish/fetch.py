@@ -16,8 +16,9 @@ import hashlib
 import os
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import TrustStore

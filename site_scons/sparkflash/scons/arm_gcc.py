@@ -17,8 +17,8 @@ import SCons.Action
 import SCons.Builder
 import SCons.Errors
 
-from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.errors import SparkflashError
+from sparkflash.firmware.toolchain import find_toolchain
 
 _COMSTRS = {
     "CCCOMSTR": "CC     $SOURCE",

@@ -17,6 +17,7 @@ import SCons.Script
 from SCons.Variables import BoolVariable, EnumVariable, Variables
 
 from sparkflash.boards import load_board
+from sparkflash.errors import InputError, SparkflashError
 from sparkflash.firmware import PACKAGE_DIR
 from sparkflash.firmware.coretree import (
     ASFLAGS,
@@ -27,7 +28,6 @@ from sparkflash.firmware.coretree import (
     Component,
     load_tree,
 )
-from sparkflash.errors import InputError, SparkflashError
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -37,7 +37,8 @@ def spark_core_variables(arguments: dict[str, str]) -> Variables:
     v = Variables(None, arguments)
     v.Add("CORE_FIRMWARE", "core-firmware tree (siblings ../core-common-lib, ../core-communication-lib)", DEFAULT_TREE)
     v.Add("APP", "build applications/<APP>/ instead of src/application.cpp (as make APP=)", "")
-    v.Add(EnumVariable("VARIANT", "release (RELEASE_BUILD) or debug (DEBUG_BUILD)", "release", allowed_values=("release", "debug")))
+    v.Add(EnumVariable("VARIANT", "release (RELEASE_BUILD) or debug (DEBUG_BUILD)", "release",
+                       allowed_values=("release", "debug")))
     v.Add("ARM_TOOLCHAIN", "directory holding bin/arm-none-eabi-gcc (default: PATH)", "")
     v.Add("BOARD", "board whose application flash and RAM limit the size", "spark-core")
     v.Add(BoolVariable("USE_SWD_JTAG", "define USE_SWD_JTAG (as make USE_SWD_JTAG=y)", False))

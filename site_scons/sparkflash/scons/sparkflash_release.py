@@ -18,10 +18,10 @@ from typing import Any
 from SCons.Script import ARGUMENTS, Action, Builder
 
 import sparkflash
-from sparkflash.scons.errors import stop_on_error
 from sparkflash.errors import SparkflashError
 from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from sparkflash.manifest.spec import load_release
+from sparkflash.scons.errors import stop_on_error
 
 # Building and signing (cryptography) are imported inside the actions: a plain `scons`
 # that builds only the firmware never pays for them.

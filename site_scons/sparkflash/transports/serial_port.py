@@ -11,7 +11,6 @@ import errno
 import time
 
 import serial
-
 from sparkflash.errors import DeviceGone, TransportError, TransportTimeout
 
 __all__ = ["SerialLink", "open_serial", "POLL_S"]
