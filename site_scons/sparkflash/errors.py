@@ -19,6 +19,7 @@ __all__ = [
     "RemoteProtocolError",
     "VerifyError",
     "PublishError",
+    "NoSuchChannel",
 ]
 
 
@@ -82,3 +83,8 @@ class PublishError(SparkflashError):
     """Publishing to or fetching from object storage failed."""
 
     exit_code = 6
+
+
+class NoSuchChannel(InputError, PublishError):
+    """A channel name the store has no record for: a mistyped name is bad input (exit 2),
+    though it was found out by asking S3."""

@@ -89,7 +89,7 @@ def test_results_md_has_every_figure_target_and_verdict(report: ModuleType, tmp_
     assert "5.83" in row(text, "100 devices: aggregate throughput / one link")  # 728177 / 125000
     # every raw figure is listed
     for bench, doc in res.items():
-        for key, value in report._flatten(doc):
+        for key, _value in report._flatten(doc):
             assert f"`{key}`" in text, f"{bench}: figure {key} missing"
     assert "Skipped" not in text or "lrzsz or socat not installed" in text
     # one section per benchmark, in order

@@ -139,9 +139,9 @@ def test_no_virtual_core_is_a_clear_device_error(tmp_path: Path, capsys: pytest.
 def test_poll_timeouts_are_honoured(core_dir: Path, tmp_path: Path) -> None:
     """With the Core's timeouts on, the host waits exactly what the Core announced (no sleeping in tests
     beyond that: one SPI sector = erase 20 ms + Set Address 30 ms each + 4 blocks x 30 ms)."""
+    from sparkflash.boards import load_board
     from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
     from sparkflash.deploy.dfu_session import DfuSession, open_pipes
-    from sparkflash.boards import load_board
 
     with VirtualCore(core_dir, CoreOptions(dfu_poll=True, endpoints=("dfu",))) as core:
         core.state.external.write_erased(0xB0000, b"old" * 100)

@@ -21,7 +21,8 @@ def _load_image(elf_path: Path) -> tuple[int, bytes]:
     """Rebuild the flash image from the ELF's loadable segments, by load address."""
     with open(elf_path, "rb") as f:
         elf = ELFFile(f)
-        parts = [(s["p_paddr"], s.data()[: s["p_filesz"]]) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_filesz"]]
+        parts = [(s["p_paddr"], s.data()[: s["p_filesz"]]) for s in elf.iter_segments()
+                 if s["p_type"] == "PT_LOAD" and s["p_filesz"]]
     base = min(a for a, _ in parts)
     image = bytearray(max(a + len(d) for a, d in parts) - base)
     for addr, data in parts:

@@ -130,7 +130,7 @@ def test_opener_takes_any_stream(case: tuple[list[bytes], bytes, int], cuts: lis
     for p in plains:
         end += 2 + (len(p) // BLOCK + 1) * BLOCK
         ends.append(end)
-    intact = [p for p, e in zip(plains, ends) if at < 0 or e <= at]
+    intact = [p for p, e in zip(plains, ends, strict=False) if at < 0 or e <= at]
     if max_len == 0xFFFF:
         assert got[: len(intact)] == intact
     if at < 0 and max_len == 0xFFFF:
@@ -352,7 +352,8 @@ class RamTarget:
         if not (0 <= address and address + len(data) <= len(self.mem)):
             return False
         self.written.append((address, len(data)))
-        self.mem[address : address + len(data)] = bytes(a & b for a, b in zip(self.mem[address : address + len(data)], data))
+        old = self.mem[address : address + len(data)]
+        self.mem[address : address + len(data)] = bytes(a & b for a, b in zip(old, data, strict=False))
         return bytes(self.mem[address : address + len(data)]) == data
 
     def sector_start(self, address: int) -> int:

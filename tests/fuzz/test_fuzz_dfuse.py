@@ -49,7 +49,7 @@ class RamFlash:
 
     def program(self, address: int, data: bytes) -> None:
         o = address - self.base
-        self.mem[o : o + len(data)] = bytes(a & b for a, b in zip(self.mem[o : o + len(data)], data))
+        self.mem[o : o + len(data)] = bytes(a & b for a, b in zip(self.mem[o : o + len(data)], data, strict=False))
 
 
 statuses = st.builds(lambda status, poll, state, string: d.encode_status(d.DfuStatus(status, poll, state, string)),

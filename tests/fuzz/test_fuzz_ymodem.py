@@ -210,7 +210,7 @@ def run_pair(data: bytes, mutations: list[tuple[str, int, str, int, int]]) -> Pa
         moved = False
         try:
             if alive(s):
-                for ev in _drain(s, len(s._in)):
+                for _ev in _drain(s, len(s._in)):
                     moved = True
                     clock.touch("s", s.timeout_s)
         except SparkflashError:

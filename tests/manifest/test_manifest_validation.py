@@ -300,7 +300,7 @@ def test_valid_release_lays_out_regions(write_yaml: Callable[[str], Path], firmw
 def test_yaml_alias_bomb_is_one_short_error(write_yaml: Callable[[str], Path]) -> None:
     """Aliases make a 1 KiB file a 387-million-item value; the error must not print it."""
     lines = ["description:", '  - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, cur in zip("abcdefgh", "bcdefghi"):
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"  - &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
     path = write_yaml("\n".join([*lines, "name: *i", ""]))
     with pytest.raises(InputError) as exc:

@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,8 @@ from sparkflash.cli import main
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 
 
-
-def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
     key = tmp_path / "server.der"
     assert main(["cloud", "keygen", "--out", str(key)]) == 0
     assert len((tmp_path / "server.der.pub").read_bytes()) == 294
@@ -80,7 +81,7 @@ def test_example_release_signed_and_deployed_over_the_air(tmp_path: Path, make_c
     core = make_core()
     assert core.endpoints["cloud"].connected.wait(20)
     capsys.readouterr()
-    url = "http://%s:%d" % tuple(cloud.admin_addr[:2])
+    url = "http://{}:{}".format(*cloud.admin_addr[:2])
     rc = main(["deploy", str(out / "manifest.json"), "--trust", str(tmp_path / "dev.pub.pem"), "--via", "ota",
                "--device", core.state.info["device_id"], "--cloud", url, "--json"])
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]

@@ -9,8 +9,9 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,6 @@ from sparkflash.deploy.ota import AdminClient, deploy
 from sparkflash.deploy.run import Ledger
 from sparkflash.virtual.core import VirtualCore
 from sparkflash.virtual.faults import Faults
-
 
 FW = 0x08005000
 
@@ -60,7 +60,8 @@ def test_multi_region_release_deployed_and_verified(make_release: Callable[..., 
     assert Ledger().last(res.device, "ota-test") == "1.0.0"
 
 
-def test_file_at_0x100000_and_firmware_stop_and_wait_save_begin(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+def test_file_at_0x100000_and_firmware_stop_and_wait_save_begin(make_release: Callable[..., Any],
+        make_core: Callable[..., VirtualCore],
         cloud: CloudServer,
                                                                 tmp_path: Path) -> None:
     """A 0.3.x-based core: 52-byte handshake, stop-and-wait only, files through SaveBegin."""

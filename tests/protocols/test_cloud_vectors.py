@@ -71,10 +71,12 @@ def test_handshake_vector() -> None:
     srv = serialization.load_der_public_key(spki)
     assert isinstance(dev, rsa.RSAPrivateKey) and isinstance(srv, rsa.RSAPublicKey)
     assert spki[33:289] == srv.public_numbers().n.to_bytes(256, "big")
-    enc, want_hmac = fixture(f, "HandshakeFixture::encrypted_aes_credentials")[:128], fixture(f, "HandshakeFixture::expected_hmac")[:20]
+    enc = fixture(f, "HandshakeFixture::encrypted_aes_credentials")[:128]
+    want_hmac = fixture(f, "HandshakeFixture::expected_hmac")[:20]
     sig = fixture(f, "HandshakeFixture::signature")[:256]
     session = hs.open_server_reply(dev, srv, enc + sig)  # decrypt + HMAC + raw signature check
-    assert session.material.hex().startswith("3e78eb7a") and session.material.hex().endswith("3b7d72")  # the spec's "7b7d72" is a typo
+    # the spec's "7b7d72" is a typo
+    assert session.material.hex().startswith("3e78eb7a") and session.material.hex().endswith("3b7d72")
     assert hmac.new(session.material, enc, hashlib.sha1).digest() == want_hmac
     assert hs.verify_raw(srv, sig, want_hmac)
 

@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 
 from sparkflash.errors import InputError
 from sparkflash.protocols.dfu_file import (
-    BCD_DFUSE, Element, Suffix, Target, add_suffix, build_dfuse, dfu_crc, parse_dfuse, parse_suffix,
+    BCD_DFUSE,
+    Element,
+    Suffix,
+    Target,
+    add_suffix,
+    build_dfuse,
+    dfu_crc,
+    parse_dfuse,
+    parse_suffix,
 )
 
 

@@ -12,8 +12,21 @@ from hypothesis import strategies as st
 
 from sparkflash.errors import DeviceGone, LocalProtocolError, ProtocolError, RemoteProtocolError
 from sparkflash.protocols.dfuse import (
-    IN, OUT, ControlRequest, DfuseHost, DfuStatus, Done, EndpointStalled, Operation, Req, State, Wait,
-    encode_erase, encode_set_address, encode_status, parse_status,
+    IN,
+    OUT,
+    ControlRequest,
+    DfuseHost,
+    DfuStatus,
+    Done,
+    EndpointStalled,
+    Operation,
+    Req,
+    State,
+    Wait,
+    encode_erase,
+    encode_set_address,
+    encode_status,
+    parse_status,
 )
 from sparkflash.protocols.dfuse_device import BUGGY_STATE, DfuseDevice
 from sparkflash.virtual.nor_flash import NorFlash

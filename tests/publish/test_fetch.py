@@ -15,8 +15,8 @@ from sparkflash.manifest.keys import FileSigner, TrustStore
 from sparkflash.manifest.model import Manifest
 from sparkflash.manifest.release import blob_key
 from sparkflash.publish.fetch import fetch_release
-from sparkflash.publish.upload import publish
 from sparkflash.publish.store import parse_s3_url
+from sparkflash.publish.upload import publish
 
 KiB = 1024
 BUCKET = "sparkflash-test"

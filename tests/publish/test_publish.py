@@ -14,9 +14,8 @@ from sparkflash.manifest.keys import FileSigner, TrustStore
 from sparkflash.manifest.release import blob_key
 from sparkflash.publish.fetch import fetch_release
 from sparkflash.publish.local_server import LocalS3Process
-from sparkflash.publish.upload import PublishOptions, publish
 from sparkflash.publish.store import ClientOptions, parse_s3_url
-
+from sparkflash.publish.upload import PublishOptions, publish
 
 KiB = 1024
 BUCKET = "sparkflash-test"  # created by the s3_server fixture

@@ -14,9 +14,9 @@ from sparkflash.boards import load_board
 from sparkflash.cli import main
 from sparkflash.deploy.serial_ymodem import SerialFlasher, plan_region
 from sparkflash.errors import InputError, RemoteProtocolError
+from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Region
 from sparkflash.manifest.release import digests, open_release
-from sparkflash.manifest.keys import TrustStore
 from sparkflash.protocols import listening as L
 from sparkflash.transports.serial_port import open_serial
 from sparkflash.virtual.core import VirtualCore

@@ -10,7 +10,6 @@ import pytest
 from sparkflash.virtual.nor_flash import DeviceReset, NorFlash
 from sparkflash.virtual.state import CoreState
 
-
 _open: list[NorFlash] = []
 
 

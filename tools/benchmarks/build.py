@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -119,7 +119,7 @@ def _interleaved(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]],
 def _paired(measured: dict[str, Any], over: str, under: str) -> dict[str, Any]:
     """`over`/`under` time ratio of each round (the two ran back to back, under the same
     load) and their median, so the load drifting between rounds is visible, not averaged."""
-    ratios = sorted(round(a / b, 3) for a, b in zip(measured[f"{over}_runs"], measured[f"{under}_runs"]))
+    ratios = sorted(round(a / b, 3) for a, b in zip(measured[f"{over}_runs"], measured[f"{under}_runs"], strict=True))
     return {"median": round(statistics.median(ratios), 3), "rounds": ratios}
 
 
@@ -139,7 +139,8 @@ def _core_firmware(source: Path, work: Path, repeat: int) -> dict[str, object]:
         )
         for jobs in ("-j1", "-j2")
     }
-    noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")), "scons": (_nothing, _scons(checkout, "-j2", variables))}, repeat)
+    noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")),
+                         "scons": (_nothing, _scons(checkout, "-j2", variables))}, repeat)
     edit = _interleaved(
         {
             "make": (_editor(fw_make / CORE_EDIT), _make(fw_make, "-j2")),

@@ -136,7 +136,8 @@ def run(argv: list[str]) -> dict[str, Any]:
                     cs = [core(i) for i in range(n)]
                     times: list[float] = []
                     t0 = time.monotonic()
-                    threads = [threading.Thread(target=lambda c=c: times.append(_deploy_one(srv, c, agg_data, True)[0])) for c in cs]
+                    threads = [threading.Thread(
+                        target=lambda c=c, times=times: times.append(_deploy_one(srv, c, agg_data, True)[0])) for c in cs]
                     for t in threads:
                         t.start()
                     for t in threads:

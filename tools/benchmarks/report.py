@@ -103,7 +103,8 @@ def _build_ratios(r: dict[str, Any]) -> list[tuple[str, float | None]]:
             ("example: one-file rebuild / clean -j2", _ratio(ex.get("one_file_rebuild_s"), ex.get("clean_j2_s"))),
             ("example: no-op / clean -j2", _ratio(ex.get("noop_s"), ex.get("clean_j2_s")))]
     for k in ("clean_j1_s", "clean_j2_s", "noop_s", "one_file_rebuild_s"):
-        rows.append((f"core-firmware {k[:-2]}: scons / make (medians)", _ratio(lookup(cf, f"scons.{k}"), lookup(cf, f"make.{k}"))))
+        rows.append((f"core-firmware {k[:-2]}: scons / make (medians)",
+                     _ratio(lookup(cf, f"scons.{k}"), lookup(cf, f"make.{k}"))))
     rows.append(("core-firmware no-op scons, this machine (s)", lookup(cf, "scons.noop_s")))
     return rows
 
@@ -163,7 +164,7 @@ def _flatten(doc: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _machine() -> list[str]:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return [f"- Date: {now}",
             f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, {platform.system()} {platform.release()}",
             f"- Python: {sys.version.split()[0]} ({platform.python_implementation()})",

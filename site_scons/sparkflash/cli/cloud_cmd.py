@@ -28,16 +28,17 @@ def _hostport(s: str) -> tuple[str, int]:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("cloud", help="our own Spark cloud server for OTA (devices on TCP 5683, admin API on loopback)")
-    cs = p.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
+    cs = p.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
 
     s = cs.add_parser("serve", help="accept registered devices and run deployments")
-    s.add_argument("--host", default="0.0.0.0", help="device listener address (default all)")
-    s.add_argument("--port", type=int, default=5683, help="device TCP port (default 5683; 0 = any free port)")
+    s.add_argument("--listen", type=_hostport, default=("0.0.0.0", 5683), metavar="HOST:PORT",
+                   help="device listener (default 0.0.0.0:5683, all addresses; port 0 = any free port)")
+    s.add_argument("--host", help=argparse.SUPPRESS)  # deprecated: --listen HOST:PORT
+    s.add_argument("--port", type=int, help=argparse.SUPPRESS)  # deprecated: --listen HOST:PORT
     s.add_argument("--admin", type=_hostport, default=("127.0.0.1", 8683), help="admin API HOST:PORT (default 127.0.0.1:8683)")
     s.add_argument("--key", type=Path, required=True, help="server RSA-2048 private key (from `cloud keygen`)")
     s.add_argument("--devices", type=Path, required=True, help="directory of registered device keys (<id>.pub.pem)")
     s.add_argument("--trust", type=Path, action="append", default=[], help="require releases signed by these keys")
-    s.add_argument("--json", action="store_true", help="print one JSON line with the bound addresses")
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     s.set_defaults(func=_serve)
 
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.set_defaults(func=_register)
 
     k = cs.add_parser("keygen", help="make the server key: OUT (private DER) and OUT.pub (294-byte SPKI for 0x1000)")
-    k.add_argument("--out", type=Path, default=Path("server.der"))
+    k.add_argument("-o", "--out", type=Path, default=Path("server.der"), help="private key path (default server.der)")
     k.add_argument("--force", action="store_true", help="overwrite an existing key")
     k.set_defaults(func=_keygen)
 
@@ -64,14 +65,16 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(name)s: %(message)s")
     args.devices.mkdir(parents=True, exist_ok=True)
     trust = TrustStore.from_paths(args.trust) if args.trust else None
-    srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=args.host, port=args.port,
+    host = args.host if args.host is not None else args.listen[0]
+    port = args.port if args.port is not None else args.listen[1]
+    srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=host, port=port,
                       admin=args.admin, trust=trust)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with ServerThread(srv):
-        host, port = srv.admin_addr or ("", 0)
-        info = {"devices": f"{args.host}:{srv.port}", "admin": f"http://{host}:{port}"}
+        admin_host, admin_port = srv.admin_addr or ("", 0)
+        info = {"devices": f"{host}:{srv.port}", "admin": f"http://{admin_host}:{admin_port}"}
         print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
         while not stop.wait(0.5):
             pass
@@ -101,7 +104,10 @@ def _register(args: argparse.Namespace) -> int:
             raise InputError(f"{args.source}: {e.strerror}") from None
         device = args.id or args.source.name.split(".")[0].split("_")[0]
     path = reg.register(device, pem)
-    print(f"registered {device} -> {path}")
+    if args.json:
+        print(json.dumps({"event": "result", "ok": True, "exit_code": 0, "device": device, "path": str(path)}))
+    else:
+        print(f"registered {device} -> {path}")
     return 0
 
 
@@ -116,5 +122,8 @@ def _keygen(args: argparse.Namespace) -> int:
                                              serialization.NoEncryption()))
     args.out.chmod(0o600)
     atomic_write(pub_path, server_public_der(key.public_key()))
-    print(f"server key: {args.out} (private), {pub_path} (294-byte public key for the Core's 0x1000)")
+    if args.json:
+        print(json.dumps({"event": "result", "ok": True, "exit_code": 0, "private": str(args.out), "public": str(pub_path)}))
+    else:
+        print(f"server key: {args.out} (private), {pub_path} (294-byte public key for the Core's 0x1000)")
     return 0

@@ -1,4 +1,4 @@
-"""`sparkflash deploy SOURCE --via dfu|serial|ota` and `sparkflash flash --address A FILE`.
+"""`sparkflash deploy SOURCE --via dfu|serial|ota` and `sparkflash flash -a ADDRESS FILE`.
 
 SOURCE is a release manifest path (blobs beside it) or an s3:// release URL. Each
 transport module (`sparkflash.deploy.<via>`) provides:
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sparkflash.boards import load_board
 from sparkflash.cli.output import Reporter, hexint
 from sparkflash.deploy.base import DeployResult
 from sparkflash.deploy.run import Ledger, accepted_statuses, select_regions
-from sparkflash.errors import InputError
+from sparkflash.errors import DeviceError, InputError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
 from sparkflash.manifest.release import Release, digests, open_release, store_blob
@@ -35,22 +36,24 @@ VIA_MODULES = {
 
 
 def _transport_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--via", choices=sorted(VIA_MODULES), required=True, help="transport")
+    p.add_argument("--via", choices=sorted(VIA_MODULES), required=True,
+                   help="transport: dfu (USB DfuSe), serial (listening mode + YMODEM) or ota (our cloud)")
     t = p.add_argument_group("transport options")
-    t.add_argument("--port", help="serial: port path or pyserial URL")
-    t.add_argument("--baud", type=int, default=115200, help="serial: baud rate (default 115200)")
+    t.add_argument("-p", "--port", help="serial: port path or pyserial URL (e.g. /dev/ttyACM0)")
+    t.add_argument("-b", "--baud", type=int, default=115200, help="serial: baud rate (default 115200)")
     t.add_argument("--stock-save-address", type=hexint, metavar="ADDR",
                    help="serial, stock firmware: the address the device's application passes to "
                         "System.serialSaveFile (e.g. 0x80000); only a region at it is sent")
-    t.add_argument("--device", action="append", default=[],
+    t.add_argument("-d", "--device", action="append", default=[],
                    help="dfu: VID:PID, usb:BUS-PORT or virtual:STATE_DIR; ota: device id (repeatable)")
-    t.add_argument("--backend", choices=["pyusb", "dfu-util"], default="pyusb", help="dfu: how to reach USB")
+    t.add_argument("--backend", choices=["pyusb", "dfu-util"], default="pyusb", help="dfu: how to reach USB (default pyusb)")
     t.add_argument("--no-skip", action="store_true", help="dfu: rewrite sectors even if unchanged")
     t.add_argument("--leave", action="store_true", help="dfu: leave DFU mode (reset) after writing")
-    t.add_argument("--cloud", default="http://127.0.0.1:8683", help="ota: admin API URL of `sparkflash cloud`")
-    t.add_argument("--timeout", type=float, default=None, help="per-exchange timeout in seconds")
-    p.add_argument("--json", action="store_true", help="JSON Lines events on stdout")
-    p.add_argument("--allow-downgrade", action="store_true", help="deploy a version older than the device's last")
+    t.add_argument("--cloud", default="http://127.0.0.1:8683",
+                   help="ota: admin API URL of `sparkflash cloud serve` (default http://127.0.0.1:8683)")
+    t.add_argument("--online-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="ota: how long a registered device may take to come online before the deploy fails (default 5)")
+    t.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-exchange timeout in seconds")
     v = p.add_mutually_exclusive_group()
     v.add_argument("--accept-unverified", action="store_true",
                    help='count regions the device could not verify ("sent", e.g. stock serial firmware) as success')
@@ -59,25 +62,29 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    d = sub.add_parser("deploy", help="flash every region of a signed release and verify it")
-    d.add_argument("source", help="manifest.json path or s3://BUCKET/PREFIX/releases/NAME/VERSION")
+    d = sub.add_parser("deploy", help="flash every region of a signed release and verify it",
+                       description="Flash every region of a signed release and verify each on the device.")
+    d.add_argument("source", help="manifest.json path (or its directory), s3://BUCKET/PREFIX/releases/NAME/VERSION, "
+                                  "or s3://BUCKET/PREFIX/NAME with --channel")
     d.add_argument("--channel", help="with an s3://BUCKET/PREFIX/NAME source: deploy this channel's release")
     d.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key (.pub.pem) or directory")
     d.add_argument("--no-verify-signature", action="store_true", help="accept an unsigned release (digests still checked)")
-    d.add_argument("--region", action="append", help="only this region (repeatable)")
-    d.add_argument("--memory", help="only regions in this memory (e.g. external)")
+    d.add_argument("--region", action="append", help="only the region with this name (repeatable)")
+    d.add_argument("--memory", help="only regions in this memory (internal or external)")
     d.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL or AWS)")
-    d.add_argument("--cache", type=Path, help="download cache directory")
+    d.add_argument("--cache", type=Path, help="download cache directory (default $SPARKFLASH_HOME/cache)")
+    d.add_argument("--allow-downgrade", action="store_true", help="deploy a version older than the device's last one")
     _transport_options(d)
     d.set_defaults(func=_deploy)
 
-    f = sub.add_parser("flash", help="flash one file at an address (unsigned, verified)")
-    f.add_argument("file", type=Path)
-    f.add_argument("--address", type=hexint, required=True, help="e.g. 0x80000 (external) or 0x08005000 (internal)")
-    f.add_argument("--board", default="spark-core")
+    f = sub.add_parser("flash", help="flash one file at an address (unsigned, verified)",
+                       description="Flash one file at an address, unsigned, and verify it on the device.")
+    f.add_argument("file", type=Path, help="the raw bytes to write (.bin)")
+    f.add_argument("-a", "--address", type=hexint, required=True, help="e.g. 0x80000 (external) or 0x08005000 (internal)")
+    f.add_argument("--board", default="spark-core", help="board memory map (default spark-core)")
     f.add_argument("--allow-protected", action="store_true", help="allow writing a protected area (keys, bootloader)")
     _transport_options(f)
-    f.set_defaults(func=_flash)
+    f.set_defaults(func=_flash, allow_downgrade=False)
 
 
 def open_source(args: argparse.Namespace) -> Release:
@@ -120,15 +127,48 @@ def adhoc_release(file: Path, address: int, board_name: str, allow_protected: bo
     return Release(m, m.canonical(), None, store)
 
 
+def check_ota_devices(cloud: str, devices: list[str], online_timeout: float) -> None:
+    """Fail at once, with the reason, for an OTA device the cloud does not know (exit 2) or
+    that is not connected within online_timeout seconds (exit 4): never a silent wait."""
+    from sparkflash.deploy.ota import AdminClient
+
+    client = AdminClient(cloud)
+    deadline = time.monotonic() + max(online_timeout, 0.0)
+    while True:
+        doc = client.call("GET", "/v1/devices")
+        known = {str(d["id"]).lower(): d for d in doc.get("devices", [])}
+        unknown = [d for d in devices if d.strip().lower() not in known]
+        if unknown:
+            raise InputError(f"device {', '.join(unknown)}: not registered with the cloud at {cloud} "
+                             "(add it with `sparkflash cloud register`)")
+        offline = [d for d in devices if not known[d.strip().lower()].get("connected")]
+        if not offline:
+            return
+        if time.monotonic() >= deadline:
+            raise DeviceError(f"device {', '.join(offline)}: registered but not connected to the cloud at {cloud} "
+                              f"after {online_timeout:g} s (is it powered, online and pointed at this server?)")
+        time.sleep(0.2)
+
+
 def _run(args: argparse.Namespace, release: Release, regions: list[Region]) -> int:
-    rep = Reporter(args.json)
+    rep = Reporter(args.json, quiet=args.quiet)
+    if args.via == "ota" and args.device:
+        check_ota_devices(args.cloud, args.device, args.online_timeout)
     mod = importlib.import_module(VIA_MODULES[args.via])
     results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger())
     for r in results:
         r.accepted = accepted_statuses(args)
-    doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results]}
+    code = next((r.exit_code for r in results if r.exit_code), 0)
+    doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results],
+                           "exit_code": code}
+    if code:
+        doc["error"] = "; ".join(f"{r.device}: {e}" for r in results for e in _errors(r)) or "deploy failed"
     rep.result(doc)
-    return next((r.exit_code for r in results if r.exit_code), 0)
+    return code
+
+
+def _errors(r: DeployResult) -> list[str]:
+    return [f"region {x['region']}: {x['error']}" for x in r.to_json().get("regions", []) if x.get("error")]
 
 
 def _deploy(args: argparse.Namespace) -> int:

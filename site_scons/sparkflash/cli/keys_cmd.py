@@ -6,32 +6,46 @@ import argparse
 import json
 from pathlib import Path
 
+from sparkflash.errors import InputError
 from sparkflash.manifest.keys import generate_key, key_id, load_public_key
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("keys", help="release-signing keys (Ed25519)")
-    ks = p.add_subparsers(dest="keys_command", required=True)
-    g = ks.add_parser("generate", help="create PRIVATE.pem and PRIVATE.pub.pem")
-    g.add_argument("path", type=Path)
-    g.add_argument("--json", action="store_true")
+    p = sub.add_parser("keys", help="release-signing keys (Ed25519)", description="Release-signing keys (Ed25519).")
+    ks = p.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    g = ks.add_parser("generate", help="create OUT (private, PEM) and OUT.pub.pem (public)",
+                      description="Create an Ed25519 signing key: OUT (private, mode 0600) and OUT.pub.pem.")
+    g.add_argument("-o", "--out", type=Path, help="private key path, e.g. keys/release.pem (never overwritten)")
+    g.add_argument("path", type=Path, nargs="?", help=argparse.SUPPRESS)  # deprecated spelling: keys generate PATH
     g.set_defaults(func=_generate)
-    i = ks.add_parser("id", help="print the key id (sha256 of the raw public key)")
-    i.add_argument("public", type=Path)
+    i = ks.add_parser("id", help="print the key id (sha256 of the raw public key)",
+                      description="Print a public key's id: the sha256 of its raw 32 bytes, as signatures name it.")
+    i.add_argument("public", type=Path, help="public key (.pub.pem)")
     i.set_defaults(func=_id)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    pub, kid = generate_key(args.path)
+    out: Path | None = args.out or args.path
+    if out is None:
+        raise InputError("keys generate: pass --out PATH (the private key; PATH.pub.pem is written beside it)")
+    if args.out is not None and args.path is not None:
+        raise InputError("keys generate: give the path once, as --out PATH")
+    pub, kid = generate_key(out)
     if args.json:
-        print(json.dumps({"private": str(args.path), "public": str(pub), "key_id": kid}))
+        print(json.dumps({"event": "result", "ok": True, "private": str(out), "public": str(pub), "key_id": kid,
+                          "exit_code": 0}, sort_keys=True))
     else:
-        print(f"private key {args.path}\npublic key  {pub}\nkey id      {kid}")
+        print(f"private key {out}\npublic key  {pub}\nkey id      {kid}")
     return 0
 
 
 def _id(args: argparse.Namespace) -> int:
-    print(key_id(load_public_key(args.public)))
+    kid = key_id(load_public_key(args.public))
+    if args.json:
+        print(json.dumps({"event": "result", "ok": True, "public": str(args.public), "key_id": kid, "exit_code": 0},
+                         sort_keys=True))
+    else:
+        print(kid)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash.boards import Board, load_board
+from sparkflash.cli.output import fmt_size, plural
 from sparkflash.errors import InputError
 from sparkflash.manifest.build import build_release, plan_release
 from sparkflash.manifest.keys import TrustStore, load_signer
@@ -35,15 +36,15 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifact", type=_pair, action="append", default=[], metavar="NAME=PATH",
                    help="path of another {build: NAME} source")
     p.add_argument("--strict-sectors", action="store_true", help="sectors shared by two regions are an error")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("manifest", help="lay out, sign and verify release manifests")
-    ms = p.add_subparsers(dest="manifest_command", required=True)
+    p = sub.add_parser("manifest", help="lay out, sign and verify release manifests",
+                       description="Lay out, sign and verify release manifests (docs/manifest.md).")
+    ms = p.add_subparsers(dest="manifest_command", metavar="COMMAND", required=True)
 
     b = ms.add_parser("build", help="release YAML -> DIR/manifest.json + DIR/blobs/sha256/<hex>")
-    b.add_argument("yaml", type=Path)
+    b.add_argument("yaml", type=Path, help="release YAML (e.g. manifests/example.yaml)")
     b.add_argument("--out", type=Path, required=True, help="output directory (holds one release)")
     b.add_argument("--meta", type=_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="pin extra metadata (e.g. a build date) into the manifest")
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.set_defaults(func=_build)
 
     s = ms.add_parser("show", help="print the layout as a table (YAML, release dir or manifest.json)")
-    s.add_argument("source", type=Path)
+    s.add_argument("source", type=Path, help="release YAML, release directory or manifest.json")
     s.add_argument("--svg", type=Path, help="also write an SVG map of both flashes here")
     _add_inputs(s)
     s.set_defaults(func=_show)
@@ -61,13 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     v.add_argument("release", type=Path, help="release dir or its manifest.json")
     v.add_argument("--trust", type=Path, action="append", default=[], required=True,
                    help="trusted public key (.pub.pem) or a directory of them")
-    v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verify)
 
     g = ms.add_parser("sign", help="write manifest.json.sig next to the manifest")
     g.add_argument("release", type=Path, help="release dir or its manifest.json")
     g.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
-    g.add_argument("--json", action="store_true")
     g.set_defaults(func=_sign)
 
 
@@ -78,24 +77,25 @@ def _warn(warnings: tuple[str, ...]) -> None:
 
 def _table(m: Manifest, board: Board) -> str:
     """One block per board memory (both flashes on the Core), regions in address order."""
-    head = ("REGION", "KIND", "START", "END", "SIZE", "SECTORS", "AREA", "SHA256", "CRC32")
+    head: tuple[str, ...] = ("REGION", "KIND", "START", "END", "SIZE", "SECTORS", "AREA", "SHA256", "CRC32")
     blocks: list[tuple[str, list[tuple[str, ...]]]] = []
     for mem in board.memories:
-        rows = [head]
+        rows: list[tuple[str, ...]] = [head]
         for r in sorted((r for r in m.regions if r.memory == mem.name), key=lambda r: r.address):
             areas = [a for a in mem.areas if a.start <= r.address < a.end]
             area = min(areas, key=lambda a: a.size).name if areas else "-"
             rows.append((r.name, r.kind, f"0x{r.address:08x}", f"0x{r.end:08x}", str(r.size), str(len(r.erase)),
                          area, r.sha256[:16], f"{r.crc32:08x}"))
         used = sum(r.size for r in m.regions if r.memory == mem.name)
-        title = (f"{mem.name} flash 0x{mem.base:08x}..0x{mem.end:08x} ({mem.size // 1024} KiB, "
-                 f"{mem.sector_size // 1024} KiB sectors): {len(rows) - 1} region(s), {used} bytes")
+        title = (f"{mem.name} flash 0x{mem.base:08x}..0x{mem.end:08x} ({fmt_size(mem.size)}, "
+                 f"{fmt_size(mem.sector_size)} sectors): {plural(len(rows) - 1, 'region')}, {fmt_size(used)} used")
         blocks.append((title, rows))
     widths = [max(len(row[i]) for _, rows in blocks for row in rows) for i in range(len(head))]
     lines = [f"{m.name} {m.version} for {m.board}"]
     for title, rows in blocks:
         lines.append(title)
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows] if len(rows) > 1 else []
+        if len(rows) > 1:
+            lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
@@ -166,7 +166,7 @@ def _verify(args: argparse.Namespace) -> int:
                           "key_id": rel.signature.key_id, "regions": len(m.regions)}, sort_keys=True))
     else:
         print(f"OK: {m.name} {m.version}: signature by key {rel.signature.key_id[:16]}… and "
-              f"{len(m.regions)} blob digests verified")
+              f"{plural(len(m.regions), 'blob digest')} verified")
     return 0
 
 

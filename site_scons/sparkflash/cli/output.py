@@ -1,14 +1,19 @@
-"""Rendering for the CLI: progress bars on stderr, or JSON Lines events on stdout (--json)."""
+"""Rendering for the CLI: progress bars on stderr, or JSON Lines events on stdout (--json).
+
+Sizes are binary (KiB, MiB), as flash sectors are; no Python repr reaches the user.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from tqdm import tqdm
 
-__all__ = ["Reporter", "hexint"]
+__all__ = ["Reporter", "hexint", "fmt_size", "plural", "listing", "add_common_options", "error_result", "say"]
 
 
 def hexint(s: str) -> int:
@@ -16,9 +21,58 @@ def hexint(s: str) -> int:
     try:
         return int(s, 0)
     except ValueError:
-        import argparse
-
         raise argparse.ArgumentTypeError(f"not a number: {s!r} (use 0x80000 or 524288)") from None
+
+
+def fmt_size(n: float) -> str:
+    """Bytes in binary units: 312 B, 64 KiB, 1.5 MiB."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            v = n / scale
+            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def listing(items: Iterable[object]) -> str:
+    """A list as people write it: serial, dfu (not ['serial', 'dfu'])."""
+    return ", ".join(str(i) for i in items) or "none"
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """--json, -q/--quiet and -v/--verbose on every command (kept where a command defines them)."""
+    have = set(p._option_string_actions)
+    g = p.add_argument_group("output")
+    if "--json" not in have:
+        g.add_argument("--json", action="store_true",
+                       help="JSON Lines on stdout; the last line is the result (ok, error, exit_code)")
+    if "-q" not in have and "--quiet" not in have:
+        g.add_argument("-q", "--quiet", action="store_true", help="print only errors (and the result under --json)")
+    if "-v" not in have and "--verbose" not in have:
+        g.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug log)")
+
+
+def error_result(message: str, code: int, kind: str = "InputError") -> dict[str, Any]:
+    return {"event": "result", "ok": False, "error": message, "error_type": kind, "exit_code": code}
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A human progress/info line on stderr, unless -q or --json."""
+    if not getattr(args, "quiet", False) and not getattr(args, "json", False):
+        print(text, file=sys.stderr, flush=True)
+
+
+class _SizeBar(tqdm):  # type: ignore[type-arg]
+    """tqdm with binary units (tqdm's unit_scale prints decimal kB/MB)."""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        d = dict(super().format_dict)
+        d["postfix"] = f"{fmt_size(d['n'])}/{fmt_size(d['total'] or 0)}"
+        return d
 
 
 class Reporter:
@@ -27,7 +81,7 @@ class Reporter:
     def __init__(self, as_json: bool, quiet: bool = False) -> None:
         self.as_json = as_json
         self.quiet = quiet
-        self._bars: dict[str, tqdm] = {}  # type: ignore[type-arg]
+        self._bars: dict[str, tqdm[Any]] = {}
 
     def __call__(self, ev: dict[str, Any]) -> None:
         if self.as_json:
@@ -40,19 +94,19 @@ class Reporter:
         key = f"{ev.get('device', '')}/{ev.get('region', '')}"
         if kind == "deploy-start":
             print(f"Deploying {ev['release']} {ev['version']} to {ev['device']} via {ev['via']} "
-                  f"({ev['regions']} regions)", file=sys.stderr)
+                  f"({plural(int(ev['regions']), 'region')})", file=sys.stderr)
         elif kind == "region-start":
-            self._bars[key] = tqdm(total=ev["size"], unit="B", unit_scale=True, file=sys.stderr, leave=True,
-                                   desc=f"{ev['region']} @0x{ev['address']:x}", disable=None)
+            self._bars[key] = _SizeBar(total=ev["size"], file=sys.stderr, leave=True, disable=None,
+                                       desc=f"{ev['region']} @0x{ev['address']:x}",
+                                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}]")
         elif kind == "progress" and key in self._bars:
             bar = self._bars[key]
             bar.total = ev["total"]
             bar.update(ev["done"] - bar.n)
         elif kind == "region-done":
-            bar = self._bars.pop(key, None)
-            if bar is not None:
-                bar.close()
-            extra = f" ({ev['sectors_skipped']} sectors unchanged)" if ev.get("sectors_skipped") else ""
+            if key in self._bars:
+                self._bars.pop(key).close()
+            extra = f" ({plural(int(ev['sectors_skipped']), 'sector')} unchanged)" if ev.get("sectors_skipped") else ""
             msg = f"  {ev['region']}: {ev['status']}{extra}"
             if ev.get("proves") and ev["status"] not in ("verified", "unchanged", "failed", "skipped"):
                 msg += f" ({ev['proves']})"

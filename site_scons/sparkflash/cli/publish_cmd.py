@@ -7,34 +7,54 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparkflash.cli.output import Reporter
+from sparkflash.cli.output import Reporter, fmt_size, plural
 
 __all__ = ["register"]
 
 
+def listen_address(default_port: int) -> Callable[[str], tuple[str, int]]:
+    """argparse type for --listen HOST:PORT (PORT 0 = any free port; a bare PORT means loopback)."""
+
+    def parse(s: str) -> tuple[str, int]:
+        host, sep, port = s.rpartition(":")
+        if not sep:
+            host, port = "127.0.0.1", s
+        if not port.isdigit() or int(port) > 65535 or (sep and not host):
+            raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:{default_port}), got {s!r}")
+        return host.strip("[]"), int(port)
+
+    return parse
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("publish", help="upload a signed release to S3 (blobs, then manifest, then channel)")
+    p = sub.add_parser("publish", help="upload a signed release to S3 (blobs, then manifest, then channel)",
+                       description="Upload a signed release to S3: blobs, then the manifest and signature, "
+                                   "then the signed channel record (docs/publish.md).")
     p.add_argument("dist", type=Path, help="signed release directory (manifest.json, .sig, blobs/) or its manifest.json")
     p.add_argument("url", help="s3://BUCKET/PREFIX")
     p.add_argument("--channel", help="also point channels/NAME/CHANNEL.json at this release (needs --key)")
     p.add_argument("--key", type=Path, help="Ed25519 private key: checks the release signature, signs the channel record")
     p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key (.pub.pem) or directory")
     p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL(_S3), else AWS)")
-    p.add_argument("--region", help="AWS region (default: AWS_REGION / AWS config, else us-east-1)")
+    p.add_argument("--aws-region", help="AWS region (default: AWS_REGION / AWS config, else us-east-1)")
+    p.add_argument("--region", dest="aws_region", help=argparse.SUPPRESS)  # deprecated spelling of --aws-region
     p.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")
-    p.add_argument("--json", action="store_true", help="JSON Lines events on stdout, then a result line")
     p.set_defaults(func=_publish)
 
-    s = sub.add_parser("s3-local", help="run an S3 server on loopback (moto server mode) until interrupted")
-    s.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=5000, help="TCP port (default 5000; 0 = any free port)")
+    s = sub.add_parser("s3-local", help="run an S3 server on loopback (moto server mode) until interrupted",
+                       description="Run an S3 server on loopback (moto's server mode) until interrupted; "
+                                   "needs the extra: pip install 'sparkflash[s3-local]'.")
+    s.add_argument("--listen", type=listen_address(5000), default=("127.0.0.1", 5000), metavar="HOST:PORT",
+                   help="loopback address and TCP port (default 127.0.0.1:5000; port 0 = any free port)")
+    s.add_argument("--host", help=argparse.SUPPRESS)  # deprecated: --listen HOST:PORT
+    s.add_argument("--port", type=int, help=argparse.SUPPRESS)  # deprecated: --listen HOST:PORT
     s.add_argument("--data", type=Path, help="keep objects in this directory across restarts")
     s.add_argument("--bucket", action="append", default=[], help="create this bucket at start (repeatable)")
-    s.add_argument("--verbose", action="store_true", help="log every request on stderr")
-    s.add_argument("--json", action="store_true", help='print {"endpoint": URL} as one JSON line')
+    s.add_argument("-v", "--verbose", action="count", default=0, help="log every request on stderr")
     s.set_defaults(func=_s3_local)
 
 
@@ -44,9 +64,10 @@ class _PublishPrinter:
     def __call__(self, ev: dict[str, Any]) -> None:
         kind = ev["event"]
         if kind == "publish-start":
-            print(f"Publishing {ev['release']} {ev['version']} to {ev['url']} ({ev['blobs']} blobs)", file=sys.stderr)
+            print(f"Publishing {ev['release']} {ev['version']} to {ev['url']} ({plural(int(ev['blobs']), 'blob')})",
+                  file=sys.stderr)
         elif kind == "blob-done":
-            print(f"  blob {ev['sha256'][:16]}… {ev['size']} B: {ev['status']}", file=sys.stderr)
+            print(f"  blob {ev['sha256'][:16]}… {fmt_size(ev['size'])}: {ev['status']}", file=sys.stderr)
         elif kind == "manifest-done":
             print(f"  manifest: {ev['status']}", file=sys.stderr)
         elif kind == "channel-done":
@@ -56,29 +77,33 @@ class _PublishPrinter:
 
 def _publish(args: argparse.Namespace) -> int:
     from sparkflash.manifest.keys import TrustStore, load_signer
-    from sparkflash.publish.upload import PublishOptions, publish
     from sparkflash.publish.store import ClientOptions
+    from sparkflash.publish.upload import PublishOptions, publish
 
     signer = load_signer(args.key) if args.key else None
     trust = TrustStore.from_paths(args.trust) if args.trust else None
     rep = Reporter(True) if args.json else None
+    printer = (lambda ev: None) if args.quiet else _PublishPrinter()
     report = publish(args.dist, args.url, signer=signer, trust=trust, channel=args.channel,
-                     client_options=ClientOptions(endpoint_url=args.endpoint_url, region=args.region),
+                     client_options=ClientOptions(endpoint_url=args.endpoint_url, region=args.aws_region),
                      options=PublishOptions(create_bucket=args.create_bucket),
-                     on_event=rep if rep is not None else _PublishPrinter())
+                     on_event=rep if rep is not None else printer)
     doc = report.to_json()
     if rep is not None:
-        rep.result(doc)
-    else:
+        rep.result({"ok": True, "exit_code": 0, **doc})
+    elif not args.quiet:
         print(f"{report.url}: {report.manifest_status}; uploaded {doc['blobs_uploaded']} of {len(report.blobs)} "
-              f"blobs ({report.bytes_uploaded} B)")
+              f"blobs ({fmt_size(report.bytes_uploaded)})")
     return 0
 
 
 def _s3_local(args: argparse.Namespace) -> int:
     from sparkflash.publish.local_server import LocalS3
 
-    server = LocalS3(args.host, args.port, args.data, args.verbose).start(args.bucket)
+    host, port = args.listen
+    host = args.host if args.host is not None else host
+    port = args.port if args.port is not None else port
+    server = LocalS3(host, port, args.data, bool(args.verbose)).start(args.bucket)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

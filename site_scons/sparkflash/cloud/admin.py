@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["handle_http"]
 
 MAX_BODY = 1 << 20
-STATUS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+STATUS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+          500: "Internal Server Error"}
 
 
 class _HttpError(Exception):

@@ -21,7 +21,12 @@ from sparkflash.errors import DeviceGone, RemoteProtocolError, TransportTimeout
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
 from sparkflash.protocols.cloud_handshake import (
-    HELLO_LEN, NONCE_LEN, SESSION_LEN, device_public_spki, open_device_hello, server_reply,
+    HELLO_LEN,
+    NONCE_LEN,
+    SESSION_LEN,
+    device_public_spki,
+    open_device_hello,
+    server_reply,
 )
 from sparkflash.protocols.coap import Message, MessageIds
 
@@ -58,7 +63,7 @@ class DeviceInfo:
 class DeviceSession:
     def __init__(self, server: CloudServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server, self.reader, self.writer = server, reader, writer
-        self.peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        self.peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         self.info: DeviceInfo | None = None
         self.closed = asyncio.Event()
         self.ids = MessageIds(secrets.randbelow(0xFFFF) + 1)
@@ -75,7 +80,8 @@ class DeviceSession:
                 self.server.attach(self)
                 await self._read_loop()
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as e:
-            log.info("device %s (%s): connection ended: %s", self.info.device_id if self.info else "?", self.peer, e or type(e).__name__)
+            log.info("device %s (%s): connection ended: %s", self.info.device_id if self.info else "?", self.peer,
+                     e or type(e).__name__)
         except RemoteProtocolError as e:
             log.warning("device %s (%s): %s", self.info.device_id if self.info else "?", self.peer, e)
         finally:
@@ -203,7 +209,8 @@ class DeviceSession:
             try:
                 return await asyncio.wait_for(fut, timeout)
             except TimeoutError:
-                raise TransportTimeout(f"device {self.device_id}: no answer to {coap.code_str(m.code)} /{m.path} in {timeout:g} s") from None
+                raise TransportTimeout(f"device {self.device_id}: no answer to {coap.code_str(m.code)} /{m.path} "
+                                       f"in {timeout:g} s") from None
             finally:
                 self._waiting.pop(m.token, None)
 
@@ -211,7 +218,8 @@ class DeviceSession:
         m = ota.checksum_request(self.ids.next_mid(), self.ids.next_token(), address, size)
         reply = await self.request(m, timeout)
         if reply.code != coap.CONTENT:
-            raise RemoteProtocolError(f"device {self.device_id}: checksum of 0x{address:08x}+{size} refused ({coap.code_str(reply.code)})")
+            raise RemoteProtocolError(f"device {self.device_id}: checksum of 0x{address:08x}+{size} refused "
+                                      f"({coap.code_str(reply.code)})")
         return ota.parse_checksum_reply(reply)
 
     @property

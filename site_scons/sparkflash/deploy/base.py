@@ -7,8 +7,9 @@ word alone: it compares the device-side digest with the signed manifest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from sparkflash.manifest.model import Region
 

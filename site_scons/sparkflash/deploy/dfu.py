@@ -220,7 +220,7 @@ class DfuFlasher:
             if back == want:
                 return
             report.retries += 1
-        bad = next(i for i, (a, b) in enumerate(zip(back, want)) if a != b)
+        bad = next(i for i, (a, b) in enumerate(zip(back, want, strict=False)) if a != b)
         raise VerifyError(f"region {region.name!r}: read-back differs at 0x{start + bad:08x} "
                           f"(0x{back[bad]:02x}, expected 0x{want[bad]:02x}) after a retry; the Core reports no "
                           "errors, so the flash there may be protected or worn")

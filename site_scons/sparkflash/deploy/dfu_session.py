@@ -18,7 +18,14 @@ from sparkflash.errors import DeviceGone, InputError
 from sparkflash.protocols.dfu_layout import Layout, parse_layout
 from sparkflash.protocols.dfuse import ControlRequest, DfuseHost, Done, EndpointStalled, Operation, Req, Wait
 from sparkflash.protocols.usb_descriptors import (
-    DT_CONFIG, DT_DEVICE, DT_STRING, GET_DESCRIPTOR, SET_INTERFACE, parse_config, parse_device, parse_string,
+    DT_CONFIG,
+    DT_DEVICE,
+    DT_STRING,
+    GET_DESCRIPTOR,
+    SET_INTERFACE,
+    parse_config,
+    parse_device,
+    parse_string,
 )
 from sparkflash.transports.control_pipe import ControlPipe
 

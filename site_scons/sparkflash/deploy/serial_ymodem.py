@@ -24,7 +24,13 @@ from sparkflash.boards import Board, load_board
 from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, Unverifiable, WriteReport
 from sparkflash.deploy.run import Ledger, accepted_statuses, deploy_release
 from sparkflash.errors import (
-    DeviceError, DeviceGone, InputError, LocalProtocolError, ProtocolError, RemoteProtocolError, TransportError,
+    DeviceError,
+    DeviceGone,
+    InputError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportError,
     TransportTimeout,
 )
 from sparkflash.manifest.model import Region

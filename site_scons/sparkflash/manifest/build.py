@@ -21,7 +21,7 @@ from sparkflash.manifest.load import where
 from sparkflash.manifest.model import Manifest
 from sparkflash.manifest.pack import pack_dir
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, atomic_write, blob_key, store_blob
-from sparkflash.manifest.spec import ReleaseSpec, RegionSpec, load_release
+from sparkflash.manifest.spec import RegionSpec, ReleaseSpec, load_release
 
 __all__ = ["BuildResult", "Plan", "load_release", "resolve_sources", "plan_release", "write_release", "build_release"]
 

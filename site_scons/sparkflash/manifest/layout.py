@@ -108,7 +108,8 @@ def check_vector_table(p: Placed, board: Board, origin: str) -> None:
     ram_end = board.ram_base + board.ram_size
     if not (board.ram_base < sp <= ram_end and sp % 4 == 0):
         raise InputError(f"{here}: does not start with a vector table: initial SP 0x{sp:08x} is not a word address in "
-                         f"RAM 0x{board.ram_base:08x}..0x{ram_end:08x} (is this a .bin linked for 0x{board.firmware_address:08x}?)")
+                         f"RAM 0x{board.ram_base:08x}..0x{ram_end:08x} "
+                         f"(is this a .bin linked for 0x{board.firmware_address:08x}?)")
     app_end = board.firmware_address + board.firmware_max_size
     if not (reset & 1 and board.firmware_address <= reset - 1 < app_end):
         raise InputError(f"{here}: does not start with a vector table: reset handler 0x{reset:08x} is not an odd (Thumb) "

@@ -73,7 +73,7 @@ def parse_layout(text: str) -> Layout:
     if len(parts) < 3 or len(parts) % 2 == 0:
         raise RemoteProtocolError(f"DfuSe interface string {s!r}: expected @name/0xADDR/segments[/0xADDR/segments...]")
     segments: list[Segment] = []
-    for addr_s, segs_s in zip(parts[1::2], parts[2::2]):
+    for addr_s, segs_s in zip(parts[1::2], parts[2::2], strict=False):
         try:
             addr = int(addr_s.strip(), 16)
         except ValueError:

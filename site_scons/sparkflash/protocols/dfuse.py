@@ -16,7 +16,7 @@ import struct
 from collections.abc import Generator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Union
+from typing import Any
 
 from sparkflash.errors import DeviceGone, LocalProtocolError, RemoteProtocolError
 
@@ -117,7 +117,7 @@ class Done:
     value: Any = None
 
 
-Event = Union[ControlRequest, Wait, Done]
+Event = ControlRequest | Wait | Done
 
 
 class EndpointStalled(RemoteProtocolError):
@@ -157,7 +157,7 @@ def encode_erase(address: int) -> bytes:
     return struct.pack("<BI", CMD_ERASE, address)
 
 
-_Gen = Generator[Union[ControlRequest, Wait], Any, Any]
+_Gen = Generator[ControlRequest | Wait, Any, Any]
 
 
 class Operation:

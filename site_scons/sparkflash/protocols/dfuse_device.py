@@ -13,7 +13,16 @@ import struct
 from typing import Protocol
 
 from sparkflash.protocols.dfuse import (
-    CMD_ERASE, CMD_SET_ADDRESS, IN, MAX_TRANSFER, OUT, ControlRequest, DfuStatus, Req, State, Status,
+    CMD_ERASE,
+    CMD_SET_ADDRESS,
+    IN,
+    MAX_TRANSFER,
+    OUT,
+    ControlRequest,
+    DfuStatus,
+    Req,
+    State,
+    Status,
     encode_status,
 )
 

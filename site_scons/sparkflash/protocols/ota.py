@@ -135,7 +135,8 @@ def parse_checksum_request(m: Message) -> tuple[int, int]:
 
 def parse_checksum_reply(m: Message) -> tuple[int, str]:
     if m.code != coap.CONTENT or len(m.payload) != 36:
-        raise RemoteProtocolError(f"Checksum reply {coap.code_str(m.code)} with {len(m.payload)} payload bytes (expected 2.05, 36)")
+        raise RemoteProtocolError(f"Checksum reply {coap.code_str(m.code)} with {len(m.payload)} payload bytes "
+                                  "(expected 2.05, 36)")
     return int.from_bytes(m.payload[:4], "big"), m.payload[4:].hex()
 
 

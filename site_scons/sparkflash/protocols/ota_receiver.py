@@ -15,8 +15,17 @@ from typing import Protocol
 from sparkflash.protocols import coap
 from sparkflash.protocols.coap import Message, MessageIds
 from sparkflash.protocols.ota import (
-    DEST_FIRMWARE, FLAG_FAST, chunk_missed, chunk_received, crc32, device_update_done,
-    empty_ack, parse_chunk, parse_save_begin, parse_update_begin, update_ready,
+    DEST_FIRMWARE,
+    FLAG_FAST,
+    chunk_missed,
+    chunk_received,
+    crc32,
+    device_update_done,
+    empty_ack,
+    parse_chunk,
+    parse_save_begin,
+    parse_update_begin,
+    update_ready,
 )
 
 __all__ = ["FlashTarget", "DeviceTiming", "Finished", "OtaReceiver"]

@@ -16,10 +16,11 @@ import hashlib
 import os
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from sparkflash.errors import InputError, PublishError, VerifyError
+from sparkflash.errors import InputError, NoSuchChannel, PublishError, VerifyError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Signature, atomic_write, blob_key
@@ -66,7 +67,7 @@ def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | 
     raw = store.get(key)
     if raw is None:
         have = [c.removesuffix(".json") for c in store.list_children(root.key("channels", name), folders=False)]
-        raise PublishError(f"s3://{loc.bucket}/{key}: no channel {channel!r} for {name}"
+        raise NoSuchChannel(f"s3://{loc.bucket}/{key}: no channel {channel!r} for {name}"
                            + (f" (channels: {', '.join(have)})" if have else " (nothing published for it)"))
     rec, _ = open_channel(raw, f"s3://{loc.bucket}/{key}", trust)
     if rec.name != name or rec.channel != channel:

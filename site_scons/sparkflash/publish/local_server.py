@@ -40,8 +40,8 @@ def _moto() -> tuple[Any, Any, Any]:
     try:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     except ImportError as e:
-        raise InputError(f"the local S3 server needs moto's server mode ({e}); run tools/setup or "
-                         "`pip install 'moto[server]'`") from e
+        raise InputError(f"the local S3 server needs moto's server mode ({e}): install the extra with "
+                         "`pip install 'sparkflash[s3-local]'` (in this checkout: tools/setup)") from e
     return DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
 
@@ -125,9 +125,9 @@ class LocalS3:
     def start(self, buckets: Iterable[str] = ()) -> LocalS3:
         import logging
 
+        dispatcher, handler, backend_app = _moto()  # first: it names the extra if moto/werkzeug is missing
         from werkzeug.serving import make_server
 
-        dispatcher, handler, backend_app = _moto()
         if not self.verbose:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app: Any = dispatcher(backend_app)

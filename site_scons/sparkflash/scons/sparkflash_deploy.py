@@ -23,8 +23,8 @@ from typing import Any
 import SCons.Errors
 from SCons.Script import ARGUMENTS, Action
 
-from sparkflash.scons.errors import stop_on_error
 from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
+from sparkflash.scons.errors import stop_on_error
 
 VIAS = ("dfu", "serial", "ota")
 # The `scons NAME=value` variables this tool reads (KEY is shared with sparkflash_release).
@@ -47,8 +47,8 @@ def _s3_url(env: Any) -> str:
 def _publish(env: Any, summary: bool) -> Any:
     def action(target: list[Any], source: list[Any], env: Any) -> int:
         from sparkflash.manifest.keys import load_signer
-        from sparkflash.publish.upload import PublishOptions, publish
         from sparkflash.publish.store import ClientOptions
+        from sparkflash.publish.upload import PublishOptions, publish
 
         dist = Path(source[0].abspath).parent
         with stop_on_error():

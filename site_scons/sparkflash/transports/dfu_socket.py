@@ -78,7 +78,7 @@ class SocketPipe:
             data = recv_exact(self._sock, length) if length else b""
             if length and not data:
                 raise DeviceGone(f"{self.name}: the device went away during a reply")
-        except socket.timeout as e:
+        except TimeoutError as e:
             raise TransportTimeout(f"{self.name}: no answer to request 0x{req.bRequest:02x} in {timeout:.1f} s") from e
         except (BrokenPipeError, ConnectionResetError) as e:
             raise DeviceGone(f"{self.name}: the device went away ({e.strerror})") from e

@@ -10,7 +10,8 @@ waits for a session that is already dead.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sparkflash.errors import LocalProtocolError, TransportError
 from sparkflash.protocols.ymodem import NeedData

@@ -12,7 +12,6 @@ import time
 import warnings
 
 import serial
-
 from sparkflash.errors import DeviceGone, TransportError, TransportTimeout
 
 __all__ = ["SerialLink", "open_serial", "POLL_S"]

@@ -188,7 +188,8 @@ class CloudClient:
         opener = Opener(session.key, session.iv, max_len=DEVICE_BUFFER)
         ids = MessageIds(session.device_mid_start, session.device_token_start)
         flags = 1 if st.info["flags"].get("ota_flashed") else 0
-        hello = self.product_id.to_bytes(2, "big") + int(st.info.get("firmware_version", 0xFFFF)).to_bytes(2, "big") + bytes([0, flags])
+        hello = (self.product_id.to_bytes(2, "big") + int(st.info.get("firmware_version", 0xFFFF)).to_bytes(2, "big")
+                 + bytes([0, flags]))
         if self.dialect == "os":
             hello += b"\x00\x00"  # platform id 0: Core
         self._send([Message(coap.NON, coap.POST, ids.next_mid(), b"", ((coap.URI_PATH, b"h"),), hello)])

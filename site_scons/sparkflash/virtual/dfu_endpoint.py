@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 from sparkflash.protocols.dfuse import ControlRequest
 from sparkflash.protocols.dfuse_device import DfuseDevice
 from sparkflash.protocols.usb_descriptors import (
-    DT_CONFIG, DT_DEVICE, DT_STRING, GET_DESCRIPTOR, SET_INTERFACE, encode_config, encode_device, encode_string,
+    DT_CONFIG,
+    DT_DEVICE,
+    DT_STRING,
+    GET_DESCRIPTOR,
+    SET_INTERFACE,
+    encode_config,
+    encode_device,
+    encode_string,
 )
 from sparkflash.transports.dfu_socket import ACK, REPLY, REQUEST, SOCKET_NAME, STALLED, recv_exact, unix_path
 from sparkflash.virtual.faults import LinkDropped
@@ -87,7 +94,7 @@ class DfuEndpoint:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             with conn:
                 conn.settimeout(5)

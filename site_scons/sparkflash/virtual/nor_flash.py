@@ -114,9 +114,9 @@ class NorFlash:
 
     def _and(self, o: int, address: int, data: bytes) -> None:
         cur = self._mm[o : o + len(data)]
-        new = bytes(a & b for a, b in zip(cur, data)) if cur != bytes([0xFF]) * len(data) else bytes(data)
+        new = bytes(a & b for a, b in zip(cur, data, strict=False)) if cur != bytes([0xFF]) * len(data) else bytes(data)
         if self.protected:
-            new = bytes(c if self.is_protected(address + i) else n for i, (c, n) in enumerate(zip(cur, new)))
+            new = bytes(c if self.is_protected(address + i) else n for i, (c, n) in enumerate(zip(cur, new, strict=False)))
         self._mm[o : o + len(data)] = new
 
     def write_erased(self, address: int, data: bytes) -> bool:

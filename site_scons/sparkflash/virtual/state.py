@@ -105,7 +105,8 @@ class CoreState:
         self.internal.program(boot.start, image)
         self.internal.protected = prot
         key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
         self.external.write_erased(0x2000, der.ljust(DEVICE_KEY_SLOT, b"\x00"))
         self.save()
 
@@ -143,7 +144,8 @@ class CoreState:
 
     def server(self) -> tuple[bytes, str | None, int]:
         """(server public key DER, host, port) as stored."""
-        return self.external.read(0x1000, 294), parse_server_address(self.external.read(0x1180, 128)), int(self.info["cloud_port"])
+        return (self.external.read(0x1000, 294), parse_server_address(self.external.read(0x1180, 128)),
+                int(self.info["cloud_port"]))
 
     # -- the bootloader's OTA install, run on a (simulated) reset ---------------------
     def reset(self) -> bool:
