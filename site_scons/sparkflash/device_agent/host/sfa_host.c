@@ -7,7 +7,7 @@
  *   sfa-agent-host --flash EXT.bin --internal INT.bin --link PATH [--port-file F] [--id HEX24]
  *
  * Env SFA_HOST_BAD_PROGRAM=N: the Nth external program call clears one extra bit (a weak
- * cell), to exercise read-back and retries. */
+ * cell), to exercise read-back and retries. Env SFA_HOST_TRACE: log the link on stderr. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +29,19 @@ static const char *link_path, *port_file;
 static char device_id[25] = "53ff6c065075535119511687";
 static long bad_program = 0, programs = 0;
 static volatile sig_atomic_t stopping = 0;
+static int trace = 0;
+
+static void trace_bytes(const char *dir, const uint8_t *data, size_t n)
+{
+    if (!trace || !n) {
+        return;
+    }
+    fprintf(stderr, "%u %s %zu:", (unsigned)sfa_hal_millis(), dir, n);
+    for (size_t i = 0; i < n && i < 24; i++) {
+        fprintf(stderr, " %02x", data[i]);
+    }
+    fprintf(stderr, "\n");
+}
 
 static void die(const char *what)
 {
@@ -149,12 +162,16 @@ void sfa_hal_device_id(char out[24]) { memcpy(out, device_id, 24); }
 int sfa_hal_serial_read(uint8_t *buf, size_t max)
 {
     ssize_t n = read(master, buf, max);
+    if (n > 0) {
+        trace_bytes("rx", buf, (size_t)n);
+    }
     return n > 0 ? (int)n : 0;
 }
 
 void sfa_hal_serial_write(const uint8_t *data, size_t n)
 {
     uint32_t give_up = sfa_hal_millis() + 2000u;
+    trace_bytes("tx", data, n);
     while (n) {
         ssize_t k = write(master, data, n);
         if (k > 0) {
@@ -269,6 +286,7 @@ int main(int argc, char **argv)
     }
     const char *bad = getenv("SFA_HOST_BAD_PROGRAM");
     bad_program = bad ? strtol(bad, NULL, 10) : 0;
+    trace = getenv("SFA_HOST_TRACE") != NULL;
     ext_fd = open_flash(ext, SFA_EXTERNAL_SIZE);
     int_fd = open_flash(in, SFA_INTERNAL_SIZE);
     signal(SIGTERM, on_signal);
@@ -284,6 +302,9 @@ int main(int argc, char **argv)
             die("poll");
         }
         int up = !(p.revents & POLLHUP);
+        if (link_up != up && trace) {
+            fprintf(stderr, "%u link %s\n", (unsigned)sfa_hal_millis(), up ? "up" : "down");
+        }
         if (link_up && !up) {
             tcflush(master, TCIOFLUSH);
             sfa_agent_link_reset();

@@ -22,6 +22,7 @@ static struct {
     uint8_t mode;
     uint8_t kind;
     uint8_t job_internal;
+    uint8_t reopened;  /* the port was closed while a SAVE waited for its sender */
     uint16_t len;
     char line[SFA_MAX_LINE + 2];
     uint32_t dest, length;
@@ -113,6 +114,7 @@ static void start_ymodem(int kind, uint32_t dest, uint32_t length)
     A.dest = dest;
     A.length = length;
     A.mode = M_YMODEM;
+    A.reopened = 0;
     A.ym.ctx = NULL;
     A.ym.send = ym_send;
     A.ym.on_header = ym_header;
@@ -448,6 +450,13 @@ void sfa_agent_begin(void)
 
 void sfa_agent_link_reset(void)
 {
+    /* A transfer under way is dead: its host is gone. A SAVE still waiting for its sender
+     * survives (`echo SAVE ... >port; sb ... >port` closes between the two), but the new
+     * host's first command byte ends it. */
+    if (A.mode == M_YMODEM && !A.ym.started) {
+        A.reopened = 1;
+        return;
+    }
     A.mode = M_LINE;
     A.len = 0;
 }
@@ -463,6 +472,11 @@ void sfa_agent_feed(const uint8_t *data, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         run_job_to_end();  /* bytes that came behind SUM wait for its reply */
+        if (A.mode == M_YMODEM && A.reopened && !A.ym.started && A.ym.fill == 0 &&
+            ((data[i] >= 'A' && data[i] <= 'Z') || data[i] == 'i' || data[i] == 'f')) {
+            A.mode = M_LINE;  /* a command, not a sender: the old host gave up */
+            A.len = 0;
+        }
         if (A.mode == M_YMODEM) {
             sfa_ym_feed(&A.ym, data + i, 1, sfa_hal_millis());
             ymodem_check();
