@@ -1,0 +1,37 @@
+"""The sparkflash device agent: C sources a Core application links to be flashed and
+checked at any address over serial (and OTA), shipped in the wheel so the SCons plugin
+and the tests can build them. Wire protocol and on-flash formats: docs/device-agent.md.
+
+Layout: include/ (public headers), src/ (portable C99, no heap), core/ (the Spark Core
+binding, C++), host/ (the host binding: pty + flash files, and the libFuzzer harnesses).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["source_dir", "include_dir", "portable_sources", "core_sources", "host_sources"]
+
+
+def source_dir() -> Path:
+    """Root of the agent's C sources inside the installed package."""
+    return Path(__file__).resolve().parent
+
+
+def include_dir() -> Path:
+    return source_dir() / "include"
+
+
+def portable_sources() -> list[Path]:
+    """The agent itself (every target builds these)."""
+    return sorted((source_dir() / "src").glob("*.c"))
+
+
+def core_sources() -> list[Path]:
+    """The Spark Core binding (USB serial, sFLASH_*, Spark.function/variable)."""
+    return sorted((source_dir() / "core").glob("*.cpp"))
+
+
+def host_sources() -> list[Path]:
+    """The host binding's main (pty, NOR flash files, millis())."""
+    return [source_dir() / "host" / "sfa_host.c"]

@@ -1,0 +1,536 @@
+/* The agent's serial side: stock keys `i` and `f`, line commands ID, SUM, SUMS, SAVE, REC
+ * (docs/device-agent.md §2), one YMODEM receiver. A state machine fed bytes: nothing here
+ * waits; SUM/SUMS hash at most one 1 KiB chunk per poll. */
+#include <string.h>
+
+#include "sfa_board.h"
+#include "sfa_digest.h"
+#include "sfa_internal.h"
+#include "sfa_ymodem.h"
+
+#define JOB_CHUNK 1024u
+#define INSTALL_DELAY_MS 100u
+
+enum mode { M_LINE, M_DISCARD, M_YMODEM, M_SUM, M_SUMS, M_INSTALL };
+enum ym_kind { K_SAVE, K_FIRMWARE };
+
+static const char FW_PROMPT[] = "Waiting for the binary file to be sent ... (press 'a' to abort)\r\n";
+static const char FW_TOO_BIG[] = "The file size is higher than the allowed space memory!\r\n";
+static const char FW_FAILED[] = "Failed to receive the file!\r\n";
+
+static struct {
+    uint8_t mode;
+    uint8_t kind;
+    uint8_t job_internal;
+    uint8_t reopened;  /* the port was closed while a SAVE waited for its sender */
+    uint16_t len;
+    char line[SFA_MAX_LINE + 2];
+    uint32_t dest, length;
+    uint32_t job_addr, job_left, job_piece_crc, job_crc;
+    uint32_t install_at;
+    sfa_writer w;
+    sfa_sha256 sha;
+    sfa_ym ym;
+} A;
+
+/* ---- output ---- */
+static void put(const char *s) { sfa_hal_serial_write((const uint8_t *)s, strlen(s)); }
+
+static void put_hex32(uint32_t v)
+{
+    char h[8];
+    sfa_hex32(h, v);
+    sfa_hal_serial_write((const uint8_t *)h, 8);
+}
+
+/* Shortest lower-case hex of v (the form SAVE's OK carries the length in). */
+static void put_hex(uint32_t v)
+{
+    char h[8];
+    int i = 8;
+    do {
+        h[--i] = "0123456789abcdef"[v & 15u];
+        v >>= 4;
+    } while (v && i > 0);
+    sfa_hal_serial_write((const uint8_t *)h + i, (size_t)(8 - i));
+}
+
+static void put_dec(uint32_t v)
+{
+    char d[10];
+    int i = 10;
+    do {
+        d[--i] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v && i > 0);
+    sfa_hal_serial_write((const uint8_t *)d + i, (size_t)(10 - i));
+}
+
+static void reply_err(int code, const char *text)
+{
+    char c[2] = {(char)('0' + code), '\0'};
+    put("ERR ");
+    put(c);
+    put(" ");
+    put(text);
+    put("\r\n");
+}
+
+/* ---- YMODEM glue ---- */
+static void ym_send(void *ctx, const uint8_t *data, size_t n)
+{
+    (void)ctx;
+    sfa_hal_serial_write(data, n);
+}
+
+static int ym_header(void *ctx, const char *name, uint32_t size, int has_size)
+{
+    (void)ctx;
+    (void)name;
+    if (!has_size) {
+        return SFA_YM_ERR_SIZE;
+    }
+    if (A.kind == K_FIRMWARE) {
+        if (size > SFA_FIRMWARE_MAX) {
+            return SFA_YM_ERR_TOO_BIG;
+        }
+        A.length = size;
+    } else if (size != A.length) {
+        return SFA_YM_ERR_SIZE;
+    }
+    sfa_writer_begin(&A.w, A.dest, A.length);
+    return SFA_YM_OK;
+}
+
+static int ym_data(void *ctx, uint32_t offset, const uint8_t *data, uint32_t n)
+{
+    (void)ctx;
+    return sfa_writer_write(&A.w, A.dest + offset, data, n) == SFA_OK ? SFA_YM_OK : SFA_YM_ERR_FLASH;
+}
+
+static void start_ymodem(int kind, uint32_t dest, uint32_t length)
+{
+    A.kind = (uint8_t)kind;
+    A.dest = dest;
+    A.length = length;
+    A.mode = M_YMODEM;
+    A.reopened = 0;
+    A.ym.ctx = NULL;
+    A.ym.send = ym_send;
+    A.ym.on_header = ym_header;
+    A.ym.on_data = ym_data;
+    sfa_ym_start(&A.ym, sfa_hal_millis());
+}
+
+static void ymodem_failed(void)
+{
+    sfa_ym *ym = &A.ym;
+    if (A.kind == K_FIRMWARE && ym->result != SFA_YM_ERR_SIZE) {
+        put(ym->result == SFA_YM_ERR_TOO_BIG ? FW_TOO_BIG : FW_FAILED);
+        return;
+    }
+    int code = ym->result == SFA_YM_ERR_FLASH ? SFA_ERR_FLASH
+             : ym->result == SFA_YM_ERR_SIZE ? SFA_ERR_SIZE : SFA_ERR_TRANSFER;
+    put("ERR ");
+    put_dec((uint32_t)code);
+    put(" ");
+    if (ym->result == SFA_YM_ERR_SIZE && !ym->have_file) {
+        put("no file in the batch");
+    } else if (ym->result == SFA_YM_ERR_SIZE) {
+        put("the YMODEM header's size is missing or differs from SAVE's length");
+    } else if (ym->result == SFA_YM_ERR_FLASH) {
+        put("flash write/read-back failed at 0x");
+        put_hex32(A.w.bad_at);
+    } else {
+        put("YMODEM: ");
+        put(ym->why);
+        put(" at byte ");
+        put_dec(ym->why_at);
+    }
+    put("\r\n");
+}
+
+static void ymodem_check(void)
+{
+    sfa_ym *ym = &A.ym;
+    if (ym->state == SFA_YM_FAILED) {
+        A.mode = M_LINE;
+        ymodem_failed();
+    } else if (ym->state == SFA_YM_DONE) {
+        A.mode = M_LINE;
+        if (!ym->have_file) {
+            if (A.kind == K_FIRMWARE) {
+                put(FW_FAILED);
+            } else {
+                reply_err(SFA_ERR_SIZE, "no file in the batch");
+            }
+        } else if (A.kind == K_SAVE) {
+            put("OK ");
+            put_hex(A.length);
+            put("\r\n");
+        } else {
+            put("\r\nDownloaded file successfully!\r\nName: ");
+            put(ym->name);
+            put("\r\nSize: ");
+            put_dec(A.length);
+            put(" bytes\r\nRestarting system to apply firmware update...\r\n");
+            A.install_at = sfa_hal_millis() + INSTALL_DELAY_MS;
+            A.mode = M_INSTALL;
+        }
+    }
+}
+
+/* ---- SUM / SUMS jobs ---- */
+static void start_job(int mode, uint32_t address, uint32_t length, int internal)
+{
+    A.mode = (uint8_t)mode;
+    A.job_addr = address;
+    A.job_left = length;
+    A.job_internal = (uint8_t)internal;
+    A.job_crc = A.job_piece_crc = 0;
+    sfa_sha256_init(&A.sha);
+    if (mode == M_SUMS) {
+        uint32_t pieces = 0;
+        if (length) {
+            uint32_t first = address & ~(SFA_SECTOR_SIZE - 1u);
+            uint32_t last = (uint32_t)(((uint64_t)address + length - 1u) & ~(uint64_t)(SFA_SECTOR_SIZE - 1u));
+            pieces = (last - first) / SFA_SECTOR_SIZE + 1u;
+        }
+        put("OK ");
+        put_dec(pieces);
+    }
+}
+
+static void job_step(void)
+{
+    uint8_t *buf = A.ym.frame;  /* free while no transfer runs */
+    uint32_t n = A.job_left < JOB_CHUNK ? A.job_left : JOB_CHUNK;
+    if (A.mode == M_SUMS) {
+        uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
+        n = n < to_boundary ? n : to_boundary;
+    }
+    if (n) {
+        sfa_read_any(buf, A.job_addr, n, A.job_internal);
+        if (A.mode == M_SUM) {
+            A.job_crc = sfa_crc32_update(A.job_crc, buf, n);
+            sfa_sha256_update(&A.sha, buf, n);
+        } else {
+            A.job_piece_crc = sfa_crc32_update(A.job_piece_crc, buf, n);
+        }
+        A.job_addr += n;
+        A.job_left -= n;
+    }
+    if (A.mode == M_SUMS && n && (A.job_left == 0 || (A.job_addr & (SFA_SECTOR_SIZE - 1u)) == 0)) {
+        put(" ");
+        put_hex32(A.job_piece_crc);
+        A.job_piece_crc = 0;
+    }
+    if (A.job_left == 0) {
+        if (A.mode == M_SUM) {
+            uint8_t sha[32];
+            char hex[64];
+            sfa_sha256_final(&A.sha, sha);
+            sfa_hex(hex, sha, 32);
+            put("OK ");
+            put_hex32(A.job_crc);
+            put(" ");
+            sfa_hal_serial_write((const uint8_t *)hex, 64);
+        }
+        put("\r\n");
+        A.mode = M_LINE;
+    }
+}
+
+/* ---- line commands ---- */
+/* 1-8 hex digits, nothing else. */
+static int parse_hex(const char *s, uint32_t n, uint32_t *out)
+{
+    uint32_t v = 0;
+    if (n < 1 || n > 8) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        char c = s[i];
+        uint32_t d;
+        if (c >= '0' && c <= '9') {
+            d = (uint32_t)(c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            d = (uint32_t)(c - 'a' + 10);
+        } else if (c >= 'A' && c <= 'F') {
+            d = (uint32_t)(c - 'A' + 10);
+        } else {
+            return 0;
+        }
+        v = (v << 4) | d;
+    }
+    *out = v;
+    return 1;
+}
+
+#define MAX_WORDS 6
+
+static int word_is(const char *w, uint32_t n, const char *lit)
+{
+    return strlen(lit) == n && memcmp(w, lit, n) == 0;
+}
+
+static void cmd_rec(void)
+{
+    sfa_record rec;
+    if (sfa_record_read(&rec) != SFA_OK) {
+        put("OK -\r\n");
+        return;
+    }
+    char hex[64];
+    sfa_hex(hex, rec.sha256, 32);
+    put("OK ");
+    put(rec.name);
+    put(" ");
+    put(rec.version);
+    put(" ");
+    sfa_hal_serial_write((const uint8_t *)hex, 64);
+    put("\r\n");
+}
+
+static void cmd_rec_set(const char *const *w, const uint32_t *wl)
+{
+    sfa_record rec;
+    if (!sfa_record_name_ok(w[2], wl[2]) || !sfa_record_name_ok(w[3], wl[3])) {
+        reply_err(SFA_ERR_SYNTAX, "name and version: 1-32 of A-Z a-z 0-9 . _ + -");
+        return;
+    }
+    if (wl[4] != 64) {
+        reply_err(SFA_ERR_SYNTAX, "sha256: 64 hex digits");
+        return;
+    }
+    for (uint32_t i = 0; i < 32; i++) {
+        uint32_t b;
+        if (!parse_hex(w[4] + 2 * i, 2, &b)) {
+            reply_err(SFA_ERR_SYNTAX, "sha256: 64 hex digits");
+            return;
+        }
+        rec.sha256[i] = (uint8_t)b;
+    }
+    memcpy(rec.name, w[2], wl[2]);
+    rec.name[wl[2]] = '\0';
+    memcpy(rec.version, w[3], wl[3]);
+    rec.version[wl[3]] = '\0';
+    if (sfa_record_write(&rec) != SFA_OK) {
+        reply_err(SFA_ERR_FLASH, "release record write/read-back failed at 0x00003000");
+        return;
+    }
+    put("OK\r\n");
+}
+
+static void run_line(char *line, uint32_t len)
+{
+    const char *w[MAX_WORDS];
+    uint32_t wl[MAX_WORDS];
+    uint32_t nw = 0, i = 0;
+    for (uint32_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)line[k];
+        if (c != ' ' && (c < 0x21u || c > 0x7eu)) {
+            reply_err(SFA_ERR_SYNTAX, "bad character in the line");
+            return;
+        }
+    }
+    while (i < len) {
+        while (i < len && line[i] == ' ') {
+            i++;
+        }
+        if (i == len) {
+            break;
+        }
+        if (nw == MAX_WORDS) {
+            nw++;
+            break;
+        }
+        w[nw] = line + i;
+        while (i < len && line[i] != ' ') {
+            i++;
+        }
+        wl[nw] = (uint32_t)(line + i - w[nw]);
+        nw++;
+    }
+    if (nw == 0) {
+        return;
+    }
+    uint32_t a = 0, l = 0;
+    int nums = nw >= 3 && parse_hex(w[1], wl[1], &a) && parse_hex(w[2], wl[2], &l);
+    int internal = 0;
+    if (word_is(w[0], wl[0], "ID") && nw == 1) {
+        char id[24];
+        sfa_hal_device_id(id);
+        put("OK ");
+        sfa_hal_serial_write((const uint8_t *)id, 24);
+        put("\r\n");
+    } else if ((word_is(w[0], wl[0], "SUM") || word_is(w[0], wl[0], "SUMS")) && nw == 3) {
+        if (!nums) {
+            reply_err(SFA_ERR_SYNTAX, "address and length: 1-8 hex digits");
+        } else if (!sfa_range_in_flash(a, l, &internal)) {
+            reply_err(SFA_ERR_RANGE, "not inside one flash memory (08000000+20000 or 00000000+200000)");
+        } else {
+            start_job(wl[0] == 3 ? M_SUM : M_SUMS, a, l, internal);
+        }
+    } else if (word_is(w[0], wl[0], "SAVE") && (nw == 3 || (nw == 4 && word_is(w[3], wl[3], "ANY")))) {
+        const char *why;
+        if (!nums) {
+            reply_err(SFA_ERR_SYNTAX, "address and length: 1-8 hex digits");
+        } else if ((why = sfa_save_range_error(a, l, nw == 4)) != NULL) {
+            reply_err(SFA_ERR_RANGE, why);
+        } else {
+            put("OK\r\n");
+            start_ymodem(K_SAVE, a, l);
+        }
+    } else if (word_is(w[0], wl[0], "REC") && nw == 1) {
+        cmd_rec();
+    } else if (word_is(w[0], wl[0], "REC") && nw == 5 && word_is(w[1], wl[1], "SET")) {
+        cmd_rec_set(w, wl);
+    } else {
+        reply_err(SFA_ERR_SYNTAX, "unknown command (ID, SUM a l, SUMS a l, SAVE a l [ANY], REC, REC SET n v sha256)");
+    }
+}
+
+static void key_i(void)
+{
+    char id[24];
+    sfa_hal_device_id(id);
+    put("Your core id is ");
+    sfa_hal_serial_write((const uint8_t *)id, 24);
+    put("\r\nsparkflash-agent 1\r\n");
+}
+
+static void line_byte(uint8_t b)
+{
+    if (A.mode == M_DISCARD) {
+        if (b == '\n') {
+            A.mode = M_LINE;
+            reply_err(SFA_ERR_SYNTAX, "line longer than 160 characters");
+        }
+        return;
+    }
+    if (A.len == 0) {  /* a stock key acts at once when it starts a line */
+        if (b == 'i') {
+            key_i();
+        } else if (b == 'f') {
+            put(FW_PROMPT);
+            start_ymodem(K_FIRMWARE, SFA_OTA_START, 0);
+        } else if (b >= 'A' && b <= 'Z') {
+            A.line[A.len++] = (char)b;
+        }
+        return;  /* CR, LF, NUL, space and other keys are ignored, as stock firmware does */
+    }
+    if (b == '\n') {
+        uint32_t n = A.len;
+        while (n > 0 && A.line[n - 1] == '\r') {
+            n--;
+        }
+        A.len = 0;
+        if (n > SFA_MAX_LINE) {
+            reply_err(SFA_ERR_SYNTAX, "line longer than 160 characters");
+        } else {
+            run_line(A.line, n);
+        }
+        return;
+    }
+    if (A.len < SFA_MAX_LINE + 1) {
+        A.line[A.len++] = (char)b;
+    } else {
+        A.len = 0;
+        A.mode = M_DISCARD;
+    }
+}
+
+/* ---- the loop ---- */
+void sfa_agent_begin(void)
+{
+    memset(&A, 0, sizeof A);
+    A.mode = M_LINE;
+}
+
+void sfa_agent_link_reset(void)
+{
+    /* A transfer under way is dead: its host is gone. A SAVE still waiting for its sender
+     * survives (`echo SAVE ... >port; sb ... >port` closes between the two), but the new
+     * host's first command byte ends it. */
+    if (A.mode == M_YMODEM && !A.ym.started) {
+        A.reopened = 1;
+        return;
+    }
+    A.mode = M_LINE;
+    A.len = 0;
+}
+
+static void run_job_to_end(void)
+{
+    while (A.mode == M_SUM || A.mode == M_SUMS) {
+        job_step();
+    }
+}
+
+void sfa_agent_feed(const uint8_t *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        run_job_to_end();  /* bytes that came behind SUM wait for its reply */
+        if (A.mode == M_YMODEM && A.reopened && !A.ym.started && A.ym.fill == 0 &&
+            ((data[i] >= 'A' && data[i] <= 'Z') || data[i] == 'i' || data[i] == 'f')) {
+            A.mode = M_LINE;  /* a command, not a sender: the old host gave up */
+            A.len = 0;
+        }
+        if (A.mode == M_YMODEM) {
+            sfa_ym_feed(&A.ym, data + i, 1, sfa_hal_millis());
+            ymodem_check();
+        } else if (A.mode == M_LINE || A.mode == M_DISCARD) {
+            line_byte(data[i]);
+        }
+        /* M_INSTALL: the device is about to reset; input is dropped */
+    }
+}
+
+int sfa_agent_poll(void)
+{
+    uint8_t buf[64];
+    if (A.mode == M_SUM || A.mode == M_SUMS) {
+        job_step();
+        return 1;
+    }
+    if (A.mode == M_INSTALL) {
+        if ((int32_t)(sfa_hal_millis() - A.install_at) >= 0) {
+            A.mode = M_LINE;
+            sfa_hal_install_firmware(A.length);
+        }
+        return 1;
+    }
+    int n = sfa_hal_serial_read(buf, sizeof buf);
+    if (n > 0) {
+        sfa_agent_feed(buf, (size_t)n);
+    }
+    if (A.mode == M_YMODEM) {
+        sfa_ym_tick(&A.ym, sfa_hal_millis());
+        ymodem_check();
+    }
+    return n > 0 || A.mode != M_LINE;
+}
+
+/* ---- digests for other callers (cloud function) ---- */
+int sfa_digest_range(uint32_t address, uint32_t length, uint32_t *crc, uint8_t sha[32])
+{
+    int internal;
+    uint8_t buf[64];
+    sfa_sha256 s;
+    if (!sfa_range_in_flash(address, length, &internal)) {
+        return SFA_ERR_RANGE;
+    }
+    sfa_sha256_init(&s);
+    *crc = 0;
+    while (length) {
+        uint32_t k = length < sizeof buf ? length : (uint32_t)sizeof buf;
+        sfa_read_any(buf, address, k, internal);
+        *crc = sfa_crc32_update(*crc, buf, k);
+        sfa_sha256_update(&s, buf, k);
+        address += k;
+        length -= k;
+    }
+    sfa_sha256_final(&s, sha);
+    return SFA_OK;
+}

@@ -1,0 +1,137 @@
+/* CRC-32, CRC-16/XMODEM and SHA-256 (FIPS 180-4), written for a small MCU: nibble tables
+ * in flash, no heap, one 64-byte block of state. */
+#include "sfa_digest.h"
+
+static const uint32_t crc32_nibble[16] = {
+    0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u, 0x4db26158u, 0x5005713cu,
+    0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu, 0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
+};
+
+uint32_t sfa_crc32_update(uint32_t crc, const uint8_t *data, size_t n)
+{
+    crc = ~crc;
+    while (n--) {
+        crc ^= *data++;
+        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
+        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
+    }
+    return ~crc;
+}
+
+uint16_t sfa_crc16(const uint8_t *data, size_t n)
+{
+    uint16_t crc = 0;
+    while (n--) {
+        crc = (uint16_t)(crc ^ (uint16_t)(*data++ << 8));
+        for (int i = 0; i < 8; i++) {
+            crc = (uint16_t)((crc & 0x8000u) ? ((unsigned)crc << 1) ^ 0x1021u : (unsigned)crc << 1);
+        }
+    }
+    return crc;
+}
+
+static const uint32_t K[64] = {
+    0x428a2f98u, 0x71374491u, 0xb5c0fbcfu, 0xe9b5dba5u, 0x3956c25bu, 0x59f111f1u, 0x923f82a4u, 0xab1c5ed5u,
+    0xd807aa98u, 0x12835b01u, 0x243185beu, 0x550c7dc3u, 0x72be5d74u, 0x80deb1feu, 0x9bdc06a7u, 0xc19bf174u,
+    0xe49b69c1u, 0xefbe4786u, 0x0fc19dc6u, 0x240ca1ccu, 0x2de92c6fu, 0x4a7484aau, 0x5cb0a9dcu, 0x76f988dau,
+    0x983e5152u, 0xa831c66du, 0xb00327c8u, 0xbf597fc7u, 0xc6e00bf3u, 0xd5a79147u, 0x06ca6351u, 0x14292967u,
+    0x27b70a85u, 0x2e1b2138u, 0x4d2c6dfcu, 0x53380d13u, 0x650a7354u, 0x766a0abbu, 0x81c2c92eu, 0x92722c85u,
+    0xa2bfe8a1u, 0xa81a664bu, 0xc24b8b70u, 0xc76c51a3u, 0xd192e819u, 0xd6990624u, 0xf40e3585u, 0x106aa070u,
+    0x19a4c116u, 0x1e376c08u, 0x2748774cu, 0x34b0bcb5u, 0x391c0cb3u, 0x4ed8aa4au, 0x5b9cca4fu, 0x682e6ff3u,
+    0x748f82eeu, 0x78a5636fu, 0x84c87814u, 0x8cc70208u, 0x90befffau, 0xa4506cebu, 0xbef9a3f7u, 0xc67178f2u,
+};
+
+static uint32_t ror(uint32_t x, unsigned n) { return (x >> n) | (x << (32u - n)); }
+
+static void compress(sfa_sha256 *s)
+{
+    uint32_t w[16];
+    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3];
+    uint32_t e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
+    for (unsigned i = 0; i < 64; i++) {
+        uint32_t wi;
+        if (i < 16) {
+            const uint8_t *p = s->block + 4 * i;
+            wi = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+        } else {
+            uint32_t w15 = w[(i - 15) & 15], w2 = w[(i - 2) & 15];
+            uint32_t s0 = ror(w15, 7) ^ ror(w15, 18) ^ (w15 >> 3);
+            uint32_t s1 = ror(w2, 17) ^ ror(w2, 19) ^ (w2 >> 10);
+            wi = w[i & 15] + s0 + w[(i - 7) & 15] + s1;
+        }
+        w[i & 15] = wi;
+        uint32_t t1 = h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + wi;
+        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    }
+    s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d;
+    s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
+}
+
+void sfa_sha256_init(sfa_sha256 *s)
+{
+    static const uint32_t iv[8] = {0x6a09e667u, 0xbb67ae85u, 0x3c6ef372u, 0xa54ff53au,
+                                   0x510e527fu, 0x9b05688cu, 0x1f83d9abu, 0x5be0cd19u};
+    for (unsigned i = 0; i < 8; i++) {
+        s->h[i] = iv[i];
+    }
+    s->bits_lo = s->bits_hi = 0;
+    s->fill = 0;
+}
+
+void sfa_sha256_update(sfa_sha256 *s, const uint8_t *data, size_t n)
+{
+    while (n--) {
+        s->block[s->fill++] = *data++;
+        s->bits_lo += 8u;
+        if (s->bits_lo < 8u) {
+            s->bits_hi++;
+        }
+        if (s->fill == 64u) {
+            compress(s);
+            s->fill = 0;
+        }
+    }
+}
+
+void sfa_sha256_final(sfa_sha256 *s, uint8_t out[32])
+{
+    uint32_t lo = s->bits_lo, hi = s->bits_hi;
+    s->block[s->fill++] = 0x80u;
+    if (s->fill > 56u) {
+        while (s->fill < 64u) {
+            s->block[s->fill++] = 0;
+        }
+        compress(s);
+        s->fill = 0;
+    }
+    while (s->fill < 56u) {
+        s->block[s->fill++] = 0;
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        s->block[56 + i] = (uint8_t)(hi >> (24 - 8 * i));
+        s->block[60 + i] = (uint8_t)(lo >> (24 - 8 * i));
+    }
+    compress(s);
+    for (unsigned i = 0; i < 32; i++) {
+        out[i] = (uint8_t)(s->h[i / 4] >> (24 - 8 * (i % 4)));
+    }
+}
+
+void sfa_hex(char *out, const uint8_t *data, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    while (n--) {
+        *out++ = digits[*data >> 4];
+        *out++ = digits[*data++ & 15u];
+    }
+}
+
+void sfa_hex32(char *out, uint32_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--) {
+        out[i] = digits[v & 15u];
+        v >>= 4;
+    }
+}

@@ -1,0 +1,194 @@
+/* External-flash writes with NOR rules (docs/device-agent.md §3): erase only the 4 KiB
+ * sectors a file touches, keep the other bytes of partly covered sectors, read back every
+ * write, SFA_TRIES tries. The 4 KiB of a kept sector go through the scratch sector 0
+ * (sFLASH_SelfTest's sector), not RAM. */
+#include <string.h>
+
+#include "sfa_board.h"
+#include "sfa_internal.h"
+
+#define CHUNK 64u
+
+int sfa_flash_equal(uint32_t address, const uint8_t *data, uint32_t n)
+{
+    uint8_t buf[CHUNK];
+    while (n) {
+        uint32_t k = n < CHUNK ? n : CHUNK;
+        sfa_hal_flash_read(buf, address, k);
+        if (memcmp(buf, data, k) != 0) {
+            return 0;
+        }
+        address += k;
+        data += k;
+        n -= k;
+    }
+    return 1;
+}
+
+int sfa_flash_all_ff(uint32_t address, uint32_t n)
+{
+    uint8_t buf[CHUNK];
+    while (n) {
+        uint32_t k = n < CHUNK ? n : CHUNK;
+        sfa_hal_flash_read(buf, address, k);
+        for (uint32_t i = 0; i < k; i++) {
+            if (buf[i] != 0xffu) {
+                return 0;
+            }
+        }
+        address += k;
+        n -= k;
+    }
+    return 1;
+}
+
+/* Program [src, src + n) of flash to dst (skipping erased chunks) and read it back. */
+static int copy(uint32_t dst, uint32_t src, uint32_t n)
+{
+    uint8_t buf[CHUNK];
+    while (n) {
+        uint32_t k = n < CHUNK ? n : CHUNK;
+        sfa_hal_flash_read(buf, src, k);
+        int blank = 1;
+        for (uint32_t i = 0; i < k && blank; i++) {
+            blank = buf[i] == 0xffu;
+        }
+        if (!blank) {
+            sfa_hal_flash_write(buf, dst, k);
+            if (!sfa_flash_equal(dst, buf, k)) {
+                return 0;
+            }
+        }
+        dst += k;
+        src += k;
+        n -= k;
+    }
+    return 1;
+}
+
+static int sector_erased(uint32_t s)
+{
+    sfa_hal_flash_erase_sector(s);
+    return sfa_flash_all_ff(s, SFA_SECTOR_SIZE);
+}
+
+/* Erase sector s so that [wlo, whi) is blank and every other byte of s is what it was. */
+static int prepare(uint32_t s, uint32_t wlo, uint32_t whi)
+{
+    uint32_t e = s + SFA_SECTOR_SIZE;
+    int keep = !(sfa_flash_all_ff(s, wlo - s) && sfa_flash_all_ff(whi, e - whi));
+    if (keep) {
+        int saved = 0;
+        for (int t = 0; t < SFA_TRIES && !saved; t++) {
+            saved = sector_erased(SFA_SCRATCH_START) && copy(SFA_SCRATCH_START, s, SFA_SECTOR_SIZE);
+        }
+        if (!saved) {
+            return 0;
+        }
+    }
+    for (int t = 0; t < SFA_TRIES; t++) {
+        if (!sector_erased(s)) {
+            continue;
+        }
+        if (!keep || (copy(s, SFA_SCRATCH_START, wlo - s) &&
+                      copy(whi, SFA_SCRATCH_START + (whi - s), e - whi))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void sfa_writer_begin(sfa_writer *w, uint32_t address, uint32_t length)
+{
+    w->lo = address;
+    w->hi = address + length;
+    w->prepared = address & ~(SFA_SECTOR_SIZE - 1u);
+    w->bad_at = 0;
+}
+
+int sfa_writer_write(sfa_writer *w, uint32_t address, const uint8_t *data, uint32_t n)
+{
+    if (n == 0) {
+        return SFA_OK;
+    }
+    if (address < w->lo || address - w->lo > w->hi - w->lo || n > w->hi - address) {
+        w->bad_at = address;
+        return SFA_ERR_FLASH;  /* never outside the destination */
+    }
+    uint32_t first = address & ~(SFA_SECTOR_SIZE - 1u), end = address + n;
+    for (uint32_t s = first; s < end; s += SFA_SECTOR_SIZE) {
+        if (s >= w->prepared) {
+            uint32_t wlo = s > address ? s : address;
+            uint32_t whi = s + SFA_SECTOR_SIZE < w->hi ? s + SFA_SECTOR_SIZE : w->hi;
+            if (!prepare(s, wlo, whi)) {
+                w->bad_at = s;
+                return SFA_ERR_FLASH;
+            }
+            w->prepared = s + SFA_SECTOR_SIZE;
+        }
+    }
+    for (int t = 0; t < SFA_TRIES; t++) {
+        if (t > 0) {  /* start the block over: blank it again, keep everything else */
+            for (uint32_t s = first; s < end; s += SFA_SECTOR_SIZE) {
+                uint32_t wlo = s > address ? s : address;
+                uint32_t whi = s + SFA_SECTOR_SIZE < end ? s + SFA_SECTOR_SIZE : end;
+                if (!prepare(s, wlo, whi)) {
+                    break;
+                }
+            }
+        }
+        sfa_hal_flash_write(data, address, n);
+        if (sfa_flash_equal(address, data, n)) {
+            return SFA_OK;
+        }
+    }
+    w->bad_at = address;
+    return SFA_ERR_FLASH;
+}
+
+const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area)
+{
+    uint64_t end = (uint64_t)address + length;
+    if (length == 0) {
+        return "empty file";
+    }
+    if (end > (uint64_t)SFA_EXTERNAL_BASE + SFA_EXTERNAL_SIZE) {
+        return "outside external flash (0x00000000..0x00200000)";
+    }
+    if (address < SFA_SCRATCH_START + SFA_SCRATCH_SIZE) {
+        return "sector 0 is the agent's scratch sector";
+    }
+    if (any_area) {
+        return NULL;
+    }
+    if (address == SFA_OTA_START && end <= SFA_OTA_START + SFA_OTA_SIZE) {
+        return NULL;
+    }
+    if (address >= SFA_USER_START && end <= (uint64_t)SFA_USER_START + SFA_USER_SIZE) {
+        return NULL;
+    }
+    return "not the OTA slot 0x060000 or inside the user area 0x080000..0x200000; send ANY if the manifest allows it";
+}
+
+int sfa_range_in_flash(uint32_t address, uint32_t length, int *internal)
+{
+    uint64_t end = (uint64_t)address + length;
+    if (address >= SFA_INTERNAL_BASE && end <= (uint64_t)SFA_INTERNAL_BASE + SFA_INTERNAL_SIZE) {
+        *internal = 1;
+        return 1;
+    }
+    if (end <= (uint64_t)SFA_EXTERNAL_BASE + SFA_EXTERNAL_SIZE) {
+        *internal = 0;
+        return 1;
+    }
+    return 0;
+}
+
+void sfa_read_any(uint8_t *buf, uint32_t address, uint32_t n, int internal)
+{
+    if (internal) {
+        sfa_hal_internal_read(buf, address, n);
+    } else {
+        sfa_hal_flash_read(buf, address, n);
+    }
+}
