@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sparkflash import names
 from sparkflash.boards import Board, load_board
 from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, WriteReport
 from sparkflash.deploy.run import Ledger, deploy_release
@@ -88,6 +89,8 @@ class SerialFlasher:
             fields = self._command(L.encode_id(), "ID").fields
             if len(fields) != 1:
                 raise RemoteProtocolError(f"ID: malformed reply from {self.port}: {' '.join(fields)!r}")
+            if not names.valid("device id", fields[0].lower()):  # it names a ledger file: never a path
+                raise RemoteProtocolError(f"ID: {self.port} replied {fields[0][:40]!r}, not a 24-hex-digit core id")
             self._id = fields[0].lower()
         return self._id
 

@@ -8,11 +8,11 @@ directory listing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparkflash import names
 from sparkflash.boards import Board, load_board
 from sparkflash.errors import InputError
 from sparkflash.manifest.generate import generate
@@ -24,9 +24,6 @@ from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, atomic_wr
 from sparkflash.manifest.spec import ReleaseSpec, RegionSpec, load_release
 
 __all__ = ["BuildResult", "Plan", "load_release", "resolve_sources", "plan_release", "write_release", "build_release"]
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -114,9 +111,9 @@ def write_release(out_dir: Path, manifest: Manifest, blobs: Mapping[str, bytes])
         (out_dir / SIGNATURE_NAME).unlink(missing_ok=True)  # it signs other bytes now
         atomic_write(mpath, raw)
     wanted = {r.sha256 for r in manifest.regions}
-    store = out_dir / blob_key("x").rsplit("/", 1)[0]
+    store = out_dir / blob_key("0" * 64).rsplit("/", 1)[0]
     for p in store.iterdir() if store.is_dir() else ():
-        if _HEX64.match(p.name) and p.name not in wanted:
+        if names.valid("digest", p.name) and p.name not in wanted:
             p.unlink()
     return mpath, changed
 
