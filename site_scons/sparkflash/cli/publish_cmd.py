@@ -76,8 +76,11 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _s3_local(args: argparse.Namespace) -> int:
+    from sparkflash import names
     from sparkflash.publish.local_server import LocalS3
 
+    for b in args.bucket:
+        names.bucket(b, "--bucket")  # before the server starts: one clear line, exit 2
     server = LocalS3(args.host, args.port, args.data, args.verbose).start(args.bucket)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

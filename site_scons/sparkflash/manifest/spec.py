@@ -14,7 +14,7 @@ from typing import Any
 
 from sparkflash import names
 from sparkflash.errors import InputError
-from sparkflash.manifest.load import Marked, MarkedList, load_yaml, where
+from sparkflash.manifest.load import INT_RE, MAX_INT_DIGITS, Marked, MarkedList, load_yaml, where
 from sparkflash.manifest.model import parse_version
 
 __all__ = ["SourceSpec", "RegionSpec", "ReleaseSpec", "parse_release", "load_release", "NAME_RE", "KINDS"]
@@ -122,11 +122,8 @@ def _int(ctx: _Ctx, d: Marked, key: str, lo: int = 0, hi: int = MAX_INT) -> int 
     if key not in d:
         return None
     v = d[key]
-    if isinstance(v, str):
-        try:
-            v = int(v, 0)
-        except ValueError:
-            pass
+    if isinstance(v, str) and len(v) <= MAX_INT_DIGITS and INT_RE.fullmatch(v):  # a quoted "0x80000"
+        v = int(v, 16) if v.startswith("0x") else int(v, 10)
     if isinstance(v, bool) or not isinstance(v, int):
         raise ctx.err(d.line_of(key), f"{key} must be an integer such as 0x80000, not {_show(d[key])}")
     if not lo <= v < hi:
