@@ -113,6 +113,9 @@ def _memory(name: str, d: dict[str, Any]) -> Memory:
         Area(an, int(a["start"]), int(a["size"]), bool(a.get("protected", False)))
         for an, a in (d.get("areas") or {}).items()
     )
+    for k in ("size", "sector_size", "write_align"):
+        if k in d and int(d[k]) <= 0:
+            raise ValueError(f"memory {name!r}: {k} must be positive, not {d[k]!r}")
     return Memory(
         name=name,
         base=int(d["base"]),
@@ -153,5 +156,7 @@ def load_board(name_or_path: str | Path, search: tuple[Path, ...] = ()) -> Board
             firmware_max_size=int(fw["max_size"]),
             source=c,
         )
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as e:
-        raise InputError(f"{c}: malformed board description: {e}") from e
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, yaml.YAMLError) as e:
+        raise InputError(f"{c}: malformed board description: {' '.join(str(e).split())[:300]}") from None
+    except OSError as e:
+        raise InputError(f"{c}: cannot read the board description: {e.strerror or e}") from None

@@ -36,6 +36,8 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifact", type=_pair, action="append", default=[], metavar="NAME=PATH",
                    help="path of another {build: NAME} source")
     p.add_argument("--strict-sectors", action="store_true", help="sectors shared by two regions are an error")
+    p.add_argument("--allow-dir", type=Path, action="append", default=[], metavar="DIR",
+                   help="file:/dir: sources may also come from DIR (default: only the YAML's directory)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -113,7 +115,7 @@ def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
 def _build(args: argparse.Namespace) -> int:
     signer = load_signer(args.key) if args.key is not None else None  # a bad key fails before any output
     res = build_release(args.yaml, args.out, artifacts=_artifacts(args), strict_sectors=args.strict_sectors,
-                        meta=dict(args.meta))
+                        meta=dict(args.meta), allow_dirs=tuple(args.allow_dir))
     _warn(res.warnings)
     sig = sign_manifest(res.manifest_path, signer) if signer is not None else None
     if args.json:
@@ -133,7 +135,8 @@ def _build(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     board: Board
     if args.source.suffix in (".yaml", ".yml"):
-        plan = plan_release(args.source, artifacts=_artifacts(args), strict_sectors=args.strict_sectors)
+        plan = plan_release(args.source, artifacts=_artifacts(args), strict_sectors=args.strict_sectors,
+                            allow_dirs=tuple(args.allow_dir))
         _warn(plan.warnings)
         manifest, board = plan.manifest, plan.board
     else:

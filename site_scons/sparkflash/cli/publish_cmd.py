@@ -98,11 +98,14 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _s3_local(args: argparse.Namespace) -> int:
+    from sparkflash import names
     from sparkflash.publish.local_server import LocalS3
 
     host, port = args.listen
     host = args.host if args.host is not None else host
     port = args.port if args.port is not None else port
+    for b in args.bucket:
+        names.bucket(b, "--bucket")  # before the server starts: one clear line, exit 2
     server = LocalS3(host, port, args.data, bool(args.verbose)).start(args.bucket)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -7,12 +7,14 @@ deployed versions is written only after every region verified.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from sparkflash import names
 from sparkflash.deploy.base import DEFAULT_ACCEPTED, VERIFIED_ONLY, DeployResult, EventFn, Flasher, RegionResult, Unverifiable
 from sparkflash.errors import InputError, SparkflashError, VerifyError
 from sparkflash.manifest.model import Region, parse_version
@@ -33,14 +35,28 @@ class Ledger:
         self.root = root or Path(os.environ.get("SPARKFLASH_HOME", default))
 
     def _path(self, device: str) -> Path:
-        return self.root / "devices" / f"{device}.json"
+        """A Core id (24 hex) names its file; any other id (a USB serial string, a pipe name) is
+        never used as a path: its file is named by a digest of it."""
+        if names.valid("device id", device):
+            return self.root / "devices" / f"{device}.json"
+        return self.root / "devices" / f"other-{hashlib.sha256(device.encode('utf-8', 'replace')).hexdigest()[:24]}.json"
+
+    def _load(self, device: str) -> dict[str, str]:
+        """The device's record; a corrupt or hand-edited file is one clear error, not a traceback."""
+        p = self._path(device)
+        try:
+            d = json.loads(p.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise InputError(f"{p}: unreadable deploy ledger ({e}); fix or delete it") from None
+        if not isinstance(d, dict) or not all(names.valid("release name", k) and names.valid("version", v)
+                                              for k, v in d.items()):
+            raise InputError(f"{p}: malformed deploy ledger (expected release name -> version); fix or delete it")
+        return d
 
     def last(self, device: str, release: str) -> str | None:
-        p = self._path(device)
-        if not p.exists():
-            return None
-        v = json.loads(p.read_text()).get(release)
-        return str(v) if v is not None else None
+        return self._load(device).get(release)
 
     def refuse_downgrade(self, device: str, name: str, version: str) -> None:
         """InputError if `version` is older than the last `name` deployed to `device`."""
@@ -52,10 +68,9 @@ class Ledger:
             )
 
     def record(self, device: str, release: str, version: str) -> None:
-        p = self._path(device)
-        d = json.loads(p.read_text()) if p.exists() else {}
-        d[release] = version
-        atomic_write(p, (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
+        d = self._load(device)
+        d[names.release_name(release)] = names.version(version)
+        atomic_write(self._path(device), (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
 
 
 def accepted_statuses(args: object) -> frozenset[str]:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sparkflash import names
 from sparkflash.boards import Board, load_board
 from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, Unverifiable, WriteReport
 from sparkflash.deploy.run import Ledger, accepted_statuses, deploy_release

@@ -65,6 +65,8 @@ def load_signer(path: Path, password: bytes | None = None) -> FileSigner:
         k = serialization.load_pem_private_key(path.read_bytes(), password)
     except FileNotFoundError as e:
         raise InputError(f"{path}: signing key not found (create one with `sparkflash keys generate {path}`)") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the signing key: {e.strerror or e}") from e
     except (ValueError, TypeError) as e:
         raise InputError(f"{path}: not a usable private key: {e}") from e
     if not isinstance(k, Ed25519PrivateKey):
@@ -77,6 +79,8 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
         k = serialization.load_pem_public_key(path.read_bytes())
     except FileNotFoundError as e:
         raise InputError(f"{path}: public key not found") from e
+    except OSError as e:  # e.g. a directory named x.pub.pem
+        raise InputError(f"{path}: cannot read the public key: {e.strerror or e}") from e
     except ValueError as e:
         raise InputError(f"{path}: not a PEM public key: {e}") from e
     if not isinstance(k, Ed25519PublicKey):
@@ -97,6 +101,8 @@ class TrustStore:
         for p in paths:
             files = sorted(p.glob("*.pub.pem")) if p.is_dir() else [p]
             for f in files:
+                if not f.is_file():
+                    raise InputError(f"{f}: not a regular file (a trusted key must be a .pub.pem file)")
                 k = load_public_key(f)
                 ts.keys[key_id(k)] = k
         return ts

@@ -153,23 +153,47 @@ def _area_at(mem: Memory, address: int) -> Area | None:
     return min(hits, key=lambda a: a.size) if hits else None
 
 
-def _check_pairs(placed: list[Placed], rel: ReleaseSpec) -> list[str]:
-    warnings: list[str] = []
-    for i, b in enumerate(placed):
-        for a in placed[:i]:
-            if a.memory.name != b.memory.name:
-                continue
-            if a.address < b.end and b.address < a.end:
+MAX_WARNINGS = 20  # then one summary line: 10,000 tiny regions must not print a gigabyte
+
+
+def _check_overlaps(placed: list[Placed], rel: ReleaseSpec) -> None:
+    """Sweep each memory in address order (n log n): the region reaching furthest so far is the
+    only one the next can overlap first. The later one in the YAML is the one blamed."""
+    order = {id(p): i for i, p in enumerate(placed)}
+    for mem in {p.memory.name for p in placed}:
+        reach: Placed | None = None
+        for p in sorted((p for p in placed if p.memory.name == mem), key=lambda p: (p.address, order[id(p)])):
+            if reach is not None and p.address < reach.end:
+                a, b = sorted((reach, p), key=lambda x: order[id(x)])
                 raise InputError(f"{b.where(rel.origin)}..0x{b.end:08x}: overlaps region {a.spec.name!r} "
                                  f"(line {a.spec.line}, 0x{a.address:08x}..0x{a.end:08x})")
-            shared = sorted(set(a.memory.sectors(a.address, len(a.data))) & set(b.memory.sectors(b.address, len(b.data))))
-            if shared:
-                msg = (f"{b.where(rel.origin)}: shares the {b.memory.sector_size:#x}-byte sector at 0x{shared[0]:08x} with "
-                       f"region {a.spec.name!r} (line {a.spec.line}); erasing one destroys the other there. "
-                       "Move a region to a sector boundary")
-                if rel.shared_sectors == "error":
-                    raise InputError(msg)
-                warnings.append(msg + " (warning; shared_sectors: error makes this fatal)")
+            if reach is None or p.end > reach.end:
+                reach = p
+
+
+def _check_pairs(placed: list[Placed], rel: ReleaseSpec) -> list[str]:
+    """Overlaps are errors; erase sectors shared by regions are one warning per sector (the
+    regions after the first two are counted, not listed), at most MAX_WARNINGS, then a summary."""
+    _check_overlaps(placed, rel)
+    by_sector: dict[tuple[str, int], list[Placed]] = {}
+    for p in placed:
+        for s in p.memory.sectors(p.address, len(p.data)):
+            by_sector.setdefault((p.memory.name, s), []).append(p)
+    order = {id(p): i for i, p in enumerate(placed)}
+    shared = sorted(((k, v) for k, v in by_sector.items() if len(v) > 1), key=lambda kv: (order[id(kv[1][1])], kv[0][1]))
+    warnings: list[str] = []
+    for (_, sector), (a, b, *more) in shared:
+        others = f" and {len(more)} more regions ({', '.join(repr(m.spec.name) for m in more[:3])}{', …' if len(more) > 3 else ''})" if more else ""
+        msg = (f"{b.where(rel.origin)}: shares the {b.memory.sector_size:#x}-byte sector at 0x{sector:08x} with "
+               f"region {a.spec.name!r} (line {a.spec.line}){others}; erasing one destroys the other there. "
+               "Move a region to a sector boundary")
+        if rel.shared_sectors == "error":
+            raise InputError(msg)
+        if len(warnings) < MAX_WARNINGS:
+            warnings.append(msg + " (warning; shared_sectors: error makes this fatal)")
+    if len(shared) > MAX_WARNINGS:
+        warnings.append(f"{rel.origin}: {len(shared) - MAX_WARNINGS} more shared sectors not shown "
+                        f"({len(shared)} in all; shared_sectors: error makes them fatal)")
     return warnings
 
 

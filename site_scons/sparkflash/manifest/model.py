@@ -8,15 +8,15 @@ signature covers exactly those bytes.
 from __future__ import annotations
 
 import json
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparkflash import names
 from sparkflash.errors import InputError
 
 __all__ = ["FORMAT", "MANIFEST_NAME", "SIGNATURE_NAME", "Region", "Manifest", "parse_version"]
 
-_ID_CHARS = set(string.ascii_letters + string.digits + "-")
+MAX_U32 = 1 << 32
 
 FORMAT = "sparkflash-manifest/1"
 MANIFEST_NAME = "manifest.json"
@@ -25,14 +25,13 @@ SIGNATURE_NAME = "manifest.json.sig"  # detached, beside the manifest
 
 def parse_version(v: str) -> tuple[int, int, int, tuple[tuple[int, int | str], ...]]:
     """Semver as a key ordered by semver precedence (2.0.0 §11): a pre-release sorts before
-    its release, numeric identifiers compare as numbers, build metadata is ignored."""
+    its release, numeric identifiers compare as numbers, build metadata is ignored.
+    Strict semver (no leading zeros, no '/' or other characters in build metadata), since a
+    version becomes an S3 key segment and a cache directory name."""
+    names.version(v)
     core, _, pre = v.split("+", 1)[0].partition("-")
     parts = core.split(".")
-    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise InputError(f"version {v!r} is not semver (MAJOR.MINOR.PATCH)")
     ids = pre.split(".") if pre else []
-    if any(not i or not set(i) <= _ID_CHARS for i in ids):
-        raise InputError(f"version {v!r}: pre-release {pre!r} is not semver (dot-separated [0-9A-Za-z-] identifiers)")
     # (0, n) numeric < (1, s) alphanumeric; a release gets (2, "") so it sorts after any pre-release.
     key = tuple((0, int(i)) if i.isdigit() else (1, i) for i in ids) if ids else ((2, ""),)
     return int(parts[0]), int(parts[1]), int(parts[2]), key
@@ -71,17 +70,35 @@ class Region:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Region:
+        """Every field type- and rule-checked: a signed manifest is still input from outside."""
+        name = names.region_name(d["name"], "region")
+        where = f"region {name!r}"
+        kind = d.get("kind", "data")
+        if kind not in ("data", "firmware"):
+            raise InputError(f"{where}: kind {kind!r} is neither data nor firmware")
+        allow = d.get("allow_protected", False)
+        if not isinstance(allow, bool):
+            raise InputError(f"{where}: allow_protected must be true or false")
+        erase = d["erase"]
+        if not isinstance(erase, list):
+            raise InputError(f"{where}: erase must be a list of addresses")
         return cls(
-            name=str(d["name"]),
-            memory=str(d["memory"]),
-            address=int(d["address"]),
-            size=int(d["size"]),
-            sha256=str(d["sha256"]),
-            crc32=int(d["crc32"]),
-            erase=tuple(int(x) for x in d["erase"]),
-            kind=str(d.get("kind", "data")),
-            allow_protected=bool(d.get("allow_protected", False)),
+            name=name,
+            memory=names.check("memory name", d["memory"], where),
+            address=_u32(d["address"], f"{where}: address"),
+            size=_u32(d["size"], f"{where}: size"),
+            sha256=names.digest(d["sha256"], f"{where}: sha256"),
+            crc32=_u32(d["crc32"], f"{where}: crc32"),
+            erase=tuple(_u32(x, f"{where}: erase") for x in erase),
+            kind=kind,
+            allow_protected=allow,
         )
+
+
+def _u32(v: object, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < MAX_U32:
+        raise InputError(f"{where}: {str(v)[:40]!r} is not an integer in 0..0xffffffff")
+    return v
 
 
 @dataclass(frozen=True)
@@ -118,15 +135,22 @@ class Manifest:
             d = json.loads(raw)
             if d.get("format") != FORMAT:
                 raise InputError(f"{origin}: not a {FORMAT} manifest (format={d.get('format')!r})")
+            meta = d.get("meta") or {}
+            if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+                raise InputError(f"{origin}: meta must map strings to strings")
+            if not isinstance(d["regions"], list) or not d["regions"]:
+                raise InputError(f"{origin}: regions must be a non-empty list")
             m = cls(
-                name=str(d["name"]),
-                version=str(d["version"]),
-                board=str(d["board"]),
+                name=names.release_name(d["name"], origin),
+                version=names.version(d["version"], origin),
+                board=names.board_name(d["board"], origin),
                 regions=tuple(Region.from_json(r) for r in d["regions"]),
-                meta={str(k): str(v) for k, v in (d.get("meta") or {}).items()},
+                meta=dict(meta),
             )
-        except InputError:
-            raise
+            if len({r.name for r in m.regions}) != len(m.regions):
+                raise InputError(f"{origin}: duplicate region names")
+        except InputError as e:
+            raise InputError(str(e) if str(e).startswith(origin) else f"{origin}: {e}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise InputError(f"{origin}: malformed manifest: {e}") from e
         if m.canonical() != raw:

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 from sparkflash.errors import InputError
+from sparkflash.manifest.sources import collect_tree
 
 __all__ = ["PACK_MAGIC", "PACK_VERSION", "pack_dir", "pack_files", "unpack"]
 
@@ -25,19 +26,6 @@ PACK_VERSION = 1
 _HEADER = struct.Struct("<4sHHII")
 _ENTRY = struct.Struct("<IIIH")
 _ALIGN = 4
-
-
-def _collect(root: Path) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_symlink():
-            raise InputError(f"{p}: symbolic links are not packed (copy the file instead)")
-        if p.is_file():
-            files[rel] = p.read_bytes()
-        elif not p.is_dir():
-            raise InputError(f"{p}: not a regular file or directory")
-    return files
 
 
 def pack_files(files: dict[str, bytes]) -> bytes:
@@ -63,11 +51,12 @@ def pack_files(files: dict[str, bytes]) -> bytes:
     return _HEADER.pack(PACK_MAGIC, PACK_VERSION, len(names), index_size, total) + bytes(index) + bytes(data)
 
 
-def pack_dir(root: Path) -> bytes:
-    """Pack every regular file under `root` (refuses symlinks and special files)."""
+def pack_dir(root: Path, limit: int = 1 << 32) -> bytes:
+    """Pack every regular file under `root` (refuses symlinks, special files, unreadable entries,
+    and more than `limit` bytes of file data)."""
     if not root.is_dir():
         raise InputError(f"{root}: not a directory")
-    files = _collect(root)
+    files = collect_tree(root, limit)
     if not files:
         raise InputError(f"{root}: directory has no files to pack")
     return pack_files(files)

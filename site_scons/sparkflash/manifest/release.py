@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparkflash import names
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
 from sparkflash.manifest.model import MANIFEST_NAME, SIGNATURE_NAME, Manifest, Region
@@ -38,8 +39,8 @@ __all__ = [
 
 
 def blob_key(sha256_hex: str) -> str:
-    """Content address of a blob, relative to the store root."""
-    return f"blobs/sha256/{sha256_hex}"
+    """Content address of a blob, relative to the store root (only a valid digest is a key)."""
+    return f"blobs/sha256/{names.digest(sha256_hex)}"
 
 
 def digests(data: bytes) -> tuple[str, int]:
@@ -77,8 +78,8 @@ class Signature:
             d = json.loads(raw)
             if d["alg"] != "ed25519":
                 raise ValueError(f"unsupported alg {d['alg']!r}")
-            sig = cls(str(d["key_id"]), base64.b64decode(d["signature"], validate=True))
-        except (ValueError, KeyError, TypeError) as e:
+            sig = cls(names.key_id(d["key_id"]), base64.b64decode(d["signature"], validate=True))
+        except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
             raise VerifyError(f"{origin}: malformed signature file: {e}") from e
         if sig.to_bytes() != raw:
             raise VerifyError(f"{origin}: signature file is not in canonical form")

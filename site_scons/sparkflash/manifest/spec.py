@@ -7,19 +7,19 @@ end in one clear InputError, never a traceback.
 
 from __future__ import annotations
 
-import re
 import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparkflash import names
 from sparkflash.errors import InputError
-from sparkflash.manifest.load import Marked, MarkedList, load_yaml, where
+from sparkflash.manifest.load import INT_RE, MAX_INT_DIGITS, Marked, MarkedList, load_yaml, where
 from sparkflash.manifest.model import parse_version
 
 __all__ = ["SourceSpec", "RegionSpec", "ReleaseSpec", "parse_release", "load_release", "NAME_RE", "KINDS"]
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = names.RULES["release name"][0]  # use with fullmatch (names.valid)
 KINDS = ("data", "firmware")
 SHARED_SECTOR_POLICIES = ("warn", "error")
 TOP_KEYS = ("name", "version", "board", "description", "meta", "shared_sectors", "regions")
@@ -122,11 +122,8 @@ def _int(ctx: _Ctx, d: Marked, key: str, lo: int = 0, hi: int = MAX_INT) -> int 
     if key not in d:
         return None
     v = d[key]
-    if isinstance(v, str):
-        try:
-            v = int(v, 0)
-        except ValueError:
-            pass
+    if isinstance(v, str) and len(v) <= MAX_INT_DIGITS and INT_RE.fullmatch(v):  # a quoted "0x80000"
+        v = int(v, 16) if v.startswith("0x") else int(v, 10)
     if isinstance(v, bool) or not isinstance(v, int):
         raise ctx.err(d.line_of(key), f"{key} must be an integer such as 0x80000, not {_show(d[key])}")
     if not lo <= v < hi:
@@ -134,11 +131,11 @@ def _int(ctx: _Ctx, d: Marked, key: str, lo: int = 0, hi: int = MAX_INT) -> int 
     return v
 
 
-def _name(ctx: _Ctx, d: Marked, key: str = "name") -> str:
+def _name(ctx: _Ctx, d: Marked, key: str = "name", kind: str = "release name") -> str:
     v = _str(ctx, d, key)
     assert v is not None
-    if not NAME_RE.match(v):
-        raise ctx.err(d.line_of(key), f"{key} {_show(v)} must be 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
+    if not names.valid(kind, v):
+        raise ctx.err(d.line_of(key), f"{key} {_show(v)} must be {names.RULES[kind][1]}")
     return v
 
 
@@ -163,7 +160,7 @@ def _region(origin: str, d: Any, line: int, index: int) -> RegionSpec:
     ctx = _Ctx(origin, f"#{index + 1}")
     if not isinstance(d, Marked):
         raise ctx.err(line, f"each region must be a mapping with name, memory/address or area, and source; got {_show(d)}")
-    ctx.region = _name(ctx, d)
+    ctx.region = _name(ctx, d, kind="region name")
     _keys(ctx, d, REGION_KEYS, "region")
     kind = _str(ctx, d, "kind", required=False) or "data"
     if kind not in KINDS:
@@ -209,8 +206,7 @@ def parse_release(doc: Any, origin: str) -> ReleaseSpec:
         parse_version(version)
     except InputError as e:
         raise ctx.err(doc.line_of("version"), str(e)) from None
-    board = _str(ctx, doc, "board")
-    assert board is not None
+    board = _name(ctx, doc, "board", kind="board name")
     meta_raw = doc.get("meta", Marked())
     if not isinstance(meta_raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta_raw.items()):
         raise ctx.err(doc.line_of("meta"), "meta must map strings to strings")

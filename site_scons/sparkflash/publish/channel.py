@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sparkflash.errors import VerifyError
+from sparkflash import names
+from sparkflash.errors import InputError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
 
 __all__ = ["CHANNEL_FORMAT", "ChannelRecord", "sign_channel", "open_channel"]
@@ -59,10 +60,11 @@ def open_channel(raw: bytes, origin: str, trust: TrustStore | None) -> tuple[Cha
         r = doc["record"]
         if r.get("format") != CHANNEL_FORMAT or doc.get("alg") != "ed25519":
             raise ValueError(f"not a {CHANNEL_FORMAT} ed25519 record")
-        rec = ChannelRecord(str(r["name"]), str(r["channel"]), str(r["version"]), str(r["manifest_sha256"]))
-        kid = str(doc["key_id"])
+        rec = ChannelRecord(names.release_name(r["name"]), names.channel(r["channel"]), names.version(r["version"]),
+                            names.digest(r["manifest_sha256"]))
+        kid = names.key_id(doc["key_id"])
         sig = base64.b64decode(doc["signature"], validate=True)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
         raise VerifyError(f"{origin}: malformed channel record: {e}") from e
     if trust is not None:
         if kid not in trust.keys:

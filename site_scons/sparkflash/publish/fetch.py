@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sparkflash import names
 from sparkflash.errors import InputError, NoSuchChannel, PublishError, VerifyError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
@@ -52,7 +52,7 @@ def parse_release_url(url: str) -> tuple[S3Url, str, str]:
     if len(parts) < 3 or parts[-3] != "releases":
         raise InputError(f"{url}: expected s3://BUCKET/PREFIX/releases/NAME/VERSION "
                          "(or s3://BUCKET/PREFIX/NAME with --channel)")
-    return S3Url(loc.bucket, "/".join(parts[:-3])), parts[-2], parts[-1]
+    return S3Url(loc.bucket, "/".join(parts[:-3])), names.release_name(parts[-2], url), names.version(parts[-1], url)
 
 
 def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | None) -> tuple[S3Url, str, str, str]:
@@ -62,7 +62,8 @@ def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | 
     if not parts:
         raise InputError(f"{url}: with --channel, expected s3://BUCKET/PREFIX/NAME")
     root = S3Url(loc.bucket, "/".join(parts[:-1]))
-    name = parts[-1]
+    name = names.release_name(parts[-1], url)
+    names.channel(channel, "--channel")
     key = root.key("channels", name, f"{channel}.json")
     raw = store.get(key)
     if raw is None:
@@ -73,11 +74,6 @@ def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | 
     if rec.name != name or rec.channel != channel:
         raise VerifyError(f"s3://{loc.bucket}/{key}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
     return root, name, rec.version, rec.manifest_sha256
-
-
-def _safe(component: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9._-]", "_", component)
-    return "_" if s in ("", ".", "..") else s
 
 
 def _check_blob(data: bytes, region: Region) -> bool:
@@ -164,9 +160,10 @@ def fetch_release(
         if r.sha256 not in seen:
             seen[r.sha256] = _fetch_blob(store, root, r, cache, on_event)
     on_event({"event": "fetch-done", "blobs": seen})
-    rel_dir = cache / "releases" / _safe(root.bucket)
-    for c in [*(root.prefix.split("/") if root.prefix else []), name, version]:
-        rel_dir = rel_dir / _safe(c)
+    rel_dir = cache / "releases" / names.bucket(root.bucket)  # every part below was validated
+    for c in [*(names.prefix(root.prefix).split("/") if root.prefix else []), names.release_name(name),
+              names.version(version)]:
+        rel_dir = rel_dir / c
     rel_dir.mkdir(parents=True, exist_ok=True)
     link = rel_dir / "blobs"
     if not link.exists():

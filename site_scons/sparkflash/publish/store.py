@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from sparkflash import names
 from sparkflash.errors import InputError, PublishError
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME
 
@@ -45,11 +46,15 @@ def parse_s3_url(url: str) -> S3Url:
     prefix = u.path.strip("/")
     if any(p in (".", "..") for p in prefix.split("/")) or "//" in u.path.strip("/"):
         raise InputError(f"{url!r}: empty, '.' or '..' path components are not allowed in a release prefix")
-    return S3Url(u.netloc, prefix)
+    if u.query or u.fragment or u.params:
+        raise InputError(f"{url!r}: an s3:// URL has no ?query, ;params or #fragment")
+    return S3Url(names.bucket(u.netloc, url), names.prefix(prefix, url))
 
 
 def release_keys(loc: S3Url, name: str, version: str) -> tuple[str, str]:
-    """(manifest key, signature key) of one release."""
+    """(manifest key, signature key) of one release; only validated names become key segments."""
+    names.release_name(name)
+    names.version(version)
     return loc.key("releases", name, version, MANIFEST_NAME), loc.key("releases", name, version, SIGNATURE_NAME)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparkflash import names
 from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Release, Signature, blob_key, open_release
@@ -157,8 +158,7 @@ def _check_channel(channel: str, signer: Signer | None) -> Signer:
     """Before anything is uploaded: a channel move that cannot happen fails the publish up front."""
     if signer is None:
         raise InputError(f"--channel {channel}: a channel record must be signed; pass --key")
-    if not channel or "/" in channel or channel in (".", ".."):
-        raise InputError(f"--channel {channel!r}: not a valid channel name")
+    names.channel(channel, "--channel")
     return signer
 
 
