@@ -18,7 +18,7 @@ from typing import Any
 
 from sparkflash.boards import load_board
 from sparkflash.cli.output import Reporter, hexint
-from sparkflash.deploy.base import DeployResult
+from sparkflash.deploy.base import DeployResult, accepted_statuses
 from sparkflash.deploy.run import Ledger, select_regions
 from sparkflash.errors import InputError
 from sparkflash.manifest.keys import TrustStore
@@ -48,6 +48,11 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--timeout", type=float, default=None, help="per-exchange timeout in seconds")
     p.add_argument("--json", action="store_true", help="JSON Lines events on stdout")
     p.add_argument("--allow-downgrade", action="store_true", help="deploy a version older than the device's last")
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("--require-verified", action="store_true",
+                   help="succeed only if the device's own digest matched each region (not 'booted'/'acknowledged')")
+    v.add_argument("--accept-unverified", action="store_true",
+                   help="also count 'sent' (nothing confirmed by the device) as success")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -116,6 +121,9 @@ def _run(args: argparse.Namespace, release: Release, regions: list[Region]) -> i
     rep = Reporter(args.json)
     mod = importlib.import_module(VIA_MODULES[args.via])
     results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger())
+    accepted = accepted_statuses(args.require_verified, args.accept_unverified)
+    for r in results:
+        r.accepted = accepted
     doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results]}
     rep.result(doc)
     return next((r.exit_code for r in results if r.exit_code), 0)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparkflash.deploy.base import DeployResult, EventFn, Flasher, RegionResult
+from sparkflash.deploy.base import DEFAULT_ACCEPTED, DeployResult, EventFn, Flasher, RegionResult, Unverifiable
 from sparkflash.errors import InputError, SparkflashError, VerifyError
 from sparkflash.manifest.model import Region, parse_version
 from sparkflash.manifest.release import Release, atomic_write
@@ -77,6 +77,7 @@ def deploy_release(
     on_event: EventFn = _noop,
     ledger: Ledger | None = None,
     allow_downgrade: bool = False,
+    accepted: frozenset[str] = DEFAULT_ACCEPTED,
 ) -> DeployResult:
     """Write and verify each region; stop at the first failure (later regions: "skipped")."""
     m = release.manifest
@@ -85,7 +86,7 @@ def deploy_release(
     if ledger is not None and not allow_downgrade:
         ledger.refuse_downgrade(device, m.name, m.version)
     blobs = {r.name: release.blob(r) for r in todo}  # every digest checked before any write
-    result = DeployResult(m.name, m.version, device, flasher.via, [])
+    result = DeployResult(m.name, m.version, device, flasher.via, [], accepted)
     on_event({"event": "deploy-start", "release": m.name, "version": m.version, "device": device,
               "via": flasher.via, "regions": len(todo)})
     failed = False
@@ -102,13 +103,19 @@ def deploy_release(
 
         try:
             rr.report = flasher.write_region(r, blobs[r.name], progress)
-            crc, sha = flasher.device_digest(r)
-            if sha != r.sha256 or crc != r.crc32:
-                raise VerifyError(
-                    f"region {r.name!r} at 0x{r.address:08x}: device holds sha256 {sha[:16]}… crc32 {crc:08x}, "
-                    f"expected {r.sha256[:16]}… {r.crc32:08x}"
-                )
-            rr.status = "unchanged" if rr.report.bytes_sent == 0 and rr.report.sectors_skipped else "verified"
+            try:
+                crc, sha = flasher.device_digest(r)
+            except Unverifiable as u:  # the device has no digest for it: say what the write proved
+                rr.status, rr.proves = u.status, u.proves
+                if u.status not in accepted:
+                    rr.exit_code, failed = 3, True
+            else:
+                if sha != r.sha256 or crc != r.crc32:
+                    raise VerifyError(
+                        f"region {r.name!r} at 0x{r.address:08x}: device holds sha256 {sha[:16]}… crc32 {crc:08x}, "
+                        f"expected {r.sha256[:16]}… {r.crc32:08x}"
+                    )
+                rr.status = "unchanged" if rr.report.bytes_sent == 0 and rr.report.sectors_skipped else "verified"
         except SparkflashError as e:
             rr.status, rr.error, rr.exit_code, failed = "failed", str(e), e.exit_code, True
         rr.seconds = time.monotonic() - t0

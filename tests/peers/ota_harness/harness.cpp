@@ -288,7 +288,11 @@ int os_call(const char *key, const char *arg, SparkDescriptor::FunctionResultCal
     return 0;
 }
 SparkReturnType::Enum os_vtype(const char *key) { return (SparkReturnType::Enum)sf_app_variable_type(key); }
-bool os_sysinfo(appender_fn, void *, void *) { return true; }
+// system_update.cpp's system_info: platform id and modules (here: none)
+bool os_sysinfo(appender_fn append, void *a, void *) {
+    static const char info[] = "\"p\":0,\"m\":[]";
+    return append(a, (const uint8_t *)info, sizeof info - 1);
+}
 
 SparkProtocol proto;
 
