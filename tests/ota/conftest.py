@@ -3,6 +3,7 @@ server on ephemeral loopback ports, and virtual cores pointed at it."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,49 @@ def _make_release(store: Path, parts: list[tuple[str, int, bytes]], name: str = 
         regions.append(Region(rname, mem.name, address, len(data), sha, crc, tuple(mem.sectors(address, len(data))), kind))
     m = Manifest(name, version, board.name, tuple(regions))
     return Release(m, m.canonical(), None, store)
+
+
+# -- the real device protocol code built for the host (tests/peers/ota_harness) ----------
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers" / "ota_harness"))
+import realcore  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def real_exe(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """real_exe(kind) -> the harness built with that device code (once per session)."""
+    built: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in built:
+            built[kind] = realcore.build(kind, tmp_path_factory.getbasetemp() / "realcore" / kind)
+        return built[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def core_key_pool() -> list[rsa.RSAPrivateKey]:
+    """Device keys (RSA-1024 is quick, but the key check makes a pool worth sharing)."""
+    from sparkflash.protocols.core_keys import generate_device_key
+
+    return [generate_device_key() for _ in range(6)]
+
+
+@pytest.fixture
+def make_real_core(cloud: CloudServer, real_exe: Callable[[str], Path], core_key_pool: list[rsa.RSAPrivateKey],
+                   tmp_path: Path) -> Iterator[Callable[..., realcore.RealCore]]:
+    """make_real_core(kind, *harness_args, register=True, properties=None) -> a started real-code device."""
+    cores: list[realcore.RealCore] = []
+
+    def make(kind: str, *args: str, register: bool = True, properties: dict[str, Any] | None = None) -> realcore.RealCore:
+        key = core_key_pool[len(cores) % len(core_key_pool)]
+        core = realcore.RealCore(real_exe(kind), tmp_path / f"real-{kind}-{len(cores)}", cloud.port, key,
+                                 server_public_der(cloud.key.public_key()), list(args))
+        if register:
+            cloud.registry.register(core.device_id, core.public_pem, properties)
+        cores.append(core.start())
+        return core
+
+    yield make
+    for c in cores:
+        c.kill()

@@ -19,8 +19,8 @@ from typing import Any
 
 from sparkflash.boards import load_board
 from sparkflash.cli.output import Reporter, hexint
-from sparkflash.deploy.base import DeployResult
-from sparkflash.deploy.run import Ledger, accepted_statuses, select_regions
+from sparkflash.deploy.base import DeployResult, accepted_statuses
+from sparkflash.deploy.run import Ledger, select_regions
 from sparkflash.errors import DeviceError, InputError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
@@ -156,8 +156,9 @@ def _run(args: argparse.Namespace, release: Release, regions: list[Region]) -> i
         check_ota_devices(args.cloud, args.device, args.online_timeout)
     mod = importlib.import_module(VIA_MODULES[args.via])
     results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger())
+    accepted = accepted_statuses(args.require_verified, args.accept_unverified)
     for r in results:
-        r.accepted = accepted_statuses(args)
+        r.accepted = accepted
     code = next((r.exit_code for r in results if r.exit_code), 0)
     doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results],
                            "exit_code": code}

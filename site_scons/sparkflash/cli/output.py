@@ -112,9 +112,11 @@ class Reporter:
                 msg += f" ({ev['proves']})"
             if ev.get("error"):
                 msg += f": {ev['error']}"
+            elif ev.get("proves") and ev["status"] not in ("verified", "unchanged"):
+                msg += f" ({ev['proves']})"
             print(msg, file=sys.stderr)
         elif kind == "deploy-done":
-            print("Done: every region verified." if ev["ok"] else "FAILED: see the region errors above.", file=sys.stderr)
+            print("Done: every region ok (see each status)." if ev["ok"] else "FAILED: see the region errors above.", file=sys.stderr)
         elif kind == "message":
             print(ev["text"], file=sys.stderr)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparkflash.boards import load_board
 from sparkflash.cloud.flasher import CloudFlasher, OtaOptions
-from sparkflash.deploy.base import DeployResult
+from sparkflash.deploy.base import DeployResult, RegionResult
 from sparkflash.deploy.run import deploy_release, select_regions
 from sparkflash.errors import SparkflashError
 from sparkflash.manifest.release import Release
@@ -57,17 +57,35 @@ class Deployment:
     def _run(self, device: str) -> None:
         flasher = CloudFlasher(self.server, self.board, device, self.opts)
         try:
-            res = deploy_release(flasher, self.release, regions=self.regions,
-                                 on_event=lambda ev: self._emit(device, ev), allow_downgrade=True)
-            doc = res.to_json()
+            refused = flasher.preflight(self.regions)
+            if refused:
+                doc = self._refused(device, refused)
+            else:
+                res = deploy_release(flasher, self.release, regions=self.regions,
+                                     on_event=lambda ev: self._emit(device, ev), allow_downgrade=True)
+                doc = res.to_json()
         except Exception as e:  # noqa: BLE001 - a result must exist for every device, or the deployment never ends
             if not isinstance(e, SparkflashError):
                 log.exception("deployment %s, device %s", self.id, device)
             m = self.release.manifest
-            doc = {**DeployResult(m.name, m.version, device, "ota", []).to_json(), "ok": False, "error": str(e)}
+            doc = {**DeployResult(m.name, m.version, device, "ota", []).to_json(), "ok": False, "error": str(e),
+                   "exit_code": getattr(e, "exit_code", 1)}
             self._emit(device, {"event": "deploy-done", "ok": False, "error": str(e)})
         with self._lock:
             self.results[device] = doc
+
+    def _refused(self, device: str, refused: dict[str, str]) -> dict[str, Any]:
+        """Nothing sent: each refused region fails with its reason (exit 2), the others are skipped."""
+        m = self.release.manifest
+        rr = [RegionResult(r.name, r.address, r.size, "failed" if r.name in refused else "skipped",
+                           error=refused.get(r.name), exit_code=2 if r.name in refused else 0) for r in self.regions]
+        res = DeployResult(m.name, m.version, device, "ota", rr)
+        self._emit(device, {"event": "deploy-start", "release": m.name, "version": m.version, "device": device,
+                            "via": "ota", "regions": len(rr)})
+        for r in rr:
+            self._emit(device, {"event": "region-done", **r.to_json()})
+        self._emit(device, {"event": "deploy-done", "ok": False, "device": device})
+        return res.to_json()
 
     def status(self) -> dict[str, Any]:
         with self._lock:

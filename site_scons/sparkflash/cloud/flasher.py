@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sparkflash.boards import Board
-from sparkflash.deploy.base import ProgressFn, WriteReport
-from sparkflash.errors import DeviceError, DeviceGone, InputError, ProtocolError, VerifyError
+from sparkflash.deploy.base import ProgressFn, Unverifiable, WriteReport
+from sparkflash.errors import DeviceGone, InputError, ProtocolError, VerifyError
 from sparkflash.manifest.model import Region
 from sparkflash.protocols import ota
 
 if TYPE_CHECKING:
     from sparkflash.cloud.server import CloudServer
-    from sparkflash.cloud.session import DeviceSession
+    from sparkflash.cloud.session import DeviceInfo, DeviceSession
 
-__all__ = ["OtaOptions", "CloudFlasher", "write_region", "region_digest"]
+__all__ = ["OtaOptions", "CloudFlasher", "write_region", "region_digest", "refusal", "device_info", "KEY_AREAS"]
 
 SECTOR = 4096
 T = TypeVar("T")
@@ -50,24 +50,62 @@ class _Plan:
     segment: int
 
 
+# Sectors OTA must never erase: the server key and address (0x1000) and the device key
+# (0x2000). Real firmware does not protect them (a region there replaces the server key
+# and cuts the device off from its cloud), so the server refuses before sending.
+KEY_AREAS = ("server_key", "server_address", "device_key")
+
+
+def refusal(board: Board, region: Region, info: DeviceInfo) -> str | None:
+    """Why this device cannot take this region over the air (and which transport can), or None."""
+    where = f"region {region.name!r} at 0x{region.address:08x}+{region.size}"
+    dev = f"device {info.device_id}"
+    if region.memory == board.firmware_memory and region.address == board.firmware_address:
+        if region.size > board.firmware_max_size:
+            return f"{where}: {region.size} bytes exceed the {board.firmware_max_size}-byte application area"
+        return None
+    if region.memory != "external":
+        return (f"{where}: OTA reaches only the application firmware (0x{board.firmware_address:08x}) and external "
+                "flash; write it by DFU (--via dfu)")
+    mem = board.memory("external")
+    start = region.address - region.address % SECTOR
+    end = -(-(region.address + region.size) // SECTOR) * SECTOR
+    for a in mem.areas:
+        if (a.protected or a.name in KEY_AREAS) and start < a.end and a.start < end:
+            return (f"{where}: the device would erase sectors 0x{start:x}-0x{end - 1:x}, which hold the {a.name} area "
+                    f"(0x{a.start:x}-0x{a.end - 1:x}); OTA never rewrites keys or the server address. Use DFU "
+                    "(--via dfu --allow-protected) for that")
+    if region.address % SECTOR:
+        return (f"{where}: OTA erases whole 4 KB sectors from the start address, so a file must start on one; "
+                "deploy it by serial (--via serial, which keeps the rest of a partly covered sector) or align it")
+    if info.generation == "os":
+        return (f"{where}: {dev} runs Device OS, which stores no file over the air (it erases the range and discards "
+                "the data, and takes SaveBegin for a firmware update); deploy files by serial (--via serial) or DFU (--via dfu)")
+    if not info.save_begin:
+        return (f"{where}: {dev} runs stock 0.3.x firmware, which stores only firmware over the air (it ignores "
+                "SaveBegin); register it with the save_begin property only if its firmware has the flasher_additions "
+                "protocol library, or deploy files by serial (--via serial) or DFU (--via dfu)")
+    return None
+
+
 def _plan(board: Board, region: Region, s: DeviceSession, opts: OtaOptions) -> _Plan:
     info = s.info
     assert info is not None
-    where = f"region {region.name!r} at 0x{region.address:08x}"
-    seg = ota.max_chunks(opts.chunk_size) * opts.chunk_size // SECTOR * SECTOR
+    why = refusal(board, region, info)
+    if why is not None:
+        raise InputError(why)
     if region.memory == board.firmware_memory and region.address == board.firmware_address:
-        if region.size > board.firmware_max_size:
-            raise InputError(f"{where}: {region.size} bytes exceed the {board.firmware_max_size}-byte application area")
         return _Plan(ota.DEST_FIRMWARE, 0, False, info.generation == "os", info.fast and opts.allow_fast, 1 << 30)
-    if region.memory != "external":
-        raise InputError(f"{where}: only the application firmware and external-flash files can be written over the air")
-    if region.address % SECTOR:
-        raise InputError(f"{where}: OTA erases whole 4 KB sectors, so a file must start on one (0x{region.address:08x} does not)")
-    if not info.ours:
-        raise DeviceError(f"device {info.device_id} (product 0x{info.product_id:04x}) runs firmware that cannot store "
-                          f"files over the air; {where} needs sparkflash device firmware (docs/ota.md)")
-    save = info.generation == "ccl"  # 0.3.x-based firmware knows only SaveBegin for files
-    return _Plan(ota.DEST_EXTERNAL, region.address, save, True, info.fast and opts.allow_fast and not save, seg)
+    seg = ota.max_chunks(opts.chunk_size) * opts.chunk_size // SECTOR * SECTOR
+    return _Plan(ota.DEST_EXTERNAL, region.address, True, True, False, seg)
+
+
+async def device_info(server: CloudServer, device: str, opts: OtaOptions = OtaOptions()) -> DeviceInfo:
+    """What the connected device is, after Describe (waits for it to connect)."""
+    s = await server.wait_session(device, opts.connect_s)
+    await s.describe()
+    assert s.info is not None
+    return s.info
 
 
 async def write_region(server: CloudServer, board: Board, device: str, region: Region, data: bytes,
@@ -111,15 +149,18 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
     return report
 
 
-async def region_digest(server: CloudServer, device: str, region: Region, opts: OtaOptions = OtaOptions()) -> tuple[int, str]:
+async def region_digest(server: CloudServer, board: Board, device: str, region: Region,
+                        opts: OtaOptions = OtaOptions()) -> tuple[int, str]:
+    """The agent's digest of the region; Unverifiable when the device has no agent."""
     for attempt in range(3):
         s = await server.wait_session(device, opts.connect_s)
-        assert s.info is not None
-        if not s.info.ours:
-            raise VerifyError(f"device {device}: its firmware has no checksum request; region {region.name!r} "
-                              f"at 0x{region.address:08x} cannot be verified over the air")
         try:
-            return await s.checksum(region.address, region.size)
+            await s.describe()
+            assert s.info is not None
+            if not s.info.agent:
+                fw = region.memory == board.firmware_memory and region.address == board.firmware_address
+                raise Unverifiable("booted" if fw else "acknowledged")
+            return await s.agent_digest(region.address, region.size)
         except DeviceGone:
             if attempt == 2:
                 raise
@@ -145,7 +186,12 @@ class CloudFlasher:
         return self._call(write_region(self.server, self.board, self.device, region, data, progress, self.opts))
 
     def device_digest(self, region: Region) -> tuple[int, str]:
-        return self._call(region_digest(self.server, self.device, region, self.opts))
+        return self._call(region_digest(self.server, self.board, self.device, region, self.opts))
+
+    def preflight(self, regions: list[Region]) -> dict[str, str]:
+        """Region name -> why it is refused for this device, decided before any byte is sent."""
+        info = self._call(device_info(self.server, self.device, self.opts))
+        return {r.name: why for r in regions if (why := refusal(self.board, r, info)) is not None}
 
     def finish(self) -> None:
         pass

@@ -1,12 +1,16 @@
 """Which devices may connect: their public keys in a directory, as the Node server kept them.
 
-DIR/<24-hex-id>.pub.pem is a registered device. A device we do not know is refused; the
+DIR/<24-hex-id>.pub.pem is a registered device; DIR/<id>.json holds the properties an
+operator declared when registering it (what its firmware can do, e.g. `save_begin`: the
+flasher_additions protocol library that stores files at any address), since nothing on the
+wire proves them. A device we do not know is refused; the
 key it offered in the handshake (Device OS sends one) is kept as
 DIR/pending/<id>_handshake.pub.pem for an operator to approve with `sparkflash cloud register`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -24,6 +28,7 @@ __all__ = ["DeviceRegistry", "normalise_id"]
 
 log = logging.getLogger("sparkflash.cloud")
 _ID = re.compile(r"^[0-9a-f]{24}$")
+PROPERTIES = {"save_begin": "its firmware's protocol library takes SaveBegin (POST /s) for files at any address"}
 
 
 def normalise_id(device_id: str) -> str:
@@ -42,7 +47,7 @@ class DeviceRegistry:
     def path(self, device_id: str) -> Path:
         return self.root / f"{normalise_id(device_id)}.pub.pem"
 
-    def register(self, device_id: str, public_pem: bytes) -> Path:
+    def register(self, device_id: str, public_pem: bytes, properties: dict[str, Any] | None = None) -> Path:
         try:
             key = serialization.load_pem_public_key(public_pem)
         except ValueError as e:
@@ -51,7 +56,23 @@ class DeviceRegistry:
             raise InputError(f"device {device_id}: a Core key is RSA-1024 (got {getattr(key, 'key_size', '?')} bits)")
         p = self.path(device_id)
         atomic_write(p, public_pem)
+        if properties is not None:
+            unknown = set(properties) - set(PROPERTIES)
+            if unknown:
+                raise InputError(f"device {device_id}: unknown properties {sorted(unknown)} (known: {', '.join(PROPERTIES)})")
+            atomic_write(self.root / f"{normalise_id(device_id)}.json", (json.dumps(properties, sort_keys=True) + "\n").encode())
         return p
+
+    def properties(self, device_id: str) -> dict[str, Any]:
+        """What the operator declared for this device (empty if nothing)."""
+        p = self.root / f"{normalise_id(device_id)}.json"
+        try:
+            doc = json.loads(p.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise InputError(f"{p}: {e}") from None
+        return {k: v for k, v in doc.items() if k in PROPERTIES} if isinstance(doc, dict) else {}
 
     def lookup(self, device_id: str) -> rsa.RSAPublicKey | None:
         p = self.path(device_id)

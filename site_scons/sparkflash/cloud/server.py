@@ -138,7 +138,8 @@ class CloudServer:
             i = s.info if s else None
             out.append({"id": d, "connected": s is not None, "peer": s.peer if s else None,
                         "generation": i.generation if i else None, "product_id": i.product_id if i else None,
-                        "fast_ota": i.fast if i else None, "files": i.ours if i else None,
+                        "fast_ota": i.fast if i else None, "files": i.save_begin if i else None,
+                        "agent": i.agent if i else None,
                         "ota_flashed": i.ota_flashed if i else None})
         return {"devices": out, "refused": list(self.registry.refused)}
 

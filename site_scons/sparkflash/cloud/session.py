@@ -12,7 +12,9 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,31 +35,50 @@ from sparkflash.protocols.coap import Message, MessageIds
 if TYPE_CHECKING:
     from sparkflash.cloud.server import CloudServer
 
-__all__ = ["DeviceSession", "DeviceInfo", "SPARKFLASH_PRODUCT_ID"]
+__all__ = ["DeviceSession", "DeviceInfo", "AGENT_FUNCTION", "AGENT_RESULT", "AGENT_CAPS"]
 
 log = logging.getLogger("sparkflash.cloud")
-SPARKFLASH_PRODUCT_ID = 0x5346  # "SF": our device firmware (files at any address + the Checksum request)
 HANDSHAKE_S = 30.0
+# The device agent's cloud interface (docs/ota.md): a function that computes a digest into
+# a string variable, and an optional variable of capability words (e.g. "save").
+AGENT_FUNCTION, AGENT_RESULT, AGENT_CAPS = "sfdigest", "sfresult", "sfcaps"
 
 
 @dataclass
 class DeviceInfo:
-    """What the handshake and the Hello told us about the device."""
+    """What the device is, from what it really did: handshake, Hello, Describe, registration.
+
+    The product id is kept for display only: any application can claim any value.
+    """
 
     device_id: str
-    generation: str  # "os" (214-byte handshake) or "ccl" (52 bytes)
+    generation: str  # "os" (214-byte handshake, Device OS) or "ccl" (52 bytes: 0.3.x / flasher_additions)
     product_id: int = 0xFFFF
     firmware_version: int = 0xFFFF
     ota_flashed: bool = False  # Hello flag bit 0: this boot follows a successful OTA install
     platform_id: int | None = None
-
-    @property
-    def ours(self) -> bool:
-        return self.product_id == SPARKFLASH_PRODUCT_ID
+    hello_len: int = 0
+    save_begin_declared: bool = False  # registered with the save_begin property
+    described: bool = False
+    functions: tuple[str, ...] = ()
+    variables: dict[str, int] = field(default_factory=dict)
+    agent_caps: frozenset[str] = frozenset()
 
     @property
     def fast(self) -> bool:
         return self.generation == "os"
+
+    @property
+    def agent(self) -> bool:
+        """Our device agent answers digests (its function and result variable are in Describe)."""
+        return AGENT_FUNCTION in self.functions and AGENT_RESULT in self.variables
+
+    @property
+    def save_begin(self) -> bool:
+        """SaveBegin stores a file: only 0.3.x-protocol firmware built with flasher_additions.
+
+        Never true for Device OS, which takes POST /s for a firmware update."""
+        return self.generation == "ccl" and (self.save_begin_declared or "save" in self.agent_caps)
 
 
 class DeviceSession:
@@ -120,7 +141,10 @@ class DeviceSession:
         if m.code != coap.POST or m.path != "h":
             raise RemoteProtocolError(f"device {device}: first message {coap.code_str(m.code)} /{m.path}, expected Hello")
         p = m.payload
-        self.info = DeviceInfo(device, hello.generation)
+        self.info = DeviceInfo(device, hello.generation, hello_len=len(p),
+                               save_begin_declared=bool(self.server.registry.properties(device).get("save_begin")))
+        if (len(p) >= 8) != (hello.generation == "os"):
+            log.warning("device %s: %d-byte Hello after a %s handshake", device, len(p), hello.generation)
         if len(p) >= 6:
             self.info.product_id = int.from_bytes(p[0:2], "big")
             self.info.firmware_version = int.from_bytes(p[2:4], "big")
@@ -157,9 +181,12 @@ class DeviceSession:
             if m.type == coap.CON and m.code == coap.EMPTY:  # ping
                 self.send([ota.empty_ack(m.mid)])
                 continue
-            fut = self._waiting.pop(m.token, None) if m.type == coap.ACK and m.token else None
+            # piggybacked answers (ACK) and separate ones (a later NON/CON with the same token)
+            fut = self._waiting.pop(m.token, None) if m.token and m.code != coap.EMPTY else None
             if fut is not None and not fut.done():
                 fut.set_result(m)
+                if m.type == coap.CON:
+                    self.send([ota.empty_ack(m.mid)])
                 continue
             if self._sender is not None:
                 self.send(self._sender.receive(m, loop.time()))
@@ -214,13 +241,56 @@ class DeviceSession:
             finally:
                 self._waiting.pop(m.token, None)
 
-    async def checksum(self, address: int, size: int, timeout: float = 30.0) -> tuple[int, str]:
-        m = ota.checksum_request(self.ids.next_mid(), self.ids.next_token(), address, size)
+    async def describe(self, timeout: float = 10.0) -> None:
+        """GET /d once per connection: the application's functions and variables (all generations answer)."""
+        assert self.info is not None
+        if self.info.described:
+            return
+        m = Message(coap.CON, coap.GET, self.ids.next_mid(), self.ids.next_token(), ((coap.URI_PATH, b"d"),))
         reply = await self.request(m, timeout)
         if reply.code != coap.CONTENT:
-            raise RemoteProtocolError(f"device {self.device_id}: checksum of 0x{address:08x}+{size} refused "
-                                      f"({coap.code_str(reply.code)})")
-        return ota.parse_checksum_reply(reply)
+            raise RemoteProtocolError(f"device {self.device_id}: Describe answered {coap.code_str(reply.code)}")
+        try:
+            doc = json.loads(reply.payload.rstrip(b"\x00").decode("utf-8", "replace") or "{}")
+        except ValueError as e:
+            raise RemoteProtocolError(f"device {self.device_id}: Describe reply is not JSON ({e})") from None
+        f = doc.get("f", []) if isinstance(doc, dict) else []
+        v = doc.get("v", {}) if isinstance(doc, dict) else {}
+        self.info.functions = tuple(str(x) for x in f if isinstance(x, str)) if isinstance(f, list) else ()
+        self.info.variables = {str(k): int(t) for k, t in v.items() if isinstance(t, int)} if isinstance(v, dict) else {}
+        self.info.described = True
+        if AGENT_CAPS in self.info.variables:
+            self.info.agent_caps = frozenset((await self.variable(AGENT_CAPS)).decode("ascii", "replace").split())
+
+    async def call_function(self, key: str, arg: str, timeout: float = 30.0) -> int:
+        """POST /f/KEY?ARG; the device ACKs at once, then sends the int return value (same token)."""
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,12}", key) or len(arg) >= 64:
+            raise ValueError(f"function {key!r}({arg!r}): key <= 12 characters, argument < 64")
+        m = Message(coap.CON, coap.POST, self.ids.next_mid(), self.ids.next_token(),
+                    ((coap.URI_PATH, b"f"), (coap.URI_PATH, key.encode()), (coap.URI_QUERY, arg.encode())))
+        reply = await self.request(m, timeout)
+        if reply.code != coap.CHANGED or len(reply.payload) < 4:
+            raise RemoteProtocolError(f"device {self.device_id}: function {key} answered {coap.code_str(reply.code)}")
+        return int.from_bytes(reply.payload[:4], "big", signed=True)
+
+    async def variable(self, key: str, timeout: float = 10.0) -> bytes:
+        """GET /v/KEY -> the raw value (a string variable: its bytes)."""
+        m = Message(coap.CON, coap.GET, self.ids.next_mid(), self.ids.next_token(),
+                    ((coap.URI_PATH, b"v"), (coap.URI_PATH, key.encode())))
+        reply = await self.request(m, timeout)
+        if reply.code != coap.CONTENT:
+            raise RemoteProtocolError(f"device {self.device_id}: variable {key} answered {coap.code_str(reply.code)}")
+        return reply.payload
+
+    async def agent_digest(self, address: int, size: int) -> tuple[int, str]:
+        """The agent's CRC-32 and SHA-256 of address..+size (function sfdigest, variable sfresult)."""
+        rc = await self.call_function(AGENT_FUNCTION, f"SUM {address:x} {size:x}")
+        text = (await self.variable(AGENT_RESULT)).rstrip(b"\x00").decode("ascii", "replace").strip()
+        mt = re.fullmatch(r"OK ([0-9a-f]{8}) ([0-9a-f]{64})", text)
+        if rc != 0 or mt is None:
+            raise RemoteProtocolError(f"device {self.device_id}: agent digest of 0x{address:08x}+{size}: "
+                                      f"return {rc}, result {text[:80]!r}")
+        return int(mt.group(1), 16), mt.group(2)
 
     @property
     def device_id(self) -> str:

@@ -14,32 +14,45 @@ from typing import Any, Protocol
 from sparkflash.manifest.model import Region
 
 __all__ = ["ProgressFn", "EventFn", "WriteReport", "Flasher", "RegionResult", "DeployResult", "Unverifiable",
-           "DEFAULT_ACCEPTED", "VERIFIED_ONLY", "PROVES"]
+           "PROVES", "DEFAULT_ACCEPTED", "VERIFIED_ONLY", "accepted_statuses"]
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 EventFn = Callable[[dict[str, Any]], None]
 
 
-# What each status proves (said in every summary line and JSON region record).
+# What each status proves (the summary line and JSON say it next to the status).
 PROVES = {
-    "verified": "the device's own digest (or a read-back) of the range matched the signed manifest",
-    "unchanged": "the device's own digest matched before anything was written; nothing was sent",
+    "verified": "the device's own digest (or a read-back) of the range equals the signed manifest",
+    "unchanged": "the device's digest already equalled the manifest; nothing was written",
+    "booted": "the device rebooted into new firmware (the bootloader's 'OTA flashed' flag); no digest of it",
+    "acknowledged": "the device accepted every chunk's CRC-32; nothing read the whole range back",
+    "sent": "the bytes were sent; the device confirmed nothing",
+    "failed": "the region was not written as intended",
+    "skipped": "not attempted (an earlier region failed)",
 }
 DEFAULT_ACCEPTED = frozenset({"verified", "unchanged", "booted", "acknowledged"})
 VERIFIED_ONLY = frozenset({"verified", "unchanged"})
 
 
+def accepted_statuses(require_verified: bool = False, accept_unverified: bool = False) -> frozenset[str]:
+    """The statuses that count as success: `--require-verified` / `--accept-unverified`."""
+    if require_verified:
+        return VERIFIED_ONLY
+    return DEFAULT_ACCEPTED | {"sent"} if accept_unverified else DEFAULT_ACCEPTED
+
+
 class Unverifiable(Exception):
-    """Raised by `Flasher.device_digest` when the device cannot report a digest of a region.
+    """Raised by `Flasher.device_digest` when the device cannot report a digest for a region.
 
-    `status` is the strongest honest claim ("booted", "acknowledged" or "sent") and
-    `proves` one sentence saying what that status proves."""
+    `status` ("booted" | "acknowledged" | "sent") is what the write itself established;
+    `proves` says in one sentence what that is worth.
+    """
 
-    def __init__(self, status: str, proves: str) -> None:
+    def __init__(self, status: str, proves: str | None = None) -> None:
         if status not in ("booted", "acknowledged", "sent"):
-            raise ValueError(f"Unverifiable status must be booted, acknowledged or sent, not {status!r}")
-        super().__init__(f"{status}: {proves}")
-        self.status, self.proves = status, proves
+            raise ValueError(f"Unverifiable status {status!r}")
+        self.status, self.proves = status, proves or PROVES[status]
+        super().__init__(f"{status}: {self.proves}")
 
 
 @dataclass
@@ -79,7 +92,7 @@ class RegionResult:
     report: WriteReport = field(default_factory=WriteReport)
     error: str | None = None
     exit_code: int = 0  # of the error that failed it (errors.py), so the CLI exits with the cause
-    proves: str | None = None  # what the status proves (PROVES, or the flasher's Unverifiable)
+    proves: str = ""  # what the status proves (default: PROVES[status])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,13 +100,14 @@ class RegionResult:
             "address": self.address,
             "size": self.size,
             "status": self.status,
-            "proves": self.proves if self.proves is not None else PROVES.get(self.status),
+            "proves": self.proves or PROVES.get(self.status, ""),
             "seconds": round(self.seconds, 3),
             "bytes_sent": self.report.bytes_sent,
             "sectors_erased": self.report.sectors_erased,
             "sectors_skipped": self.report.sectors_skipped,
             "retries": self.report.retries,
             "error": self.error,
+            "exit_code": self.exit_code,
         }
 
 
@@ -112,8 +126,8 @@ class DeployResult:
 
     @property
     def exit_code(self) -> int:
-        """0, or the exit code of the first failure (3 = verify, 4 = device, 5 = protocol);
-        3 for a region whose status is not accepted (e.g. "sent" without --accept-unverified)."""
+        """0, or the exit code of the first failure (2 refused, 3 verify, 4 device, 5 protocol);
+        3 for a region whose status is not accepted (e.g. "booted" under --require-verified)."""
         if self.ok:
             return 0
         return next((r.exit_code for r in self.regions if r.status == "failed" and r.exit_code), 3)

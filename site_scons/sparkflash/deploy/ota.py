@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from sparkflash.deploy.base import DeployResult, EventFn, RegionResult, WriteReport
+from sparkflash.deploy.base import DeployResult, EventFn, RegionResult, WriteReport, accepted_statuses
 from sparkflash.deploy.run import Ledger
 from sparkflash.errors import InputError, TransportError
 from sparkflash.manifest.model import Region
@@ -67,13 +67,15 @@ class AdminClient:
             resp.close()
 
 
-def _result(doc: dict[str, Any], regions: list[Region]) -> DeployResult:
+def _result(doc: dict[str, Any], regions: list[Region], accepted: frozenset[str]) -> DeployResult:
     rr = [RegionResult(r["region"], r["address"], r["size"], r["status"], r["seconds"],
-                       WriteReport(r["bytes_sent"], r["sectors_erased"], r["sectors_skipped"], r["retries"]), r["error"])
+                       WriteReport(r["bytes_sent"], r["sectors_erased"], r["sectors_skipped"], r["retries"]), r["error"],
+                       int(r.get("exit_code") or 0), str(r.get("proves") or ""))
           for r in doc.get("regions", [])]
-    if not rr:  # the device failed before any region started
-        rr = [RegionResult(r.name, r.address, r.size, "failed", error=doc.get("error")) for r in regions]
-    return DeployResult(doc["release"], doc["version"], doc["device"], "ota", rr)
+    if not rr:  # the device failed (or was refused) before any region started
+        rr = [RegionResult(r.name, r.address, r.size, "failed", error=doc.get("error"),
+                           exit_code=int(doc.get("exit_code") or 0)) for r in regions]
+    return DeployResult(doc["release"], doc["version"], doc["device"], "ota", rr, accepted)
 
 
 def deploy(args: argparse.Namespace, release: Release, regions: list[Region], on_event: EventFn,
@@ -97,7 +99,8 @@ def deploy(args: argparse.Namespace, release: Release, regions: list[Region], on
         ev.pop("deployment", None)
         on_event(ev)
     status = client.call("GET", f"/v1/deployments/{dep}")
-    results = [_result(doc, regions) for doc in status["results"]]
+    accepted = accepted_statuses(getattr(args, "require_verified", False), getattr(args, "accept_unverified", False))
+    results = [_result(doc, regions, accepted) for doc in status["results"]]
     for res in results:
         if res.ok:
             ledger.record(res.device, m.name, m.version)

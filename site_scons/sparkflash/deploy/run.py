@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash import names
-from sparkflash.deploy.base import DEFAULT_ACCEPTED, VERIFIED_ONLY, DeployResult, EventFn, Flasher, RegionResult, Unverifiable
+from sparkflash.deploy.base import DEFAULT_ACCEPTED, DeployResult, EventFn, Flasher, RegionResult, Unverifiable
 from sparkflash.errors import InputError, SparkflashError, VerifyError
 from sparkflash.manifest.model import Region, parse_version
 from sparkflash.manifest.release import Release, atomic_write
 
-__all__ = ["deploy_release", "select_regions", "Ledger", "accepted_statuses"]
+__all__ = ["deploy_release", "select_regions", "Ledger"]
 
 
 def _noop(_: dict[str, Any]) -> None:
@@ -73,15 +73,6 @@ class Ledger:
         atomic_write(self._path(device), (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
 
 
-def accepted_statuses(args: object) -> frozenset[str]:
-    """The statuses that count as success for `deploy|flash`: --accept-unverified adds "sent",
-    --require-verified keeps only "verified" and "unchanged"."""
-    if getattr(args, "require_verified", False):
-        return VERIFIED_ONLY
-    if getattr(args, "accept_unverified", False):
-        return DEFAULT_ACCEPTED | {"sent"}
-    return DEFAULT_ACCEPTED
-
 
 def select_regions(regions: tuple[Region, ...], only: list[str] | None = None, memory: str | None = None) -> list[Region]:
     out = [r for r in regions if memory is None or r.memory == memory]
@@ -130,8 +121,10 @@ def deploy_release(
             rr.report = flasher.write_region(r, blobs[r.name], progress)
             try:
                 crc, sha = flasher.device_digest(r)
-            except Unverifiable as u:  # the device cannot tell: say only what is known
+            except Unverifiable as u:  # the device has no digest for it: say what the write proved
                 rr.status, rr.proves = u.status, u.proves
+                if u.status not in accepted:
+                    rr.exit_code, failed = 3, True
             else:
                 if sha != r.sha256 or crc != r.crc32:
                     raise VerifyError(

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from sparkflash import names
 from sparkflash.boards import Board, load_board
-from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, Unverifiable, WriteReport
-from sparkflash.deploy.run import Ledger, accepted_statuses, deploy_release
+from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, Unverifiable, WriteReport, accepted_statuses
+from sparkflash.deploy.run import Ledger, deploy_release
 from sparkflash.errors import (
     DeviceError,
     DeviceGone,
@@ -481,6 +481,7 @@ def deploy(args: argparse.Namespace, release: Release, regions: list[Region], on
         plan_for_device(board, regions, flasher.caps, save_address)  # before any byte of any region
         return [deploy_release(flasher, release, regions=regions, on_event=on_event, ledger=ledger,
                                allow_downgrade=getattr(args, "allow_downgrade", False),
-                               accepted=accepted_statuses(args))]
+                               accepted=accepted_statuses(getattr(args, "require_verified", False),
+                                                            getattr(args, "accept_unverified", False)))]
     finally:
         flasher.close()

@@ -158,6 +158,7 @@ def max_chunks(chunk_size: int, buffer: int = 640) -> int:
 class SenderTiming:
     begin_s: float = 30.0  # UpdateReady comes after the erase: seconds for big files
     begin_tries: int = 3
+    begin_ack_s: float = 5.0  # every device code ACKs a begin it understood at once, before erasing
     chunk_s: float = 20.0  # no answer at all to a chunk: give up (the driver resumes later)
     missed_resend_s: float = 5.0  # safe rule: resend an in-flight chunk only after this long
     done_s: float = 30.0
@@ -218,7 +219,8 @@ class OtaSender:
         else:
             self._begin = update_begin(mid, tok, flags=FLAG_FAST if self.offer_fast else 0, chunk_size=self.chunk_size,
                                        file_size=len(self.data), destination=self.destination, address=self.address)
-        self.next_deadline = now + self.timing.begin_s
+        self._begin_acked = False
+        self.next_deadline = now + min(self.timing.begin_ack_s, self.timing.begin_s)
         return [self._begin]
 
     def _fail(self, why: str) -> list[Message]:
@@ -252,6 +254,9 @@ class OtaSender:
                 self._advance_acked()
                 self.state, self.next_deadline = "done", None
             return out
+        if (self.state == "begin" and self._begin is not None and m.type == ACK and m.code == coap.EMPTY
+                and m.mid == self._begin.mid):
+            return self._on_begin_reply(m, now)
         if m.code == coap.EMPTY or self.state in ("idle", "done", "failed"):
             return out
         if self.fast and m.type != ACK and self._tokens.get(m.token):  # first-pass 2.04s come as NON
@@ -272,6 +277,10 @@ class OtaSender:
 
     def _on_begin_reply(self, m: Message, now: float) -> list[Message]:
         assert self._begin is not None
+        if m.type == ACK and m.mid == self._begin.mid and m.code == coap.EMPTY:
+            self._begin_acked = True  # the erase runs now: allow its time for UpdateReady
+            self.next_deadline = now + self.timing.begin_s
+            return []
         if m.type == ACK and m.mid == self._begin.mid and m.code == coap.BAD_REQUEST:
             return self._fail("the device refused the update (UpdateAbort, 4.00)")
         if m.token != self._begin.token:
@@ -343,6 +352,9 @@ class OtaSender:
         if self.next_deadline is None or now < self.next_deadline:
             return []
         if self.state == "begin":
+            if not self._begin_acked and self.use_save_begin:
+                return self._fail("the device did not even acknowledge SaveBegin: its firmware ignores it (stock "
+                                  "0.3.x); only flasher_additions-based firmware stores files over the air")
             if self._tries >= self.timing.begin_tries:
                 return self._fail(f"no UpdateReady after {self._tries} requests")
             return self._send_begin(now)
