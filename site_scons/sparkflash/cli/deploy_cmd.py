@@ -1,4 +1,4 @@
-"""`sparkflash deploy SOURCE --via dfu|serial|ota` and `sparkflash flash --address A FILE`.
+"""`sparkflash deploy SOURCE --via dfu|serial|ota` and `sparkflash flash [ADDR] FILE [ADDR FILE ...]`.
 
 SOURCE is a release manifest path (blobs beside it) or an s3:// release URL. Each
 transport module (`sparkflash.deploy.<via>`) provides:
@@ -16,14 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sparkflash.boards import load_board
 from sparkflash.cli.output import Reporter, hexint
+from sparkflash.deploy import flash_input
 from sparkflash.deploy.base import DeployResult
+from sparkflash.deploy.flash_input import FORMATS
 from sparkflash.deploy.run import Ledger, select_regions
 from sparkflash.errors import InputError
 from sparkflash.manifest.keys import TrustStore
-from sparkflash.manifest.model import Manifest, Region
-from sparkflash.manifest.release import Release, digests, open_release, store_blob
+from sparkflash.manifest.model import Region
+from sparkflash.manifest.release import Release, open_release
 
 __all__ = ["register", "VIA_MODULES", "open_source", "adhoc_release"]
 
@@ -63,9 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _transport_options(d)
     d.set_defaults(func=_deploy)
 
-    f = sub.add_parser("flash", help="flash one file at an address (unsigned, verified)")
-    f.add_argument("file", type=Path)
-    f.add_argument("--address", type=hexint, required=True, help="e.g. 0x80000 (external) or 0x08005000 (internal)")
+    f = sub.add_parser("flash", help="flash files at addresses (unsigned, verified; raw, Intel HEX or ELF)",
+                       description="sparkflash flash [--address A] FILE, or ADDR FILE [ADDR FILE ...]; an Intel HEX "
+                                   "or ELF file carries its own addresses and may stand alone.")
+    f.add_argument("file", nargs="+", metavar="[ADDR] FILE", help="FILE, or ADDR FILE pairs (esptool style)")
+    f.add_argument("--address", type=hexint, help="e.g. 0x80000 (external) or 0x08005000 (internal), for one FILE")
+    f.add_argument("--format", choices=FORMATS, default="auto",
+                   help="input format (default: by suffix, then content: ELF, Intel HEX, else raw binary)")
+    f.add_argument("--allow-text", action="store_true", help="write an all-ASCII file raw (refused by default)")
     f.add_argument("--board", default="spark-core")
     f.add_argument("--allow-protected", action="store_true", help="allow writing a protected area (keys, bootloader)")
     _transport_options(f)
@@ -86,36 +92,27 @@ def open_source(args: argparse.Namespace) -> Release:
     return open_release(manifest_path, trust, require_signature=not args.no_verify_signature)
 
 
-def adhoc_release(file: Path, address: int, board_name: str, allow_protected: bool, store: Path) -> Release:
-    """A one-region, unsigned release for `sparkflash flash`; the same checks as a manifest."""
-    try:
-        data = file.read_bytes()
-    except OSError as e:
-        raise InputError(f"{file}: {e.strerror}") from e
-    if not data:
-        raise InputError(f"{file}: empty file")
-    board = load_board(board_name)
-    mem = next((m for m in board.memories if m.contains(address)), None)
-    if mem is None:
-        raise InputError(f"address 0x{address:08x} is in no memory of {board.name}")
-    if not mem.contains(address, len(data)):
-        raise InputError(f"{file}: {len(data)} bytes at 0x{address:08x} run past the end of {mem.name} flash (0x{mem.end:08x})")
-    prot = mem.protected_overlap(address, len(data))
-    if prot and not allow_protected:
-        raise InputError(f"0x{address:08x}+{len(data)} writes the protected area {prot.name!r}; pass --allow-protected")
-    sha, crc = digests(data)
-    store_blob(store, data)
-    kind = "firmware" if mem.name == board.firmware_memory and address == board.firmware_address else "data"
-    region = Region(file.name, mem.name, address, len(data), sha, crc, tuple(mem.sectors(address, len(data))),
-                    kind, allow_protected)
-    m = Manifest(file.stem, "0.0.0", board.name, (region,))
-    return Release(m, m.canonical(), None, store)
+def adhoc_release(file: Path, address: int | None, board_name: str, allow_protected: bool, store: Path, *,
+                  allow_text: bool = False, fmt: str = "auto") -> Release:
+    """An unsigned release of one file for `sparkflash flash`; the same checks as a manifest."""
+    return flash_input.adhoc_release([(address, file)], board_name, store, allow_protected=allow_protected,
+                                     allow_text=allow_text, fmt=fmt)
 
 
-def _run(args: argparse.Namespace, release: Release, regions: list[Region]) -> int:
+class _NoLedger(Ledger):
+    """`flash` writes no release: it neither records a version nor refuses one."""
+
+    def refuse_downgrade(self, device: str, name: str, version: str) -> None:
+        return None
+
+    def record(self, device: str, release: str, version: str) -> None:
+        return None
+
+
+def _run(args: argparse.Namespace, release: Release, regions: list[Region], ledger: Ledger | None = None) -> int:
     rep = Reporter(args.json)
     mod = importlib.import_module(VIA_MODULES[args.via])
-    results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger())
+    results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger() if ledger is None else ledger)
     doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results]}
     rep.result(doc)
     return next((r.exit_code for r in results if r.exit_code), 0)
@@ -131,5 +128,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
 def _flash(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="sparkflash-") as tmp:
-        release = adhoc_release(args.file, args.address, args.board, args.allow_protected, Path(tmp))
-        return _run(args, release, list(release.manifest.regions))
+        targets = flash_input.parse_targets(args.file, args.address)
+        release = flash_input.adhoc_release(targets, args.board, Path(tmp), allow_protected=args.allow_protected,
+                                            allow_text=args.allow_text, fmt=args.format)
+        return _run(args, release, list(release.manifest.regions), _NoLedger())
