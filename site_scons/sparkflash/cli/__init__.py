@@ -24,6 +24,11 @@ COMMAND_MODULES = (
     "sparkflash.cli.dfu_cmd",
     "sparkflash.cli.cloud_cmd",
     "sparkflash.cli.publish_cmd",
+    "sparkflash.cli.read_cmd",
+    "sparkflash.cli.erase_cmd",
+    "sparkflash.cli.reset_cmd",
+    "sparkflash.cli.devices_cmd",
+    "sparkflash.cli.monitor_cmd",
 )
 
 
