@@ -17,7 +17,7 @@ from typing import Any
 from sparkflash.boards import load_board
 from sparkflash.errors import SparkflashError
 
-__all__ = ["register", "dfu_devices", "serial_ports", "cloud_devices", "virtual_devices"]
+__all__ = ["cloud_devices", "dfu_devices", "register", "serial_ports", "virtual_devices"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

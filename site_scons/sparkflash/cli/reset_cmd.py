@@ -11,7 +11,7 @@ from sparkflash.boards import load_board
 from sparkflash.cli.device_opts import add_device_options, one_dfu_backend
 from sparkflash.errors import InputError
 
-__all__ = ["register", "DFU_BAUD"]
+__all__ = ["DFU_BAUD", "register"]
 
 DFU_BAUD = 14400  # core-firmware: a USB CDC line coding of 14400 baud makes the application enter DFU mode
 

@@ -15,7 +15,7 @@ from sparkflash.deploy.dfu import DfuBackend
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.protocols.dfu_layout import ERASABLE, READABLE, WRITABLE
 
-__all__ = ["memory_for", "read_range", "erase_range", "EraseReport", "READ_CHUNK"]
+__all__ = ["READ_CHUNK", "EraseReport", "erase_range", "memory_for", "read_range"]
 
 READ_CHUNK = 64 * 1024  # progress granularity of a read
 
