@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "sparkflash.cli.dfu_cmd",
     "sparkflash.cli.cloud_cmd",
     "sparkflash.cli.publish_cmd",
+    "sparkflash.cli.plan_cmd",
     "sparkflash.cli.read_cmd",
     "sparkflash.cli.erase_cmd",
     "sparkflash.cli.reset_cmd",

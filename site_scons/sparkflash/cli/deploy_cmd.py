@@ -62,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL or AWS)")
     d.add_argument("--cache", type=Path, help="download cache directory")
     _transport_options(d)
+    d.add_argument("--dry-run", action="store_true", help="print the plan (sectors, bytes, time) and write nothing")
     d.set_defaults(func=_deploy)
 
     f = sub.add_parser("flash", help="flash files at addresses (unsigned, verified; raw, Intel HEX or ELF)",
@@ -123,6 +124,10 @@ def _deploy(args: argparse.Namespace) -> int:
     regions = select_regions(release.manifest.regions, args.region, args.memory)
     if not regions:
         raise InputError("no region selected")
+    if args.dry_run:
+        from sparkflash.cli.plan_cmd import run_plan
+
+        return run_plan(args, release, regions)
     return _run(args, release, regions)
 
 
