@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash.cli.output import Reporter, hexint
+from sparkflash.cli.progress import ParallelReporter
 from sparkflash.deploy import flash_input
 from sparkflash.deploy.base import DeployResult
 from sparkflash.deploy.flash_input import FORMATS
+from sparkflash.deploy.parallel import Job, run_parallel
 from sparkflash.deploy.run import Ledger, select_regions
 from sparkflash.errors import InputError
 from sparkflash.manifest.keys import TrustStore
@@ -38,7 +40,7 @@ VIA_MODULES = {
 def _transport_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--via", choices=sorted(VIA_MODULES), required=True, help="transport")
     t = p.add_argument_group("transport options")
-    t.add_argument("--port", help="serial: port path or pyserial URL")
+    t.add_argument("--port", action="append", help="serial: port path or pyserial URL (repeatable: in parallel)")
     t.add_argument("--baud", type=int, default=115200, help="serial: baud rate (default 115200)")
     t.add_argument("--device", action="append", default=[],
                    help="dfu: VID:PID, usb:BUS-PORT or virtual:STATE_DIR; ota: device id (repeatable)")
@@ -111,9 +113,25 @@ class _NoLedger(Ledger):
 
 
 def _run(args: argparse.Namespace, release: Release, regions: list[Region], ledger: Ledger | None = None) -> int:
-    rep = Reporter(args.json)
+    """One device: the transport's deploy; several --device/--port: side by side, a bar per device."""
+    led = Ledger() if ledger is None else ledger
     mod = importlib.import_module(VIA_MODULES[args.via])
-    results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger() if ledger is None else ledger)
+    ports: list[str] = list(args.port or [])
+    targets = ports if args.via == "serial" else list(args.device) if args.via == "dfu" else []
+    rep: Reporter = (ParallelReporter(args.json, targets, sum(r.size for r in regions)) if len(targets) > 1
+                     else Reporter(args.json))
+    results: list[DeployResult]
+    if args.via == "serial" and len(ports) > 1:
+        def job(port: str) -> Job:
+            one = argparse.Namespace(**{**vars(args), "port": port})
+            return port, lambda emit: list(mod.deploy(one, release, regions, emit, led))
+
+        results = run_parallel([job(p) for p in ports], rep, release, regions, "serial")
+    else:
+        args.port = ports[0] if ports else None
+        results = mod.deploy(args, release, regions, rep, led)
+    if isinstance(rep, ParallelReporter):
+        rep.summary(results)
     doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results]}
     rep.result(doc)
     return next((r.exit_code for r in results if r.exit_code), 0)
