@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import pytest
 from sparkflash.cli import main
 from sparkflash.cli.deploy_cmd import adhoc_release
 from sparkflash.errors import InputError
+
+
+def stand_in_firmware(path: Path, size: int) -> Path:
+    """A vector table (SP in RAM, Thumb reset handler in the application) and filler."""
+    path.write_bytes(struct.pack("<II", 0x20005000, 0x08005131) + bytes(range(256)) * (size // 256))
+    return path
 
 
 def blob(tmp_path: Path, n: int) -> Path:
@@ -26,7 +33,9 @@ def test_adhoc_release_describes_one_external_region(tmp_path: Path) -> None:
 
 
 def test_firmware_address_is_a_firmware_region(tmp_path: Path) -> None:
-    rel = adhoc_release(blob(tmp_path, 1024), 0x08005000, "spark-core", False, tmp_path / "store")
+    # #15: anything at the application address must start with a vector table (stand-in firmware has one)
+    rel = adhoc_release(stand_in_firmware(tmp_path / "fw.bin", 1016), 0x08005000, "spark-core", False,
+                        tmp_path / "store")
     assert rel.manifest.regions[0].kind == "firmware"
     assert rel.manifest.regions[0].memory == "internal"
 

@@ -63,7 +63,7 @@ def test_deploy_with_dfu_util_backend(tmp_path: Path, capsys: pytest.CaptureFixt
                                       tool: Callable[[str], str]) -> None:
     tool("dfu-util")
     f = tmp_path / "x.bin"
-    f.write_bytes(b"x" * 100)
+    f.write_bytes(b"\x80" * 100)  # not text, which `flash` refuses (#15)
     base = ["flash", str(f), "--address", "0x80000", "--via", "dfu", "--backend", "dfu-util"]
     assert main([*base, "--device", f"virtual:{tmp_path}"]) == 2
     assert "dfu-util talks only to USB" in capsys.readouterr().err

@@ -31,6 +31,12 @@ COMMAND_MODULES = (
     "sparkflash.cli.dfu_cmd",
     "sparkflash.cli.cloud_cmd",
     "sparkflash.cli.publish_cmd",
+    "sparkflash.cli.plan_cmd",
+    "sparkflash.cli.read_cmd",
+    "sparkflash.cli.erase_cmd",
+    "sparkflash.cli.reset_cmd",
+    "sparkflash.cli.devices_cmd",
+    "sparkflash.cli.monitor_cmd",
 )
 
 # The exit codes every command uses, by cause (README "Exit codes"; tests/cli/test_exit_codes.py).

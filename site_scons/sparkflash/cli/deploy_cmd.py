@@ -1,4 +1,4 @@
-"""`sparkflash deploy SOURCE --via dfu|serial|ota` and `sparkflash flash -a ADDRESS FILE`.
+"""`sparkflash deploy SOURCE --via dfu|serial|ota` and `sparkflash flash [ADDR] FILE [ADDR FILE ...]`.
 
 SOURCE is a release manifest path (blobs beside it) or an s3:// release URL. Each
 transport module (`sparkflash.deploy.<via>`) provides:
@@ -17,14 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparkflash.boards import load_board
 from sparkflash.cli.output import Reporter, hexint
+from sparkflash.cli.progress import ParallelReporter
+from sparkflash.deploy import flash_input
 from sparkflash.deploy.base import DeployResult, accepted_statuses
+from sparkflash.deploy.flash_input import FORMATS
+from sparkflash.deploy.parallel import Job, run_parallel
 from sparkflash.deploy.run import Ledger, select_regions
 from sparkflash.errors import DeviceError, InputError
 from sparkflash.manifest.keys import TrustStore
-from sparkflash.manifest.model import Manifest, Region
-from sparkflash.manifest.release import Release, digests, open_release, store_blob
+from sparkflash.manifest.model import Region
+from sparkflash.manifest.release import Release, open_release
 
 __all__ = ["register", "VIA_MODULES", "open_source", "adhoc_release"]
 
@@ -39,7 +42,8 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--via", choices=sorted(VIA_MODULES), required=True,
                    help="transport: dfu (USB DfuSe), serial (listening mode + YMODEM) or ota (our cloud)")
     t = p.add_argument_group("transport options")
-    t.add_argument("-p", "--port", help="serial: port path or pyserial URL (e.g. /dev/ttyACM0)")
+    t.add_argument("-p", "--port", action="append",
+                   help="serial: port path or pyserial URL, e.g. /dev/ttyACM0 (repeatable: in parallel)")
     t.add_argument("-b", "--baud", type=int, default=115200, help="serial: baud rate (default 115200)")
     t.add_argument("--stock-save-address", type=hexint, metavar="ADDR",
                    help="serial, stock firmware: the address the device's application passes to "
@@ -75,12 +79,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--cache", type=Path, help="download cache directory (default $SPARKFLASH_HOME/cache)")
     d.add_argument("--allow-downgrade", action="store_true", help="deploy a version older than the device's last one")
     _transport_options(d)
+    d.add_argument("--dry-run", action="store_true", help="print the plan (sectors, bytes, time) and write nothing")
     d.set_defaults(func=_deploy)
 
-    f = sub.add_parser("flash", help="flash one file at an address (unsigned, verified)",
-                       description="Flash one file at an address, unsigned, and verify it on the device.")
-    f.add_argument("file", type=Path, help="the raw bytes to write (.bin)")
-    f.add_argument("-a", "--address", type=hexint, required=True, help="e.g. 0x80000 (external) or 0x08005000 (internal)")
+    f = sub.add_parser("flash", help="flash files at addresses (unsigned, verified; raw, Intel HEX or ELF)",
+                       description="sparkflash flash [--address A] FILE, or ADDR FILE [ADDR FILE ...]; an Intel HEX "
+                                   "or ELF file carries its own addresses and may stand alone.")
+    f.add_argument("file", nargs="+", metavar="[ADDR] FILE", help="FILE, or ADDR FILE pairs (esptool style)")
+    f.add_argument("-a", "--address", type=hexint, help="e.g. 0x80000 (external) or 0x08005000 (internal), for one FILE")
+    f.add_argument("--format", choices=FORMATS, default="auto",
+                   help="input format (default: by suffix, then content: ELF, Intel HEX, else raw binary)")
+    f.add_argument("--allow-text", action="store_true", help="write an all-ASCII file raw (refused by default)")
     f.add_argument("--board", default="spark-core", help="board memory map (default spark-core)")
     f.add_argument("--allow-protected", action="store_true", help="allow writing a protected area (keys, bootloader)")
     _transport_options(f)
@@ -101,30 +110,11 @@ def open_source(args: argparse.Namespace) -> Release:
     return open_release(manifest_path, trust, require_signature=not args.no_verify_signature)
 
 
-def adhoc_release(file: Path, address: int, board_name: str, allow_protected: bool, store: Path) -> Release:
-    """A one-region, unsigned release for `sparkflash flash`; the same checks as a manifest."""
-    try:
-        data = file.read_bytes()
-    except OSError as e:
-        raise InputError(f"{file}: {e.strerror}") from e
-    if not data:
-        raise InputError(f"{file}: empty file")
-    board = load_board(board_name)
-    mem = next((m for m in board.memories if m.contains(address)), None)
-    if mem is None:
-        raise InputError(f"address 0x{address:08x} is in no memory of {board.name}")
-    if not mem.contains(address, len(data)):
-        raise InputError(f"{file}: {len(data)} bytes at 0x{address:08x} run past the end of {mem.name} flash (0x{mem.end:08x})")
-    prot = mem.protected_overlap(address, len(data))
-    if prot and not allow_protected:
-        raise InputError(f"0x{address:08x}+{len(data)} writes the protected area {prot.name!r}; pass --allow-protected")
-    sha, crc = digests(data)
-    store_blob(store, data)
-    kind = "firmware" if mem.name == board.firmware_memory and address == board.firmware_address else "data"
-    region = Region(file.name, mem.name, address, len(data), sha, crc, tuple(mem.sectors(address, len(data))),
-                    kind, allow_protected)
-    m = Manifest(file.stem, "0.0.0", board.name, (region,))
-    return Release(m, m.canonical(), None, store)
+def adhoc_release(file: Path, address: int | None, board_name: str, allow_protected: bool, store: Path, *,
+                  allow_text: bool = False, fmt: str = "auto") -> Release:
+    """An unsigned release of one file for `sparkflash flash`; the same checks as a manifest."""
+    return flash_input.adhoc_release([(address, file)], board_name, store, allow_protected=allow_protected,
+                                     allow_text=allow_text, fmt=fmt)
 
 
 def check_ota_devices(cloud: str, devices: list[str], online_timeout: float) -> None:
@@ -150,15 +140,31 @@ def check_ota_devices(cloud: str, devices: list[str], online_timeout: float) -> 
         time.sleep(0.2)
 
 
-def _run(args: argparse.Namespace, release: Release, regions: list[Region]) -> int:
-    rep = Reporter(args.json, quiet=args.quiet)
+def _run(args: argparse.Namespace, release: Release, regions: list[Region], ledger: Ledger | None = None) -> int:
+    """One device: the transport's deploy; several --device/--port: side by side, a bar per device."""
+    led = Ledger() if ledger is None else ledger
     if args.via == "ota" and args.device:
         check_ota_devices(args.cloud, args.device, args.online_timeout)
     mod = importlib.import_module(VIA_MODULES[args.via])
-    results: list[DeployResult] = mod.deploy(args, release, regions, rep, Ledger())
+    ports: list[str] = list(args.port or [])
+    targets = ports if args.via == "serial" else list(args.device) if args.via == "dfu" else []
+    rep: Reporter = (ParallelReporter(args.json, targets, sum(r.size for r in regions)) if len(targets) > 1
+                     else Reporter(args.json, quiet=args.quiet))
+    results: list[DeployResult]
+    if args.via == "serial" and len(ports) > 1:
+        def job(port: str) -> Job:
+            one = argparse.Namespace(**{**vars(args), "port": port})
+            return port, lambda emit: list(mod.deploy(one, release, regions, emit, led))
+
+        results = run_parallel([job(p) for p in ports], rep, release, regions, "serial")
+    else:
+        args.port = ports[0] if ports else None
+        results = mod.deploy(args, release, regions, rep, led)
     accepted = accepted_statuses(args.require_verified, args.accept_unverified)
     for r in results:
         r.accepted = accepted
+    if isinstance(rep, ParallelReporter):
+        rep.summary(results)
     code = next((r.exit_code for r in results if r.exit_code), 0)
     doc: dict[str, Any] = {"ok": all(r.ok for r in results), "deployments": [r.to_json() for r in results],
                            "exit_code": code}
@@ -177,10 +183,16 @@ def _deploy(args: argparse.Namespace) -> int:
     regions = select_regions(release.manifest.regions, args.region, args.memory)
     if not regions:
         raise InputError("no region selected")
+    if args.dry_run:
+        from sparkflash.cli.plan_cmd import run_plan
+
+        return run_plan(args, release, regions)
     return _run(args, release, regions)
 
 
 def _flash(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="sparkflash-") as tmp:
-        release = adhoc_release(args.file, args.address, args.board, args.allow_protected, Path(tmp))
-        return _run(args, release, list(release.manifest.regions))
+        targets = flash_input.parse_targets(args.file, args.address)
+        release = flash_input.adhoc_release(targets, args.board, Path(tmp), allow_protected=args.allow_protected,
+                                            allow_text=args.allow_text, fmt=args.format)
+        return _run(args, release, list(release.manifest.regions), _NoLedger())

@@ -11,6 +11,7 @@ the installed dfu-util.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import re
 import tempfile
@@ -22,6 +23,7 @@ from sparkflash.boards import Board, Memory, load_board
 from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, WriteReport
 from sparkflash.deploy.dfu_plan import SectorPlan, chunks, plan_write
 from sparkflash.deploy.dfu_session import DEFAULT_TIMEOUT, DfuSession, open_pipes
+from sparkflash.deploy.parallel import Job, run_parallel
 from sparkflash.deploy.run import Ledger, deploy_release
 from sparkflash.errors import InputError, TransportError, VerifyError
 from sparkflash.manifest.model import Region
@@ -269,15 +271,28 @@ def deploy(args: argparse.Namespace, release: Release, regions: list[Region], on
     board = load_board(release.manifest.board)
     for r in regions:
         check_region(board, r)  # before any device is opened
-    results = []
     backends = open_backends(args, board)
+
+    def one(b: DfuBackend, emit: EventFn) -> list[DeployResult]:
+        flasher = DfuFlasher(b, board, no_skip=bool(_opt(args, "no_skip", False)), leave=bool(_opt(args, "leave", False)))
+        return [deploy_release(flasher, release, regions=regions, on_event=emit, ledger=ledger,
+                               allow_downgrade=bool(_opt(args, "allow_downgrade", False)))]
+
     try:
-        for b in backends:
-            flasher = DfuFlasher(b, board, no_skip=bool(_opt(args, "no_skip", False)),
-                                 leave=bool(_opt(args, "leave", False)))
-            results.append(deploy_release(flasher, release, regions=regions, on_event=on_event, ledger=ledger,
-                                          allow_downgrade=bool(_opt(args, "allow_downgrade", False))))
+        if len(backends) == 1:
+            return one(backends[0], on_event)
+        # several devices: side by side, each its own sequential loop (USB control transfers are per device)
+        jobs: list[Job] = [(backend_label(b), functools.partial(one, b)) for b in backends]
+        return run_parallel(jobs, on_event, release, regions, "dfu")
     finally:
         for b in backends:
             b.close()
-    return results
+
+
+def backend_label(b: DfuBackend) -> str:
+    """How the device was reached (virtual:DIR, usb:BUS-PORT), for tagging events."""
+    if isinstance(b, SessionBackend):
+        return b.session.pipe.name
+    if isinstance(b, DfuUtilBackend):
+        return f"usb:{b.path}" if b.path else f"{b.vid:04x}:{b.pid:04x}"
+    return b.device_id()
