@@ -140,6 +140,16 @@ def check_ota_devices(cloud: str, devices: list[str], online_timeout: float) -> 
         time.sleep(0.2)
 
 
+class _NoLedger(Ledger):
+    """`flash` writes no release: it neither records a version nor refuses one."""
+
+    def refuse_downgrade(self, device: str, name: str, version: str) -> None:
+        return None
+
+    def record(self, device: str, release: str, version: str) -> None:
+        return None
+
+
 def _run(args: argparse.Namespace, release: Release, regions: list[Region], ledger: Ledger | None = None) -> int:
     """One device: the transport's deploy; several --device/--port: side by side, a bar per device."""
     led = Ledger() if ledger is None else ledger
