@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     b = ms.add_parser("build", help="release YAML -> DIR/manifest.json + DIR/blobs/sha256/<hex>")
     b.add_argument("yaml", type=Path, help="release YAML (e.g. manifests/example.yaml)")
-    b.add_argument("--out", type=Path, required=True, help="output directory (holds one release)")
+    b.add_argument("-o", "--out", type=Path, required=True, help="output directory (holds one release)")
     b.add_argument("--meta", type=_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="pin extra metadata (e.g. a build date) into the manifest")
     b.add_argument("--key", type=Path, help="also sign with this Ed25519 private key (PEM)")
