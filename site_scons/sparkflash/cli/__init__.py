@@ -109,9 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except SparkflashError as e:
         return _fail(as_json, str(e), e.exit_code, type(e).__name__)
-    except OSError as e:  # a path the library did not wrap: still bad input, still one line
+    except OSError as e:  # not wrapped by the library: a port/USB failure (4), else a path (bad input, 2)
         where = f"{e.filename}: " if e.filename else ""
-        return _fail(as_json, f"{where}{e.strerror or e}", 2, type(e).__name__)
+        device = type(e).__module__.split(".")[0] in ("serial", "usb")
+        return _fail(as_json, f"{where}{e.strerror or e}", 4 if device else 2, type(e).__name__)
     except KeyboardInterrupt:
         return _fail(as_json, "interrupted", 130, "KeyboardInterrupt")
 
