@@ -36,7 +36,7 @@ COMMAND_MODULES = (
 # The exit codes every command uses, by cause (README "Exit codes"; tests/cli/test_exit_codes.py).
 EXIT_CODES = {
     0: "success: every region verified (or already right)",
-    1: "an unexpected internal error (a bug: please report it)",
+    1: "an unexpected internal error, a bug (please report it)",
     2: "bad input: arguments, files, manifests, keys, names (channel, device, region)",
     3: "verification failed: a signature, a digest or a read-back did not match",
     4: "device or transport error: no device, port or USB failure, device offline",
@@ -59,9 +59,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def _leaves(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that run a command; every sub-command placeholder is named COMMAND on the way."""
     subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         return [p]
+    for s in subs:
+        s.metavar = "COMMAND"
     return [leaf for s in subs for child in dict.fromkeys(s.choices.values()) for leaf in _leaves(child)]
 
 
