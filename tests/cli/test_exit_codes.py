@@ -109,3 +109,11 @@ def test_ota_device_unknown_is_2_and_offline_is_4_at_once(example_release: Path,
     assert code == 2 and "not registered" in str(doc["error"]), doc
     code, doc = run(capsys, *base, "-d", "0123456789abcdef01234567", "--online-timeout", "0")
     assert code == 4 and "not connected" in str(doc["error"]), doc
+
+
+def test_a_cloud_that_is_not_ours_is_a_protocol_error_5(example_release: Path, s3: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """An HTTP server that does not speak the admin API (here: the S3 server) breaks the protocol."""
+    code, doc = run(capsys, "deploy", str(example_release), "--no-verify-signature", "--via", "ota", "--cloud", s3,
+                    "-d", "0123456789abcdef01234567")
+    assert code == 5 and "no device list" in str(doc["error"]), doc

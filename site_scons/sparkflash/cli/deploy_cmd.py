@@ -21,7 +21,7 @@ from sparkflash.boards import load_board
 from sparkflash.cli.output import Reporter, hexint
 from sparkflash.deploy.base import DeployResult
 from sparkflash.deploy.run import Ledger, select_regions
-from sparkflash.errors import DeviceError, InputError
+from sparkflash.errors import DeviceError, InputError, RemoteProtocolError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
 from sparkflash.manifest.release import Release, digests, open_release, store_blob
@@ -127,8 +127,12 @@ def check_ota_devices(cloud: str, devices: list[str], online_timeout: float) -> 
     client = AdminClient(cloud)
     deadline = time.monotonic() + max(online_timeout, 0.0)
     while True:
-        doc = client.call("GET", "/v1/devices")
-        known = {str(d["id"]).lower(): d for d in doc.get("devices", [])}
+        try:
+            doc = client.call("GET", "/v1/devices")
+            known = {str(d["id"]).lower(): d for d in doc["devices"]}
+        except (ValueError, KeyError, TypeError) as e:  # JSON, but not ours; or not JSON at all
+            raise RemoteProtocolError(f"cloud admin API at {cloud}: GET /v1/devices gave no device list ({e}); "
+                                      "is this the --admin address of `sparkflash cloud serve`?") from None
         unknown = [d for d in devices if d.strip().lower() not in known]
         if unknown:
             raise InputError(f"device {', '.join(unknown)}: not registered with the cloud at {cloud} "
