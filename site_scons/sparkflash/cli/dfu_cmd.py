@@ -188,7 +188,7 @@ def _info(args: argparse.Namespace) -> int:
     else:
         doc["payload_size"] = len(raw) - 16
     if args.json:
-        print(json.dumps(doc, sort_keys=True))
+        print(json.dumps({"ok": True, "exit_code": 0, **doc}, sort_keys=True))
         return 0
     print(f"{args.file}: DFU suffix {suffix.vendor:04x}:{suffix.product:04x} bcdDevice {suffix.bcd_device:04x} "
           f"bcdDFU {suffix.bcd_dfu:04x} CRC {suffix.crc:08x}")

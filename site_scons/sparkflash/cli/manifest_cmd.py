@@ -118,7 +118,7 @@ def _build(args: argparse.Namespace) -> int:
     sig = sign_manifest(res.manifest_path, signer) if signer is not None else None
     if args.json:
         print(json.dumps(_doc(res.manifest, manifest_path=str(res.manifest_path), warnings=list(res.warnings),
-                              signature=str(sig) if sig else None), sort_keys=True))
+                              signature=str(sig) if sig else None, ok=True, exit_code=0), sort_keys=True))
         return 0
     print(_table(res.manifest, res.board))
     note = "" if res.changed else " (unchanged)"
@@ -162,7 +162,7 @@ def _verify(args: argparse.Namespace) -> int:
     m = rel.manifest
     assert rel.signature is not None
     if args.json:
-        print(json.dumps({"ok": True, "manifest": str(mpath), "name": m.name, "version": m.version,
+        print(json.dumps({"ok": True, "exit_code": 0, "manifest": str(mpath), "name": m.name, "version": m.version,
                           "key_id": rel.signature.key_id, "regions": len(m.regions)}, sort_keys=True))
     else:
         print(f"OK: {m.name} {m.version}: signature by key {rel.signature.key_id[:16]}… and "
@@ -174,7 +174,7 @@ def _sign(args: argparse.Namespace) -> int:
     signer = load_signer(args.key)
     out = sign_manifest(_manifest_path(args.release), signer)
     if args.json:
-        print(json.dumps({"signature": str(out), "key_id": signer.key_id}, sort_keys=True))
+        print(json.dumps({"ok": True, "exit_code": 0, "signature": str(out), "key_id": signer.key_id}, sort_keys=True))
     else:
         print(f"wrote {out} (key id {signer.key_id})")
     return 0
