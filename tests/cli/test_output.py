@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,18 @@ def test_deploy_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
     rep({"event": "region-done", "region": "font", "device": "d1", "status": "verified", "sectors_skipped": 1})
     err = capsys.readouterr().err
     assert "(1 region)" in err and "(1 sector unchanged)" in err and "regions)" not in err
+
+
+def test_quiet_prints_nothing_on_success(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sparkflash.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    fw = tmp_path / "fw.bin"
+    fw.write_bytes(b"\x00\x50\x00\x20\x31\x51\x00\x08" + bytes(4000))
+    capsys.readouterr()
+    assert main(["manifest", "build", str(root / "manifests" / "example.yaml"), "--firmware", str(fw),
+                 "-o", str(tmp_path / "rel"), "-q"]) == 0
+    assert main(["keys", "generate", "-o", str(tmp_path / "k.pem")]) == 0
+    assert main(["manifest", "sign", str(tmp_path / "rel"), "--key", str(tmp_path / "k.pem"), "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "private key" in out and out.count("\n") == 3 and err == ""  # only keys generate spoke

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash.boards import Board, load_board
-from sparkflash.cli.output import fmt_size, plural
+from sparkflash.cli.output import fmt_size, plural, say
 from sparkflash.errors import InputError
 from sparkflash.manifest.build import build_release, plan_release
 from sparkflash.manifest.keys import TrustStore, load_signer
@@ -120,13 +120,13 @@ def _build(args: argparse.Namespace) -> int:
         print(json.dumps(_doc(res.manifest, manifest_path=str(res.manifest_path), warnings=list(res.warnings),
                               signature=str(sig) if sig else None, ok=True, exit_code=0), sort_keys=True))
         return 0
-    print(_table(res.manifest, res.board))
+    if not args.quiet:
+        print(_table(res.manifest, res.board))
     note = "" if res.changed else " (unchanged)"
     if signer is not None:
-        print(f"wrote {res.manifest_path}{note} and {sig} (key id {signer.key_id})", file=sys.stderr)
+        say(args, f"wrote {res.manifest_path}{note} and {sig} (key id {signer.key_id})")
     else:
-        print(f"wrote {res.manifest_path}{note}; sign it with `sparkflash manifest sign {args.out} --key KEY.pem`",
-              file=sys.stderr)
+        say(args, f"wrote {res.manifest_path}{note}; sign it with `sparkflash manifest sign {args.out} --key KEY.pem`")
     return 0
 
 
@@ -151,7 +151,7 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print(_table(manifest, board))
         if args.svg is not None:
-            print(f"wrote {args.svg}", file=sys.stderr)
+            say(args, f"wrote {args.svg}")
     return 0
 
 
@@ -175,6 +175,6 @@ def _sign(args: argparse.Namespace) -> int:
     out = sign_manifest(_manifest_path(args.release), signer)
     if args.json:
         print(json.dumps({"ok": True, "exit_code": 0, "signature": str(out), "key_id": signer.key_id}, sort_keys=True))
-    else:
+    elif not args.quiet:
         print(f"wrote {out} (key id {signer.key_id})")
     return 0
