@@ -118,3 +118,19 @@ def test_shell_completion_offers_commands_and_options(tmp_path: Path) -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         words = {w.strip() for w in out.read_text().split("\n") if w.strip()}
         assert want <= words, (line, words)
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    (["publish", "d", "s3://b/p", "--region", "eu-west-1"], ("aws_region", "eu-west-1")),
+    (["s3-local", "--port", "0"], ("port", 0)),
+    (["cloud", "serve", "--key", "k", "--devices", "d", "--host", "127.0.0.1"], ("host", "127.0.0.1")),
+    (["keys", "generate", "k.pem"], ("path", Path("k.pem"))),
+    (["dfu", "pack", "0x80000", "f.bin", "--output", "x.dfu"], ("out", Path("x.dfu"))),
+])
+def test_old_spellings_still_parse_but_are_hidden(old: list[str], new: tuple[str, object]) -> None:
+    args = build_parser().parse_args(old)
+    assert getattr(args, new[0]) == new[1]
+    flag = next((w for w in old if w in ("--region", "--port", "--host", "--output")), None)
+    if flag is not None:
+        leaf = LEAVES[tuple(w for w in old[:2] if not w.startswith("-") and w in {p for k in LEAVES for p in k})]
+        assert flag not in leaf.format_help(), f"{flag} should be hidden from --help"
