@@ -71,8 +71,8 @@ def test_show_prints_both_flashes_and_writes_svg(signed: Path, run: Run, tmp_pat
     root = ET.parse(svg).getroot()
     text = " ".join("".join(e.itertext()) for e in root.iter())
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert "internal (0x08000000, 128 KiB)" in text and "external (0x00000000, 2048 KiB)" in text
-    assert "blob 0x80000 4096 B" in text and "device_key" in text
+    assert "internal (0x08000000, 128 KiB, 1 KiB sectors)" in text and "external (0x00000000, 2 MiB, 4 KiB sectors)" in text
+    assert "blob 0x80000 4 KiB" in text and "device_key" in text
 
 
 def test_show_json_is_the_manifest(signed: Path, run: Run) -> None:

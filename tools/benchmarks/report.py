@@ -34,6 +34,7 @@ TITLES = {
 HINTS = {"build": "core-firmware figures come from `tools/bench build --core-firmware PATH` (a core-firmware tree "
                    "with its sibling libraries); `all` measures them only if its results include them."}
 PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png"}
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Target(NamedTuple):
@@ -207,40 +208,68 @@ def _summary(results: dict[str, Any]) -> list[str]:
 
 
 # -- plots ------------------------------------------------------------------------------
-def _bars(ax: Any, rows: list[tuple[str, float, float | None]], ylabel: str, title: str) -> None:
-    labels = [label for label, _, _ in rows]
-    ax.bar(range(len(rows)), [v for _, v, _ in rows], color="#4c72b0")
-    for i, (_, v, target) in enumerate(rows):
-        ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=8)
-        if target is not None:
-            ax.hlines(target, i - 0.4, i + 0.4, colors="#c44e52", linestyles="dashed")
+PASS_COLOR, FAIL_COLOR, INFO_COLOR = "#2e7d32", "#c62828", "#9e9e9e"
+
+
+class Bar(NamedTuple):
+    """One bar: a ratio as its target defines it (never inverted), its target if it has one."""
+
+    label: str
+    value: float
+    op: str | None = None  # the target's comparison, None for a ratio without a target
+    limit: float | None = None
+
+    @property
+    def color(self) -> str:
+        if self.op is None or self.limit is None:
+            return INFO_COLOR
+        ok = {"<": self.value < self.limit, "<=": self.value <= self.limit, ">=": self.value >= self.limit,
+              "==": self.value == self.limit}[self.op]
+        return PASS_COLOR if ok else FAIL_COLOR
+
+
+def _bars(ax: Any, rows: list[Bar], ylabel: str, title: str) -> None:
+    ax.bar(range(len(rows)), [b.value for b in rows], color=[b.color for b in rows])
+    top = max([b.value for b in rows] + [b.limit or 0 for b in rows])
+    for i, b in enumerate(rows):
+        verdict = "" if b.op is None else (" pass" if b.color == PASS_COLOR else " FAIL")
+        ax.annotate(f"{b.value:.3g}{verdict}", (i, b.value), ha="center", va="bottom", fontsize=8, color=b.color,
+                    fontweight="bold" if verdict == " FAIL" else "normal")
+        if b.limit is not None:
+            ax.hlines(b.limit, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
+    ax.set_ylim(0, top * 1.25)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title + " (dashed: target)", fontsize=10)
+    ax.set_xticklabels([b.label + ("" if b.op is None else f"\n(target {b.op} {b.limit:g})") for b in rows],
+                       fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=10)
 
 
-def _plot_rows(results: dict[str, Any]) -> dict[str, list[tuple[str, float, float | None]]]:
+def _plot_rows(results: dict[str, Any]) -> dict[str, list[Bar]]:
+    """throughput: fractions of each link; the other keys: one panel per benchmark, its targets
+    first (as the target states them), then its ratios without a target (grey)."""
+
     def num(bench: str, path: str) -> float | None:
         v = lookup(results.get(bench), path)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    throughput = [("serial: ours", num("serial", "ours_link_model.fraction_of_line_rate"), 0.90),
-                  ("serial: ours + flash timing", num("serial", "ours_link_and_flash_timing.fraction_of_line_rate"), None),
-                  ("serial: lrzsz sb -k", num("serial", "lrzsz_sb_k_link_model.fraction_of_line_rate"), None),
-                  ("OTA: fast", num("ota", "fast.link_fraction"), 0.80),
-                  ("OTA: stop-and-wait", num("ota", "stop_and_wait.link_fraction"), None)]
-    cf = results.get("build", {}).get("core_firmware") if isinstance(results.get("build"), dict) else None
-    speedups = [("DFU SPI write\nvs dfu-util", num("dfu", "write_spi.speedup"), 1.8),
-                ("DFU internal write\nvs dfu-util", num("dfu", "write_internal.speedup"), None),
-                ("DFU 1-byte change\nvs full write", num("dfu", "one_sector_change.speedup"), 20.0),
-                ("OTA fast\nvs stop-and-wait", num("ota", "fast_over_stop_and_wait"), 10.0),
-                ("build example\n-j2 vs -j1", _ratio(num("build", "example.clean_j1_s"), num("build", "example.clean_j2_s")),
-                 None),
-                ("core-firmware clean -j2\nmake / scons", _ratio(1, lookup(cf, "clean_j2_scons_over_make.median")),
-                 1.0)]
-    return {"throughput": [(a, v, t) for a, v, t in throughput if v is not None],
-            "speedups": [(a, v, t) for a, v, t in speedups if v is not None]}
+    def bar(label: str, value: float | None, op: str | None = None, limit: float | None = None) -> list[Bar]:
+        return [] if value is None else [Bar(label, value, op, limit)]
+
+    throughput = (bar("serial: ours", num("serial", "ours_link_model.fraction_of_line_rate"), ">=", 0.90)
+                  + bar("serial: ours + flash timing", num("serial", "ours_link_and_flash_timing.fraction_of_line_rate"))
+                  + bar("serial: lrzsz sb -k", num("serial", "lrzsz_sb_k_link_model.fraction_of_line_rate"))
+                  + bar("OTA: fast", num("ota", "fast.link_fraction"), ">=", 0.80)
+                  + bar("OTA: stop-and-wait", num("ota", "stop_and_wait.link_fraction")))
+    dfu_write = (bar("SPI write:\ndfu-util time / ours", num("dfu", "write_spi.speedup"), ">=", 1.8)
+                 + bar("internal write:\ndfu-util time / ours", num("dfu", "write_internal.speedup")))
+    dfu_change = bar("1-byte change in 1.5 MiB:\nfull write / ours", num("dfu", "one_sector_change.speedup"), ">=", 20.0)
+    ota = bar("fast / stop-and-wait\nthroughput", num("ota", "fast_over_stop_and_wait"), ">=", 10.0)
+    build = (bar("core-firmware clean -j2:\nscons time / make time",
+                 num("build", "core_firmware.clean_j2_scons_over_make.median"), "<=", 1.0)
+             + bar("example clean:\n-j1 time / -j2 time",
+                   _ratio(num("build", "example.clean_j1_s"), num("build", "example.clean_j2_s"))))
+    return {"throughput": throughput, "dfu_write": dfu_write, "dfu_change": dfu_change, "ota": ota, "build": build}
 
 
 def _plots(results: dict[str, Any], out: Path) -> tuple[list[str], str | None]:
@@ -254,17 +283,27 @@ def _plots(results: dict[str, Any], out: Path) -> tuple[list[str], str | None]:
         return [], "matplotlib is not installed (pip install -e '.[bench]')"
     written: list[str] = []
     rows = _plot_rows(results)
-    for key, ylabel, title in (("throughput", "fraction of the link limit", "Throughput per transport"),
-                               ("speedups", "speedup (x)", "DFU, OTA and build speedups")):
-        if rows[key]:
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            _bars(ax, rows[key], ylabel, title)
-            if key == "speedups":
-                ax.set_yscale("log")
-            fig.tight_layout()
-            fig.savefig(out / PLOTS[key], dpi=100)
-            plt.close(fig)
-            written.append(PLOTS[key])
+    if rows["throughput"]:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        _bars(ax, rows["throughput"], "fraction of the link limit",
+              "Throughput per transport (green pass, red FAIL, grey: no target; dashed: target)")
+        ax.tick_params(axis="x", labelsize=7)
+        fig.tight_layout()
+        fig.savefig(out / PLOTS["throughput"], dpi=100)
+        plt.close(fig)
+        written.append(PLOTS["throughput"])
+    panels = [(key, title) for key, title in (("dfu_write", "DFU writes (#5)"), ("dfu_change", "DFU skip (#5)"),
+                                              ("ota", "OTA (#6)"), ("build", "Build (#2)")) if rows[key]]
+    if panels:  # one panel per target's scale: ratios of different kinds never share an axis
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 1, 4.5), squeeze=False,
+                                 gridspec_kw={"width_ratios": [len(rows[k]) + 0.6 for k, _ in panels]})
+        for ax, (key, title) in zip(axes[0], panels, strict=True):
+            _bars(ax, rows[key], "ratio (x)", title)
+        fig.suptitle("Speedups and ratios against their targets (green pass, red FAIL, grey: no target)", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / PLOTS["speedups"], dpi=100)
+        plt.close(fig)
+        written.append(PLOTS["speedups"])
     agg = lookup(results.get("ota"), "aggregate") or {}
     rate = lookup(results.get("ota"), "link.bytes_s")
     points: list[tuple[int, float, float]] = []
@@ -290,9 +329,27 @@ def _plots(results: dict[str, Any], out: Path) -> tuple[list[str], str | None]:
     return written, None
 
 
+def _relative_paths(doc: Any) -> Any:
+    """Figures as RESULTS.md may show them: no absolute path of this machine (a temporary
+    checkout means nothing elsewhere). Inside the repository: relative to it; outside: the
+    last component, marked as outside."""
+    if isinstance(doc, dict):
+        return {k: _relative_paths(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_relative_paths(v) for v in doc]
+    if isinstance(doc, str) and os.path.isabs(doc) and len(doc) > 1:
+        p = Path(doc)
+        try:
+            return p.resolve().relative_to(REPO).as_posix()
+        except ValueError:
+            return f"<outside the repository>/{p.name}"
+    return doc
+
+
 def write(results: dict[str, Any], out: Path) -> None:
     """bench/RESULTS.md (+ PNG plots) from {name: run([]) result}; tolerant of missing parts."""
     out.mkdir(parents=True, exist_ok=True)
+    results = _relative_paths(results)
     plots, why_not = _plots(results, out)
     lines = ["# Benchmark results", "", "Every figure of the transport and build issues, measured side by side in one run "
              "and given as ratios beside the issue's target. Raw figures: [results.json](results.json).", ""]

@@ -42,7 +42,7 @@ COMMAND_MODULES = (
 # The exit codes every command uses, by cause (README "Exit codes"; tests/cli/test_exit_codes.py).
 EXIT_CODES = {
     0: "success: every region verified (or already right)",
-    1: "an unexpected internal error (a bug: please report it)",
+    1: "an unexpected internal error, a bug (please report it)",
     2: "bad input: arguments, files, manifests, keys, names (channel, device, region)",
     3: "verification failed: a signature, a digest or a read-back did not match",
     4: "device or transport error: no device, port or USB failure, device offline",
@@ -65,9 +65,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def _leaves(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that run a command; every sub-command placeholder is named COMMAND on the way."""
     subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         return [p]
+    for s in subs:
+        s.metavar = "COMMAND"
     return [leaf for s in subs for child in dict.fromkeys(s.choices.values()) for leaf in _leaves(child)]
 
 
@@ -115,9 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except SparkflashError as e:
         return _fail(as_json, str(e), e.exit_code, type(e).__name__)
-    except OSError as e:  # a path the library did not wrap: still bad input, still one line
+    except OSError as e:  # not wrapped by the library: a port/USB failure (4), else a path (bad input, 2)
         where = f"{e.filename}: " if e.filename else ""
-        return _fail(as_json, f"{where}{e.strerror or e}", 2, type(e).__name__)
+        device = type(e).__module__.split(".")[0] in ("serial", "usb")
+        return _fail(as_json, f"{where}{e.strerror or e}", 4 if device else 2, type(e).__name__)
     except KeyboardInterrupt:
         return _fail(as_json, "interrupted", 130, "KeyboardInterrupt")
 

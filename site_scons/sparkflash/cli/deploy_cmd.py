@@ -24,7 +24,7 @@ from sparkflash.deploy.base import DeployResult, accepted_statuses
 from sparkflash.deploy.flash_input import FORMATS
 from sparkflash.deploy.parallel import Job, run_parallel
 from sparkflash.deploy.run import Ledger, select_regions
-from sparkflash.errors import DeviceError, InputError
+from sparkflash.errors import DeviceError, InputError, RemoteProtocolError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Region
 from sparkflash.manifest.release import Release, open_release
@@ -125,8 +125,12 @@ def check_ota_devices(cloud: str, devices: list[str], online_timeout: float) -> 
     client = AdminClient(cloud)
     deadline = time.monotonic() + max(online_timeout, 0.0)
     while True:
-        doc = client.call("GET", "/v1/devices")
-        known = {str(d["id"]).lower(): d for d in doc.get("devices", [])}
+        try:
+            doc = client.call("GET", "/v1/devices")
+            known = {str(d["id"]).lower(): d for d in doc["devices"]}
+        except (ValueError, KeyError, TypeError) as e:  # JSON, but not ours; or not JSON at all
+            raise RemoteProtocolError(f"cloud admin API at {cloud}: GET /v1/devices gave no device list ({e}); "
+                                      "is this the --admin address of `sparkflash cloud serve`?") from None
         unknown = [d for d in devices if d.strip().lower() not in known]
         if unknown:
             raise InputError(f"device {', '.join(unknown)}: not registered with the cloud at {cloud} "

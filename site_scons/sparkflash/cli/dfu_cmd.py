@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                   "release, or from ADDRESS FILE pairs as esptool's write_flash takes them.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="manifest.json (or its directory), or ADDRESS FILE (e.g. 0x80000 font.bin); FILE@ADDRESS also works")
-    p.add_argument("-o", "--out", type=Path, required=True, help="the .dfu file to write")
+    p.add_argument("-o", "--out", type=Path, help="the .dfu file to write (required)")
     p.add_argument("--output", dest="out", type=Path, help=argparse.SUPPRESS)  # deprecated spelling of --out
     p.add_argument("--board", default="spark-core", help="board for ADDRESS FILE inputs (default spark-core)")
     p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key for a release")
@@ -124,6 +124,8 @@ def _pieces(args: argparse.Namespace) -> tuple[Board, list[tuple[int, bytes, str
 
 
 def _pack(args: argparse.Namespace) -> int:
+    if args.out is None:  # not argparse's required=True: the hidden --output spelling must satisfy it too
+        raise InputError("dfu pack: pass -o/--out FILE.dfu")
     board, pieces = _pieces(args)
     vid, pid = board.usb["dfu"]
     raw = build_dfuse(pack_elements(board, pieces), vid, pid)
@@ -188,7 +190,7 @@ def _info(args: argparse.Namespace) -> int:
     else:
         doc["payload_size"] = len(raw) - 16
     if args.json:
-        print(json.dumps(doc, sort_keys=True))
+        print(json.dumps({"ok": True, "exit_code": 0, **doc}, sort_keys=True))
         return 0
     print(f"{args.file}: DFU suffix {suffix.vendor:04x}:{suffix.product:04x} bcdDevice {suffix.bcd_device:04x} "
           f"bcdDFU {suffix.bcd_dfu:04x} CRC {suffix.crc:08x}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash.boards import Board, load_board
-from sparkflash.cli.output import fmt_size, plural
+from sparkflash.cli.output import fmt_size, plural, say
 from sparkflash.errors import InputError
 from sparkflash.manifest.build import build_release, plan_release
 from sparkflash.manifest.keys import TrustStore, load_signer
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     b = ms.add_parser("build", help="release YAML -> DIR/manifest.json + DIR/blobs/sha256/<hex>")
     b.add_argument("yaml", type=Path, help="release YAML (e.g. manifests/example.yaml)")
-    b.add_argument("--out", type=Path, required=True, help="output directory (holds one release)")
+    b.add_argument("-o", "--out", type=Path, required=True, help="output directory (holds one release)")
     b.add_argument("--meta", type=_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="pin extra metadata (e.g. a build date) into the manifest")
     b.add_argument("--key", type=Path, help="also sign with this Ed25519 private key (PEM)")
@@ -120,15 +120,15 @@ def _build(args: argparse.Namespace) -> int:
     sig = sign_manifest(res.manifest_path, signer) if signer is not None else None
     if args.json:
         print(json.dumps(_doc(res.manifest, manifest_path=str(res.manifest_path), warnings=list(res.warnings),
-                              signature=str(sig) if sig else None), sort_keys=True))
+                              signature=str(sig) if sig else None, ok=True, exit_code=0), sort_keys=True))
         return 0
-    print(_table(res.manifest, res.board))
+    if not args.quiet:
+        print(_table(res.manifest, res.board))
     note = "" if res.changed else " (unchanged)"
     if signer is not None:
-        print(f"wrote {res.manifest_path}{note} and {sig} (key id {signer.key_id})", file=sys.stderr)
+        say(args, f"wrote {res.manifest_path}{note} and {sig} (key id {signer.key_id})")
     else:
-        print(f"wrote {res.manifest_path}{note}; sign it with `sparkflash manifest sign {args.out} --key KEY.pem`",
-              file=sys.stderr)
+        say(args, f"wrote {res.manifest_path}{note}; sign it with `sparkflash manifest sign {args.out} --key KEY.pem`")
     return 0
 
 
@@ -154,7 +154,7 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print(_table(manifest, board))
         if args.svg is not None:
-            print(f"wrote {args.svg}", file=sys.stderr)
+            say(args, f"wrote {args.svg}")
     return 0
 
 
@@ -165,7 +165,7 @@ def _verify(args: argparse.Namespace) -> int:
     m = rel.manifest
     assert rel.signature is not None
     if args.json:
-        print(json.dumps({"ok": True, "manifest": str(mpath), "name": m.name, "version": m.version,
+        print(json.dumps({"ok": True, "exit_code": 0, "manifest": str(mpath), "name": m.name, "version": m.version,
                           "key_id": rel.signature.key_id, "regions": len(m.regions)}, sort_keys=True))
     else:
         print(f"OK: {m.name} {m.version}: signature by key {rel.signature.key_id[:16]}… and "
@@ -177,7 +177,7 @@ def _sign(args: argparse.Namespace) -> int:
     signer = load_signer(args.key)
     out = sign_manifest(_manifest_path(args.release), signer)
     if args.json:
-        print(json.dumps({"signature": str(out), "key_id": signer.key_id}, sort_keys=True))
-    else:
+        print(json.dumps({"ok": True, "exit_code": 0, "signature": str(out), "key_id": signer.key_id}, sort_keys=True))
+    elif not args.quiet:
         print(f"wrote {out} (key id {signer.key_id})")
     return 0

@@ -71,7 +71,7 @@ class _SizeBar(tqdm):  # type: ignore[type-arg]
     @property
     def format_dict(self) -> dict[str, Any]:
         d = dict(super().format_dict)
-        d["postfix"] = f"{fmt_size(d['n'])}/{fmt_size(d['total'] or 0)}"
+        d["sizes"] = f"{fmt_size(d['n'])}/{fmt_size(d['total'] or 0)}"
         return d
 
 
@@ -98,7 +98,7 @@ class Reporter:
         elif kind == "region-start":
             self._bars[key] = _SizeBar(total=ev["size"], file=sys.stderr, leave=True, disable=None,
                                        desc=f"{ev['region']} @0x{ev['address']:x}",
-                                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}]")
+                                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {sizes} [{elapsed}]")
         elif kind == "progress" and key in self._bars:
             bar = self._bars[key]
             bar.total = ev["total"]

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from SCons.Script import ARGUMENTS, Action, Builder
+from SCons.Script import ARGUMENTS, COMMAND_LINE_TARGETS, Action, Builder, GetOption
 
 import sparkflash
 from sparkflash.errors import SparkflashError
@@ -99,6 +99,13 @@ def _library_files(env: Any) -> list[Any]:
             for p in sorted((root / d).glob(f"*{suffix}"))]
 
 
+def _cleaning_release_only() -> bool:
+    """`scons -c manifest` / `scons -c sign` remove dist/ only: `-c` also removes every
+    derived source of its targets, so the firmware is left out of the graph for that run."""
+    targets = set(COMMAND_LINE_TARGETS)
+    return bool(GetOption("clean")) and bool(targets) and targets <= {"manifest", "sign"}
+
+
 def generate(env: Any) -> None:
     env.AppendUnique(SPARKFLASH_ARGUMENT_NAMES=["MANIFEST", "KEY", "STRICT_SECTORS"])
     env.SetDefault(
@@ -122,7 +129,7 @@ def generate(env: Any) -> None:
     dist = env.Dir(env["SPARKFLASH_DIST"]).Dir("dist")
     yaml_node = env.File(env["SPARKFLASH_MANIFEST"])
     sources = [yaml_node]
-    if env.get("SPARKFLASH_FIRMWARE_BIN"):
+    if env.get("SPARKFLASH_FIRMWARE_BIN") and not _cleaning_release_only():
         sources.append(env.File(env["SPARKFLASH_FIRMWARE_BIN"]))
     manifest = env.SparkflashManifest(dist.File(MANIFEST_NAME), sources + _release_inputs(env, yaml_node))
     env.Depends(manifest, _library_files(env))
