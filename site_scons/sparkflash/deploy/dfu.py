@@ -32,7 +32,7 @@ from sparkflash.protocols.dfu_layout import ERASABLE, WRITABLE, Layout, parse_la
 from sparkflash.transports.dfu_util import DfuUtil, list_args, upload_args
 from sparkflash.transports.usb_device import DFU_MODE_HINT
 
-__all__ = ["DfuBackend", "SessionBackend", "DfuUtilBackend", "DfuFlasher", "check_region", "deploy"]
+__all__ = ["DfuBackend", "DfuFlasher", "DfuUtilBackend", "SessionBackend", "check_region", "deploy"]
 
 
 class DfuBackend(Protocol):
@@ -95,18 +95,28 @@ class SessionBackend:
 
 
 class DfuUtilBackend:
-    """The installed dfu-util: one `-U` / `-D` invocation per read / run (it erases by itself)."""
+    """The installed dfu-util: one `-U` / `-D` run per read / write run (it erases by itself).
+
+    Each run re-enumerates the bus and re-reads the descriptors, so runs are kept few: the
+    bytes of the last upload of each alt are remembered (patched by every read-back after a
+    write), and a read they cover (the region digest after its runs were read back) costs no
+    run. They are the device's own bytes read after the last write there, so a digest from
+    them is as good as a fresh read."""
 
     def __init__(self, tool: DfuUtil, vid: int, pid: int, path: str | None = None,
                  leave_address: int = 0x08005000) -> None:
         self.tool, self.vid, self.pid, self.path = tool, vid, pid, path
         self.alt = 0
         self.leave_address = leave_address
+        self.force = False  # add dfu-util's `:force` (writing a read-only layout segment, --allow-protected)
+        self.runs = 0  # dfu-util invocations (tests and benchmarks read it)
         self._tmp = tempfile.TemporaryDirectory(prefix="sparkflash-dfu-util-")
         self._listing: str | None = None
+        self._known: dict[int, tuple[int, bytearray]] = {}  # alt -> (start, bytes last read there)
 
     def _list(self) -> str:
         if self._listing is None:
+            self.runs += 1
             out = self.tool.run(list_args(self.vid, self.pid))
             if "Found DFU" not in out:
                 raise TransportError(f"dfu-util finds no DFU device {self.vid:04x}:{self.pid:04x}; {DFU_MODE_HINT}")
@@ -124,23 +134,41 @@ class DfuUtilBackend:
             raise InputError(f"dfu-util lists no alt setting {alt} for {self.vid:04x}:{self.pid:04x}")
         return parse_layout(m[1])
 
-    def read(self, address: int, length: int) -> bytes:
+    def _upload(self, address: int, length: int) -> bytes:
         out = Path(self._tmp.name) / "upload.bin"
-        return self.tool.upload(self.vid, self.pid, self.alt, address, length, out, path=self.path)
+        self.runs += 1
+        data = self.tool.upload(self.vid, self.pid, self.alt, address, length, out, path=self.path)
+        known = self._known.get(self.alt)
+        if known is not None and known[0] <= address and address + length <= known[0] + len(known[1]):
+            known[1][address - known[0] : address - known[0] + length] = data
+        else:
+            self._known[self.alt] = (address, bytearray(data))
+        return data
+
+    def read(self, address: int, length: int) -> bytes:
+        known = self._known.get(self.alt)
+        if known is not None and known[0] <= address and address + length <= known[0] + len(known[1]):
+            return bytes(known[1][address - known[0] : address - known[0] + length])
+        return self._upload(address, length)
 
     def write_run(self, start: int, data: bytes, erase: list[int], progress: ProgressFn) -> int:
         f = Path(self._tmp.name) / "run.bin"
         f.write_bytes(data)
-        self.tool.download(self.vid, self.pid, self.alt, start, f, path=self.path)
+        known = self._known.get(self.alt)
+        if known is not None and start < known[0] + len(known[1]) and known[0] < start + len(data):
+            del self._known[self.alt]  # stale until read back
+        self.runs += 1
+        self.tool.download(self.vid, self.pid, self.alt, start, f, path=self.path, force=self.force)
         progress(len(data), len(data))
         return len(data)
 
     def read_back(self, start: int, length: int) -> bytes:
-        return self.read(start, length)
+        return self._upload(start, length)
 
     def leave(self) -> None:
         out = Path(self._tmp.name) / "leave.bin"
         out.unlink(missing_ok=True)
+        self.runs += 1
         self.tool.run(upload_args(self.vid, self.pid, 0, self.leave_address, 4, out, leave=True, path=self.path))
 
     def close(self) -> None:
@@ -176,6 +204,8 @@ class DfuFlasher:
         mem = check_region(self.board, region)
         layout = self.backend.select(mem.dfu_alt)
         bad = layout.covers(region.address, region.size, WRITABLE | ERASABLE)
+        if isinstance(self.backend, DfuUtilBackend):
+            self.backend.force = bad is not None and region.allow_protected
         if bad is not None and not region.allow_protected:
             raise InputError(f"region {region.name!r}: 0x{region.address:08x} lies in a segment of type "
                              f"'{bad.type_letter}' (0x{bad.start:08x}..0x{bad.end:08x}) of alt {mem.dfu_alt} "
@@ -248,8 +278,9 @@ def open_backends(args: argparse.Namespace, board: Board) -> list[DfuBackend]:
     specs: list[str] = list(_opt(args, "device", []))
     if _opt(args, "backend", "pyusb") == "dfu-util":
         if any(s.startswith("virtual:") for s in specs):
-            raise InputError("--backend dfu-util cannot reach a virtual core: dfu-util talks only to USB devices "
-                             "through libusb; use --backend pyusb with --device virtual:DIR")
+            raise InputError("--backend dfu-util cannot reach a virtual core's socket: dfu-util talks only to USB "
+                             "devices through libusb; start the core with `sparkflash virtual-core --usb` and run "
+                             "with its LD_PRELOAD/UMOCKDEV_DIR and --device 1d50:607f, or use --backend pyusb")
         paths = [s.partition(":")[2] if s.startswith("usb:") else None for s in specs] or [None]
         return [DfuUtilBackend(DfuUtil(), vid, pid, p, board.firmware_address) for p in paths]
     timeout = float(_opt(args, "timeout", DEFAULT_TIMEOUT))
