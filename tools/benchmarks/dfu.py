@@ -11,15 +11,20 @@ command/data block costs the bwPollTimeout the Core announces: 50 ms internal, S
 2. a one-byte change in a 1.5 MiB region (read back, one sector rewritten, verified)
    versus a full write of that region (--no-skip), each followed by the digest read-back.
 
-Options: --spi-kib N (default 256), --internal-kib N (16), --big-kib N (1536), --quick
-(128/8/256, for a smoke run).
+3. real dfu-util (`dfu-util -D`) against ours, both through libusb and the umockdev bridge
+   of `virtual-core --usb` to one virtual Core (256 KiB SPI, 100 KiB internal; ours reads
+   every run back, dfu-util does not verify), and the bridge's cost per control transfer
+   over the bare socket. Skipped (with the reason) where umockdev/python3-gi are missing.
+
+Options: --spi-kib N (default 256), --internal-kib N (16), --big-kib N (1536),
+--usb-spi-kib N (256), --usb-internal-kib N (100), --no-usb, --quick (128/8/256, 64/16).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import hashlib
+import json
 import os
 import tempfile
 import time

@@ -3,8 +3,9 @@
 Per region: select the memory's alt, refuse non-writable layout segments, read back the
 touched sectors, then per contiguous run of changed sectors: erase those not already
 blank, set the pointer once, DNLOAD blocks 2, 3, 4... (blank chunks left out), read the
-run back (one retry). `device_digest` reads the whole region back: the Core itself
-never reports an error. Backends: pyusb or the virtual core's socket (DfuSession), or
+run back (one retry). `device_digest` is computed from those device reads (the pre-read
+of untouched sectors, the read-back of rewritten runs), or reads the region: the Core
+itself never reports an error. Backends: pyusb or the virtual core's socket (DfuSession), or
 the installed dfu-util.
 """
 
