@@ -191,3 +191,24 @@ def test_two_target_dfu_file_and_leave(make_usb_core: Callable[..., UsbCore], tm
     u.run("dfu-util", "-d", "1d50:607f", "-a", "0", "-s", "0x08005000:leave", "-U", str(tmp_path / "x.bin"),
           check=False)
     assert ep.reset_done.wait(5) and ep.resets == 1
+
+
+def test_virtual_core_usb_command(usb_bridge_available: None, core_dir: Path, tool: Callable[[str], str]) -> None:
+    """`sparkflash virtual-core --usb --json` prints the environment a libusb client needs."""
+    tool("dfu-util")
+    proc = subprocess.Popen([sys.executable, "-m", "sparkflash", "virtual-core", "--state", str(core_dir), "--usb",
+                             "--json", "--endpoints", "dfu", "--no-dfu-poll"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        usb = info["usb"]
+        assert usb["device"] == "1d50:607f" and usb["path"] == "usb:1-1"
+        assert usb["env"]["LD_PRELOAD"] == "libumockdev-preload.so.0"
+        out = subprocess.run(["dfu-util", "-l"], env={**os.environ, **usb["env"]}, capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+        assert f'serial="{info["device_id"]}"' in out and "alt=1" in out
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()
