@@ -141,3 +141,14 @@ def test_monitor_is_a_terminal_on_the_cores_port(core_dir: Path) -> None:
         os.close(master)
         os.close(slave)
         core.stop()
+
+
+def test_reset_into_dfu_needs_the_serial_port(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reset", "--via", "serial", "--dfu"]) == 2
+    assert "needs --port" in capsys.readouterr().err
+
+
+def test_several_devices_for_a_one_device_command(dfu_core: VirtualCore, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["read", "0x80000", "16", "-o", str(tmp_path / "x"), *dev(dfu_core), *dev(dfu_core)]) == 2
+    assert "acts on one device" in capsys.readouterr().err

@@ -30,6 +30,7 @@ TITLES = {
     "serial": "Serial (issue 4): YMODEM over a modelled 115,200-baud line",
     "dfu": "DFU (issue 5): DfuSe writes with the Core's poll timeouts",
     "ota": "OTA (issue 6): cloud protocol over a modelled 100 ms / 1 Mbit/s link",
+    "parallel": "Parallel deploys (issue 15): four virtual Cores at once vs one",
 }
 HINTS = {"build": "core-firmware figures come from `tools/bench build --core-firmware PATH` (a core-firmware tree "
                    "with its sibling libraries); `all` measures them only if its results include them."}
@@ -68,6 +69,12 @@ TARGETS = (
     Target("dfu", "one-byte change in 1.5 MiB: full write time / ours", "one_sector_change.speedup", ">=", 20, "#5"),
     Target("ota", "fast OTA: throughput / link rate", "fast.link_fraction", ">=", 0.80, "#6"),
     Target("ota", "fast OTA / stop-and-wait throughput", "fast_over_stop_and_wait", ">=", 10, "#6"),
+    Target("dfu", "real dfu-util / ours through virtual-core --usb, 256 KiB SPI",
+           "real_dfu_util_usb.external.dfu_util_over_ours", ">=", 1.8, "#15"),
+    Target("dfu", "real dfu-util / ours through virtual-core --usb, 100 KiB internal",
+           "real_dfu_util_usb.internal.dfu_util_over_ours", ">=", 1.45, "#15"),
+    Target("parallel", "4 Cores at once / one Core, DFU", "dfu.four_over_one", "<=", 1.2, "#15"),
+    Target("parallel", "4 Cores at once / one Core, serial", "serial.four_over_one", "<=", 1.2, "#15"),
 )
 
 

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--fault", action="append", default=[], help="drop@BYTES, corrupt@BYTE or reset@WRITES")
     p.add_argument("--server", help="cloud: HOST:PORT written to the server-address TLV (with --server-key)")
     p.add_argument("--server-key", type=Path, help="cloud: server public key, DER SPKI (294 bytes)")
+    p.add_argument("--usb", action="store_true",
+                   help="also appear to libusb programs as USB device 1d50:607f (umockdev; Linux, dynamically linked "
+                        "clients: run them with the printed LD_PRELOAD and UMOCKDEV_DIR)")
     p.set_defaults(func=_run)
 
 
@@ -57,11 +60,35 @@ def _run(args: argparse.Namespace) -> int:
         info["serial"] = getattr(core.endpoints["serial"], "port", None)
     if "dfu" in names:
         info["dfu"] = f"virtual:{args.state}"
-    print(json.dumps(info) if args.json else "\n".join(f"{k}: {listing(v) if isinstance(v, list) else v}"
-                                                       for k, v in info.items()), flush=True)
+    bridge = None
+    if args.usb:
+        from sparkflash.errors import SparkflashError
+        from sparkflash.virtual.usb_attach import UsbBridge
+
+        if "dfu" not in names:
+            core.stop()
+            print("sparkflash: error: --usb needs the dfu endpoint", file=sys.stderr)
+            return 2
+        try:
+            bridge = UsbBridge(args.state).start()
+        except SparkflashError as e:
+            core.stop()
+            print(f"sparkflash: error: {e}", file=sys.stderr)
+            return e.exit_code
+        info["usb"] = {"device": "1d50:607f", "path": f"usb:{bridge.info['path']}", "env": bridge.env()}
+    if args.json:
+        print(json.dumps(info), flush=True)
+    else:
+        print("\n".join(f"{k}: {listing(v) if isinstance(v, list) else v}" for k, v in info.items() if k != "usb"),
+              flush=True)
+        if bridge is not None:
+            env = " ".join(f"{k}={v}" for k, v in bridge.env().items())
+            print(f"usb: 1d50:607f at usb:{bridge.info['path']}; run libusb programs as: {env} dfu-util -l", flush=True)
     try:
         while not stop.wait(0.2) and not core.stopped.is_set():
             pass
     finally:
+        if bridge is not None:
+            bridge.stop()
         core.stop()
     return 0

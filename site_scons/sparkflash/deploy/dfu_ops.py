@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sparkflash.boards import Board, Memory
 from sparkflash.deploy.base import ProgressFn
-from sparkflash.deploy.dfu import DfuBackend
+from sparkflash.deploy.dfu import DfuBackend, DfuUtilBackend
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.protocols.dfu_layout import ERASABLE, READABLE, WRITABLE
 
@@ -80,6 +80,8 @@ def erase_range(backend: DfuBackend, board: Board, address: int, length: int, *,
         raise InputError(f"{what}: not aligned to the {ss}-byte sectors of {mem.name} flash (erase works on whole "
                          f"sectors; the covering range is 0x{lo:08x} {hi - lo:#x})")
     _check_layout(backend, mem, address, length, ERASABLE | WRITABLE, what, allow_protected)
+    if isinstance(backend, DfuUtilBackend):
+        backend.force = allow_protected  # dfu-util writes a read-only layout segment only with `:force`
     blank = bytes([mem.erase_value]) * ss
     current = backend.read(address, length)
     todo = [address + off for off in range(0, length, ss) if current[off : off + ss] != blank]

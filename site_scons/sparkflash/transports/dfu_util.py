@@ -11,10 +11,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkflash.errors import DeviceError, InputError, ProtocolError, ToolchainError, TransportError
-from sparkflash.transports.usb_device import DFU_MODE_HINT, UDEV_HINT
+from sparkflash.errors import (
+    DeviceError,
+    InputError,
+    ProtocolError,
+    ToolchainError,
+    TransportError,
+)
+from sparkflash.transports.usb_device import BUSY_HINT, DFU_MODE_HINT, UDEV_HINT
 
-__all__ = ["DfuUtil", "download_args", "upload_args", "list_args"]
+__all__ = ["DfuUtil", "download_args", "list_args", "upload_args"]
 
 NO_DEVICE = "No DFU capable USB device available"
 
@@ -28,9 +34,12 @@ def _path(path: str | None) -> list[str]:
 
 
 def download_args(vid: int, pid: int, alt: int, address: int, file: Path, *, leave: bool = False,
-                  path: str | None = None) -> list[str]:
-    """e.g. `-d 1d50:607f -a 1 -s 0x00080000 -D file` (raw download, dfu-util erases the pages)."""
-    mod = ":leave" if leave else ""
+                  path: str | None = None, force: bool = False) -> list[str]:
+    """e.g. `-d 1d50:607f -a 1 -s 0x00080000 -D file` (raw download, dfu-util erases the pages).
+
+    `force`: dfu-util refuses to write a segment its layout marks read-only (the Core's
+    bootloader, type 'a') unless the address carries `:force` (--allow-protected)."""
+    mod = (":leave" if leave else "") + (":force" if force else "")
     return [*_dev(vid, pid), *_path(path), "-a", str(alt), "-s", f"0x{address:08x}{mod}", "-D", str(file)]
 
 
@@ -70,6 +79,8 @@ class DfuUtil:
         msg = f"`{' '.join(cmd)}` failed (exit {p.returncode}): {tail}"
         if NO_DEVICE in p.stderr:
             raise TransportError(f"{msg}; {DFU_MODE_HINT}")
+        if "LIBUSB_ERROR_BUSY" in p.stderr or "Cannot claim interface" in p.stderr:
+            raise TransportError(f"{msg}; {BUSY_HINT}")
         if "LIBUSB_ERROR_ACCESS" in p.stderr or "Cannot open DFU device" in p.stderr:
             raise TransportError(f"{msg}; {UDEV_HINT}")
         if p.returncode in (64, 65, 66):
@@ -79,8 +90,8 @@ class DfuUtil:
         raise DeviceError(msg)
 
     def download(self, vid: int, pid: int, alt: int, address: int, file: Path, *, leave: bool = False,
-                  path: str | None = None) -> str:
-        return self.run(download_args(vid, pid, alt, address, file, leave=leave, path=path))
+                 path: str | None = None, force: bool = False) -> str:
+        return self.run(download_args(vid, pid, alt, address, file, leave=leave, path=path, force=force))
 
     def upload(self, vid: int, pid: int, alt: int, address: int, length: int, out: Path, *,
                path: str | None = None) -> bytes:

@@ -1,0 +1,97 @@
+"""Start and stop the umockdev USB bridge (virtual/usb_bridge.py) for a running virtual Core.
+
+The bridge needs GObject introspection (python3-gi, gir1.2-umockdev-1.0), which a venv
+does not see, so it runs as a child of the system Python (/usr/bin/python3, or
+$SPARKFLASH_GI_PYTHON). `env()` is what a libusb program needs to see the Core as USB
+device 1d50:607f: LD_PRELOAD of umockdev's preload library and UMOCKDEV_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from sparkflash.errors import ToolchainError
+
+__all__ = ["UsbBridge", "bridge_available", "gi_python"]
+
+BRIDGE = Path(__file__).with_name("usb_bridge.py")
+APT_HINT = "apt-get install umockdev gir1.2-umockdev-1.0 python3-gi"
+
+
+def gi_python() -> str:
+    return os.environ.get("SPARKFLASH_GI_PYTHON", "/usr/bin/python3")
+
+
+def bridge_available() -> str | None:
+    """None if the bridge can run here, else why not."""
+    py = gi_python()
+    if not Path(py).exists():
+        return f"{py} not found (set SPARKFLASH_GI_PYTHON to a Python with python3-gi)"
+    probe = "import gi; gi.require_version('UMockdev', '1.0'); from gi.repository import UMockdev"
+    p = subprocess.run([py, "-c", probe], capture_output=True, text=True, check=False,
+                       env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_PRELOAD")})
+    if p.returncode:
+        return f"{py} cannot load umockdev's GObject bindings ({APT_HINT})"
+    return None
+
+
+class UsbBridge:
+    def __init__(self, state_dir: Path, *, unconfigured: bool = False, extra: tuple[str, ...] = ()) -> None:
+        self.state_dir = state_dir
+        self.unconfigured = unconfigured
+        self.extra = extra  # more bridge arguments (test faults: --fail-urbs N,M, --busy)
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+        self._err: IO[bytes] | None = None
+
+    def start(self) -> UsbBridge:
+        why = bridge_available()
+        if why:
+            raise ToolchainError(f"virtual-core --usb: {why}")
+        cmd = [gi_python(), str(BRIDGE), "--socket", str(self.state_dir / "dfu.sock")]
+        if self.unconfigured:
+            cmd.append("--unconfigured")
+        cmd += self.extra
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_PRELOAD", "UMOCKDEV_DIR")}
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the bridge
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, text=True, env=env)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self._err.seek(0)
+            err = self._err.read().decode(errors="replace")
+            self.stop()
+            raise ToolchainError(f"virtual-core --usb: the umockdev bridge did not start: {err.strip()[-400:]}")
+        self.info = json.loads(line)
+        return self
+
+    def env(self) -> dict[str, str]:
+        """Environment additions for a client process (merge into os.environ)."""
+        return dict(self.info["env"])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+        if self._err is not None:
+            self._err.close()
+        self.proc, self._err = None, None
+
+    def __enter__(self) -> UsbBridge:  # noqa: PYI034 - start() may raise; returns the started bridge
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
