@@ -53,6 +53,12 @@ ERRORS: dict[tuple[str, ...], tuple[Argv, int]] = {
     ("cloud", "keygen"): (lambda t: ["--out", str(t / "exists.der")], 2),
     ("publish",): (lambda t: [str(t / "missing"), "s3://bucket/prefix"], 2),
     ("s3-local",): (lambda t: ["--listen", "192.0.2.1:0"], 2),
+    ("plan",): (lambda t: [str(t / "missing" / "manifest.json"), "--via", "dfu"], 2),
+    ("read",): (lambda t: ["0x80000", "0x10", "-o", str(t / "x.bin"), "-d", f"virtual:{t / 'no-core'}"], 4),
+    ("erase",): (lambda t: ["0x80000", "0x1000", "-d", f"virtual:{t / 'no-core'}"], 4),
+    ("reset",): (lambda t: ["--via", "serial", "--dfu"], 2),
+    ("devices",): (lambda t: ["--cloud", "ftp://x", "--virtual", str(t / "no-core")], 2),
+    ("monitor",): (lambda t: [str(t / "no-such-tty")], 4),
 }
 
 

@@ -22,7 +22,7 @@ def add_device_options(p: argparse.ArgumentParser, *, vias: tuple[str, ...] = ("
         p.add_argument("-p", "--port", help="serial: port path or pyserial URL")
         p.add_argument("--baud", type=int, default=115200, help="serial: baud rate (default 115200)")
     p.add_argument("--timeout", type=float, default=None, help="per-exchange timeout in seconds")
-    p.add_argument("--board", default="spark-core")
+    p.add_argument("--board", default="spark-core", help="board memory map (default spark-core)")
     p.add_argument("--json", action="store_true", help="one JSON result line on stdout")
 
 

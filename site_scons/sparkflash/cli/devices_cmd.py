@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("devices", help="list Cores: USB DFU, USB serial, cloud (--cloud) and virtual (--virtual)")
     p.add_argument("--cloud", help="admin API URL of `sparkflash cloud` (e.g. http://127.0.0.1:8683)")
     p.add_argument("--virtual", type=Path, action="append", default=[], help="a virtual Core's state directory")
-    p.add_argument("--board", default="spark-core")
+    p.add_argument("--board", default="spark-core", help="board memory map (default spark-core)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=_devices)
 
@@ -78,6 +78,7 @@ def _devices(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     found: list[dict[str, Any]] = []
     problems: list[str] = []
+    codes: list[int] = []
     sources: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("USB DFU", lambda: dfu_devices(*board.usb["dfu"])),
         ("USB serial", lambda: serial_ports(*board.usb["serial"])),
@@ -89,9 +90,14 @@ def _devices(args: argparse.Namespace) -> int:
             found += fn()
         except SparkflashError as e:
             problems.append(f"{what}: {e}")
+            codes.append(e.exit_code)
+    code = codes[0] if problems and not found else 0  # a source that failed matters only when nothing was found
     if args.json:
-        print(json.dumps({"event": "result", "ok": not problems, "devices": found, "problems": problems},
-                         sort_keys=True))
+        doc: dict[str, Any] = {"event": "result", "ok": code == 0, "devices": found, "problems": problems,
+                               "exit_code": code}
+        if code:
+            doc["error"] = "; ".join(problems)
+        print(json.dumps(doc, sort_keys=True))
     else:
         for d in found:
             extra = f" connected={d['connected']}" if "connected" in d else ""
@@ -101,4 +107,4 @@ def _devices(args: argparse.Namespace) -> int:
         if not found:
             print("no Cores found (DFU mode: hold MODE, tap RESET; serial: the Core's USB port while it runs)",
                   file=sys.stderr)
-    return 4 if problems and not found else 0
+    return code

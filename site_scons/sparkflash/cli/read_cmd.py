@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("read", help="read a flash range to a file (DFU upload)")
     p.add_argument("address", type=hexint, help="start, e.g. 0x80000 (external) or 0x08005000 (internal)")
     p.add_argument("length", type=hexint, help="bytes, e.g. 0x1000")
-    p.add_argument("-o", "--output", required=True, help="file to write ('-' = stdout)")
+    p.add_argument("-o", "--out", dest="output", required=True, metavar="FILE", help="file to write (a single - = stdout)")
     add_device_options(p, vias=("dfu", "serial"))
     p.set_defaults(func=_read)
 
