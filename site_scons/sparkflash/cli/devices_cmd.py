@@ -97,6 +97,7 @@ def _devices(args: argparse.Namespace) -> int:
                                "exit_code": code}
         if code:
             doc["error"] = "; ".join(problems)
+            print(f"sparkflash: error: {doc['error']}", file=sys.stderr)
         print(json.dumps(doc, sort_keys=True))
     else:
         for d in found:
