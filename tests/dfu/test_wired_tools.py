@@ -152,3 +152,12 @@ def test_several_devices_for_a_one_device_command(dfu_core: VirtualCore, tmp_pat
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["read", "0x80000", "16", "-o", str(tmp_path / "x"), *dev(dfu_core), *dev(dfu_core)]) == 2
     assert "acts on one device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["read", "0x80000", "0", "-o", "x.bin"], ["erase", "0x80001", "0x1000"],
+                                  ["read", "0x300000", "0x10", "-o", "x.bin"]])
+def test_bad_ranges_are_refused_before_any_device_is_opened(argv: list[str], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # no device exists at this virtual path: a range check that came after opening would exit 4 instead of 2
+    assert main([*argv, "-d", f"virtual:{tmp_path / 'no-core'}"]) == 2
+    assert "no virtual Core" not in capsys.readouterr().err

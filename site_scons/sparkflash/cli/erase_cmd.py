@@ -9,7 +9,7 @@ import sys
 from sparkflash.boards import load_board
 from sparkflash.cli.device_opts import add_device_options, one_dfu_backend
 from sparkflash.cli.output import hexint
-from sparkflash.deploy.dfu_ops import erase_range
+from sparkflash.deploy.dfu_ops import erase_memory, erase_range
 
 __all__ = ["register"]
 
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _erase(args: argparse.Namespace) -> int:
     board = load_board(args.board)
+    erase_memory(board, args.address, args.length, allow_protected=args.allow_protected)  # before any device
     with one_dfu_backend(args, board) as backend:
         rep = erase_range(backend, board, args.address, args.length, allow_protected=args.allow_protected)
     doc = {"address": args.address, "size": args.length, "sectors": rep.sectors, "already_blank": rep.already_blank,

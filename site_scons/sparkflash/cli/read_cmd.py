@@ -14,7 +14,7 @@ import sys
 from sparkflash.boards import load_board
 from sparkflash.cli.device_opts import add_device_options, one_dfu_backend
 from sparkflash.cli.output import hexint
-from sparkflash.deploy.dfu_ops import read_range
+from sparkflash.deploy.dfu_ops import memory_for, read_range
 from sparkflash.errors import InputError
 from sparkflash.manifest.release import atomic_write, digests
 
@@ -35,6 +35,7 @@ def _read(args: argparse.Namespace) -> int:
         raise InputError("read --via serial: the Core's serial protocols cannot send flash contents back "
                          "(stock: none; our agent: digests only, SUM/SUMS); put the Core in DFU mode and use --via dfu")
     board = load_board(args.board)
+    memory_for(board, args.address, args.length, what=f"read 0x{args.address:08x}+{args.length}")  # before any device
     with one_dfu_backend(args, board) as backend:
         data = read_range(backend, board, args.address, args.length)
     if args.output == "-":

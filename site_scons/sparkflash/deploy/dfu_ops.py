@@ -15,7 +15,7 @@ from sparkflash.deploy.dfu import DfuBackend, DfuUtilBackend
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.protocols.dfu_layout import ERASABLE, READABLE, WRITABLE
 
-__all__ = ["READ_CHUNK", "EraseReport", "erase_range", "memory_for", "read_range"]
+__all__ = ["READ_CHUNK", "EraseReport", "erase_memory", "erase_range", "memory_for", "read_range"]
 
 READ_CHUNK = 64 * 1024  # progress granularity of a read
 
@@ -69,9 +69,8 @@ class EraseReport:
     already_blank: int
 
 
-def erase_range(backend: DfuBackend, board: Board, address: int, length: int, *, allow_protected: bool = False,
-                progress: ProgressFn = _noop) -> EraseReport:
-    """Erase whole sectors address..+length (must be sector-aligned), then read them back."""
+def erase_memory(board: Board, address: int, length: int, *, allow_protected: bool = False) -> Memory:
+    """The memory an erase of address..+length acts on: whole sectors only, checked before any device is opened."""
     what = f"erase 0x{address:08x}+{length}"
     mem = memory_for(board, address, length, what=what, allow_protected=allow_protected)
     ss = mem.sector_size
@@ -79,6 +78,15 @@ def erase_range(backend: DfuBackend, board: Board, address: int, length: int, *,
         lo, hi = address - address % ss, -(-(address + length) // ss) * ss
         raise InputError(f"{what}: not aligned to the {ss}-byte sectors of {mem.name} flash (erase works on whole "
                          f"sectors; the covering range is 0x{lo:08x} {hi - lo:#x})")
+    return mem
+
+
+def erase_range(backend: DfuBackend, board: Board, address: int, length: int, *, allow_protected: bool = False,
+                progress: ProgressFn = _noop) -> EraseReport:
+    """Erase whole sectors address..+length (must be sector-aligned), then read them back."""
+    what = f"erase 0x{address:08x}+{length}"
+    mem = erase_memory(board, address, length, allow_protected=allow_protected)
+    ss = mem.sector_size
     _check_layout(backend, mem, address, length, ERASABLE | WRITABLE, what, allow_protected)
     if isinstance(backend, DfuUtilBackend):
         backend.force = allow_protected  # dfu-util writes a read-only layout segment only with `:force`
