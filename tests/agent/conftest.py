@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from sfa_harness import Device, HostAgent, build_host_agent
 
 
