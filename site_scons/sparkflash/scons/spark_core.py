@@ -46,6 +46,7 @@ def spark_core_variables(arguments: dict[str, str]) -> Variables:
     v.Add(BoolVariable("NEWLIB_COMPAT", "GCC 12/newlib 3.3 defines and nosys specs (spec section 1)", True))
     v.Add(BoolVariable("IMPLICIT_CACHE", "reuse scanned #include lists of unchanged files", True))
     v.Add(BoolVariable("VERBOSE", "print full command lines", False))
+    v.Add(BoolVariable("AGENT", "link the sparkflash device agent into the application (docs/device-agent.md)", False))
     return v
 
 
@@ -127,6 +128,11 @@ def _firmware(env: Any) -> dict[str, Any]:
         LINKLIBS=list(LINK_LIBS),
     )
     objs = _objects(fenv, tree.firmware, f"{out}/{tree.firmware.name}/obj")
+    if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and setup/loop wraps
+        from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
+
+        objs += agent_objects(fenv, out)
+        fenv.Append(LINKFLAGS=WRAP_FLAGS)
     elf = fenv.Program(f"{out}/firmware.elf", archives + objs)[0]
     fenv.Depends(elf, str(tree.linker_script))
     map_file = env.File(f"{out}/firmware.map")
@@ -138,6 +144,10 @@ def _firmware(env: Any) -> dict[str, Any]:
     hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
     env.Depends([binary, hexfile], size)  # an image over the limit is never produced
     env.Depends([*built, *objs, *archives, elf, binary, hexfile], env["ARM_TOOL_FILES"])
+    if env["AGENT"]:
+        from sparkflash.scons.sparkflash_agent import agent_size_action
+
+        env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree}
 
 

@@ -44,7 +44,9 @@ static int on_data(void *ctx, uint32_t offset, const uint8_t *d, uint32_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static sfa_ym ym;
+    static uint8_t frame[SFA_YM_FRAME_MAX];
     uint32_t now = 0;
+    ym.frame = frame;
     have_header = 0;
     ym.ctx = NULL;
     ym.send = on_send;

@@ -5,7 +5,7 @@
  *
  * The agent owns no hardware: a binding (core/ for a Spark Core, host/ for the host
  * build) implements the sfa_hal_* functions below. No heap; all state is one static
- * struct (about 1.3 KiB); every failure is an ERR code on the wire. */
+ * buffer and one struct (about 1.2 KiB); every failure is an ERR code on the wire. */
 #ifndef SFA_AGENT_H
 #define SFA_AGENT_H
 
@@ -71,6 +71,10 @@ int sfa_record_write(const sfa_record *rec); /* SFA_OK or SFA_ERR_FLASH */
 /* The cloud function: arg "addr len" (hex). Fills `out` (NUL-terminated, at most
  * SFA_CLOUD_VAR_MAX chars) and returns 0 or an ERR code. Format: docs/device-agent.md. */
 int sfa_cloud_sum(const char *arg, char *out, size_t out_size);
+/* The same into the agent's own text (the string variable to register), which a serial
+ * transfer or SUM later overwrites with "ERR 4 busy"; refused the same way while one runs. */
+int sfa_cloud_call(const char *arg);
+char *sfa_cloud_text(void);
 
 #ifdef __cplusplus
 }

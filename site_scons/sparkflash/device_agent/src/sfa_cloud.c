@@ -1,5 +1,6 @@
 /* The agent's cloud function (docs/device-agent.md §6): `addr len` (hex) in, the digest
- * text out, for a Spark.function + Spark.variable pair. Plain C; the binding registers it. */
+ * text out, for a Spark.function + Spark.variable pair. Plain C; the binding registers it.
+ * Two passes over the range instead of a buffer of sector CRCs: no big stack frame. */
 #include <string.h>
 
 #include "sfa_board.h"
@@ -9,14 +10,12 @@
 typedef struct {
     char *out;
     size_t size, len;
-    int full;
 } text;
 
 static void add(text *t, const char *s, size_t n)
 {
-    if (t->full || t->len + n + 1 > t->size) {
-        t->full = 1;
-        return;
+    if (t->len + n + 1 > t->size) {
+        n = t->size - t->len - 1;  /* never reached: the sizes below are computed to fit */
     }
     memcpy(t->out + t->len, s, n);
     t->len += n;
@@ -25,59 +24,57 @@ static void add(text *t, const char *s, size_t n)
 
 static void add_str(text *t, const char *s) { add(t, s, strlen(s)); }
 
-static void add_hex32(text *t, uint32_t v)
+static void add_dec(text *t, uint32_t v)
 {
-    char h[8];
-    sfa_hex32(h, v);
-    add(t, h, 8);
+    char d[10];
+    int i = 10;
+    do {
+        d[--i] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v && i > 0);
+    add(t, d + i, (size_t)(10 - i));
 }
 
-static int parse_args(const char *arg, uint32_t *a, uint32_t *l)
+static size_t dec_len(uint32_t v)
 {
-    uint32_t v[2] = {0, 0};
-    const char *p = arg;
-    for (int k = 0; k < 2; k++) {
-        int digits = 0;
-        while (*p) {
-            char c = *p;
-            uint32_t d;
-            if (c >= '0' && c <= '9') {
-                d = (uint32_t)(c - '0');
-            } else if (c >= 'a' && c <= 'f') {
-                d = (uint32_t)(c - 'a' + 10);
-            } else if (c >= 'A' && c <= 'F') {
-                d = (uint32_t)(c - 'A' + 10);
-            } else {
-                break;
-            }
-            if (++digits > 8) {
-                return 0;
-            }
-            v[k] = (v[k] << 4) | d;
-            p++;
-        }
-        if (!digits || (k == 0 && *p++ != ' ')) {
-            return 0;
-        }
+    size_t n = 1;
+    while (v >= 10u) {
+        v /= 10u;
+        n++;
     }
-    if (*p != '\0') {
-        return 0;
+    return n;
+}
+
+/* CRC-32 of [a, a + n) (and SHA-256 into s unless NULL). */
+static uint32_t scan(uint32_t a, uint32_t n, int internal, sfa_sha256 *s)
+{
+    uint8_t buf[64];
+    uint32_t crc = 0;
+    while (n) {
+        uint32_t k = n < sizeof buf ? n : (uint32_t)sizeof buf;
+        sfa_read_any(buf, a, k, internal);
+        crc = sfa_crc32_update(crc, buf, k);
+        if (s) {
+            sfa_sha256_update(s, buf, k);
+        }
+        a += k;
+        n -= k;
     }
-    *a = v[0];
-    *l = v[1];
-    return 1;
+    return crc;
 }
 
 int sfa_cloud_sum(const char *arg, char *out, size_t out_size)
 {
-    text t = {out, out_size < SFA_CLOUD_VAR_MAX + 1 ? out_size : SFA_CLOUD_VAR_MAX + 1, 0, 0};
+    text t = {out, out_size < SFA_CLOUD_VAR_MAX + 1 ? out_size : SFA_CLOUD_VAR_MAX + 1, 0};
     uint32_t a, l;
     int internal;
-    if (out_size == 0) {
+    const char *sp = strchr(arg, ' ');
+    if (out_size < 200) {
         return SFA_ERR_SYNTAX;
     }
     out[0] = '\0';
-    if (strlen(arg) >= 64 || !parse_args(arg, &a, &l)) {
+    if (strlen(arg) >= 64 || !sp || !sfa_parse_hex(arg, (uint32_t)(sp - arg), &a) ||
+        !sfa_parse_hex(sp + 1, (uint32_t)strlen(sp + 1), &l)) {
         add_str(&t, "ERR 1 arg: <addr> <len>, 1-8 hex digits each");
         return SFA_ERR_SYNTAX;
     }
@@ -85,74 +82,52 @@ int sfa_cloud_sum(const char *arg, char *out, size_t out_size)
         add_str(&t, "ERR 2 not inside one flash memory");
         return SFA_ERR_RANGE;
     }
-    /* One pass: the whole range's CRC-32 and SHA-256, and one CRC-32 per 4 KiB piece. */
-    uint8_t buf[64];
-    uint32_t crcs_len = 0, pieces = 0, crc = 0, piece = 0;
-    char crcs[SFA_CLOUD_VAR_MAX];
     sfa_sha256 s;
-    sfa_sha256_init(&s);
-    for (uint32_t addr = a, left = l; left;) {
-        uint32_t k = left < sizeof buf ? left : (uint32_t)sizeof buf;
-        uint32_t to_boundary = SFA_SECTOR_SIZE - (addr & (SFA_SECTOR_SIZE - 1u));
-        k = k < to_boundary ? k : to_boundary;
-        sfa_read_any(buf, addr, k, internal);
-        crc = sfa_crc32_update(crc, buf, k);
-        piece = sfa_crc32_update(piece, buf, k);
-        sfa_sha256_update(&s, buf, k);
-        addr += k;
-        left -= k;
-        if (left == 0 || (addr & (SFA_SECTOR_SIZE - 1u)) == 0) {
-            if (crcs_len + 9 <= sizeof crcs) {
-                crcs[crcs_len++] = ' ';
-                sfa_hex32(crcs + crcs_len, piece);
-                crcs_len += 8;
-            }
-            pieces++;
-            piece = 0;
-        }
-    }
     uint8_t sha[32];
     char hex[64];
+    sfa_sha256_init(&s);
+    uint32_t crc = scan(a, l, internal, &s);
     sfa_sha256_final(&s, sha);
-    sfa_hex(hex, sha, 32);
     add_str(&t, "SUM ");
-    add_hex32(&t, crc);
+    sfa_hex32(hex, crc);
+    add(&t, hex, 8);
     add_str(&t, " ");
+    sfa_hex(hex, sha, 32);
     add(&t, hex, 64);
     sfa_record rec;
     add_str(&t, "\nREC ");
     if (sfa_record_read(&rec) == SFA_OK) {
-        sfa_hex(hex, rec.sha256, 32);
         add_str(&t, rec.name);
         add_str(&t, " ");
         add_str(&t, rec.version);
         add_str(&t, " ");
+        sfa_hex(hex, rec.sha256, 32);
         add(&t, hex, 64);
     } else {
         add_str(&t, "-");
     }
-    /* Last, as many sector CRCs as fit: "SUMS <n> <shown> crc..." */
-    char num[24];
-    size_t room = t.size - t.len - 1;
+    /* Last, as many sector CRCs as fit: "SUMS <pieces> <shown> crc..." */
+    uint32_t pieces = 0;
+    if (l) {
+        uint32_t last = (uint32_t)(((uint64_t)a + l - 1u) & ~(uint64_t)(SFA_SECTOR_SIZE - 1u));
+        pieces = (last - (a & ~(SFA_SECTOR_SIZE - 1u))) / SFA_SECTOR_SIZE + 1u;
+    }
+    size_t room = t.size - t.len - 1 - 6 - dec_len(pieces) - 1;
     uint32_t shown = pieces;
-    for (;;) {
-        char *p = num + sizeof num;
-        *--p = '\0';
-        uint32_t v = shown;
-        do { *--p = (char)('0' + v % 10u); v /= 10u; } while (v);
-        *--p = ' ';
-        v = pieces;
-        do { *--p = (char)('0' + v % 10u); v /= 10u; } while (v);
-        size_t head = 6 + strlen(p); /* "\nSUMS " */
-        if (head + 9u * shown <= room || shown == 0) {
-            add_str(&t, "\nSUMS ");
-            add_str(&t, p);
-            if (head + 9u * shown <= room) {
-                add(&t, crcs, 9u * shown);
-            }
-            break;
-        }
+    while (shown && dec_len(shown) + 9u * shown > room) {
         shown--;
+    }
+    add_str(&t, "\nSUMS ");
+    add_dec(&t, pieces);
+    add_str(&t, " ");
+    add_dec(&t, shown);
+    for (uint32_t i = 0, p = a; i < shown; i++) {
+        uint32_t n = SFA_SECTOR_SIZE - (p & (SFA_SECTOR_SIZE - 1u));
+        n = n < a + l - p ? n : a + l - p;
+        add_str(&t, " ");
+        sfa_hex32(hex, scan(p, n, internal, NULL));
+        add(&t, hex, 8);
+        p += n;
     }
     return SFA_OK;
 }

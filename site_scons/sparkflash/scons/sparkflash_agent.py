@@ -1,0 +1,41 @@
+"""SCons part of `scons AGENT=1`: compile the sparkflash device agent (portable C + the Core
+binding) with the firmware's flags plus -Wextra -Werror, link it with --wrap for setup()
+and loop() (no application change), and report its cost from the map file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sparkflash import device_agent
+from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL, agent_cost
+
+__all__ = ["WRAP_FLAGS", "agent_objects", "agent_size_action"]
+
+WRAP_FLAGS = ["-Wl,--wrap=setup", "-Wl,--wrap=loop"]  # C linkage in spark_utilities.h
+
+
+def agent_objects(fenv: Any, out: str) -> list[Any]:
+    """Objects of the agent, built in out/sparkflash_agent/ with the firmware's environment."""
+    inc = str(device_agent.include_dir())
+    aenv = fenv.Clone()
+    # The tree's headers become system headers: -Werror is for our code, not theirs.
+    tree_flags = ["-isystem" + f[2:] if f.startswith("-I") else f for f in fenv["SPARK_PPFLAGS"]]
+    aenv.Replace(SPARK_PPFLAGS=[f"-I{inc}", *tree_flags])
+    aenv.Append(CPPPATH=[inc], CFLAGS=["-std=gnu99", "-Wextra", "-Werror"], CXXFLAGS=["-Wextra", "-Werror"])
+    objs = []
+    for src in device_agent.portable_sources() + device_agent.core_sources():
+        objs.append(aenv.Object(f"{out}/sparkflash_agent/{Path(src).stem}.o", str(src))[0])
+    return objs
+
+
+def agent_size_action(target: Any, source: Any, env: Any) -> int:
+    """Write (and print) the agent's cost; fails the build over budget only if AGENT_STRICT."""
+    map_text = Path(str(source[0])).with_suffix(".map").read_text(errors="replace")
+    cost = agent_cost(map_text)
+    Path(str(target[0])).write_text(cost.line() + "\n")
+    print(cost.line())
+    if env.get("AGENT_STRICT") and (cost.flash > FLASH_GOAL or cost.ram > RAM_GOAL):
+        print("sparkflash agent: over budget")
+        return 1
+    return 0
