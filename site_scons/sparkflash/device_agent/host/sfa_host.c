@@ -5,6 +5,8 @@
  * state dropping: the agent abandons a transfer.
  *
  *   sfa-agent-host --flash EXT.bin --internal INT.bin --link PATH [--port-file F] [--id HEX24]
+ *   sfa-agent-host --flash EXT.bin --internal INT.bin --cloud "ADDR LEN"
+ *       (one call of the cloud function: its return value, then the variable's text)
  *
  * Env SFA_HOST_BAD_PROGRAM=N: the Nth external program call clears one extra bit (a weak
  * cell), to exercise read-back and retries. Env SFA_HOST_TRACE: log the link on stderr. */
@@ -252,13 +254,13 @@ void sfa_hal_install_firmware(uint32_t size)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sfa-agent-host --flash EXT.bin --internal INT.bin --link PATH [--port-file F] [--id HEX24]\n");
+    fprintf(stderr, "usage: sfa-agent-host --flash EXT.bin --internal INT.bin (--link PATH [--port-file F] [--id HEX24] | --cloud \"ADDR LEN\")\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *ext = NULL, *in = NULL;
+    const char *ext = NULL, *in = NULL, *cloud = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) {
             usage();
@@ -269,6 +271,8 @@ int main(int argc, char **argv)
             in = argv[++i];
         } else if (!strcmp(argv[i], "--link")) {
             link_path = argv[++i];
+        } else if (!strcmp(argv[i], "--cloud")) {
+            cloud = argv[++i];
         } else if (!strcmp(argv[i], "--port-file")) {
             port_file = argv[++i];
         } else if (!strcmp(argv[i], "--id")) {
@@ -281,7 +285,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (!ext || !in || !link_path) {
+    if (!ext || !in || (!link_path && !cloud)) {
         usage();
     }
     const char *bad = getenv("SFA_HOST_BAD_PROGRAM");
@@ -289,6 +293,12 @@ int main(int argc, char **argv)
     trace = getenv("SFA_HOST_TRACE") != NULL;
     ext_fd = open_flash(ext, SFA_EXTERNAL_SIZE);
     int_fd = open_flash(in, SFA_INTERNAL_SIZE);
+    if (cloud) {
+        sfa_agent_begin();
+        int rc = sfa_cloud_call(cloud);
+        printf("%d\n%s\n", rc, sfa_cloud_text());
+        return 0;
+    }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
