@@ -21,7 +21,7 @@ from sparkflash import device_agent
 from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL
 from sparkflash.firmware.workspace import make_checkout, run_scons
 
-_USED = re.compile(r"^(flash|ram)\s+(\d+)\s", re.M)
+_USED = re.compile(r"^(flash|ram)\s+(\d+)\s", re.MULTILINE)
 
 
 def _build(tree: Path, where: Path, agent: bool) -> dict[str, int]:
