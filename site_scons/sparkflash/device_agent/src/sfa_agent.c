@@ -44,8 +44,25 @@ static struct {
     sfa_ym ym;
 } A;
 
-/* ---- output ---- */
-static void put(const char *s) { sfa_hal_serial_write((const uint8_t *)s, strlen(s)); }
+/* ---- output: the serial port, or the cloud text while sfa_cloud_sum runs ---- */
+static char *sink;
+static size_t sink_len, sink_cap;
+
+static void out(const void *data, size_t n)
+{
+    if (!sink) {
+        sfa_hal_serial_write((const uint8_t *)data, n);
+        return;
+    }
+    if (n > sink_cap - 1u - sink_len) {
+        n = sink_cap - 1u - sink_len;  /* the cloud text is cut, never overrun */
+    }
+    memcpy(sink + sink_len, data, n);
+    sink_len += n;
+    sink[sink_len] = '\0';
+}
+
+static void put(const char *s) { out(s, strlen(s)); }
 
 /* v in `base` (10 or 16), at least `width` digits (lower-case hex). */
 static void put_num(uint32_t v, uint32_t base, int width)
@@ -56,12 +73,19 @@ static void put_num(uint32_t v, uint32_t base, int width)
         d[--i] = "0123456789abcdef"[v % base];
         v /= base;
     } while ((v || 10 - i < width) && i > 0);
-    sfa_hal_serial_write((const uint8_t *)d + i, (size_t)(10 - i));
+    out(d + i, (size_t)(10 - i));
 }
 
 static void put_hex32(uint32_t v) { put_num(v, 16, 8); }
 static void put_hex(uint32_t v) { put_num(v, 16, 1); }  /* SAVE's OK carries the length so */
 static void put_dec(uint32_t v) { put_num(v, 10, 1); }
+
+static void put_sha(const uint8_t sha[32])
+{
+    char hex[64];
+    sfa_hex(hex, sha, 32);
+    out(hex, 64);
+}
 
 static void reply_err(int code, const char *text)
 {
@@ -76,7 +100,7 @@ static void reply_err(int code, const char *text)
 static void ym_send(void *ctx, const uint8_t *data, size_t n)
 {
     (void)ctx;
-    sfa_hal_serial_write(data, n);
+    out(data, n);
 }
 
 static int ym_header(void *ctx, const char *name, uint32_t size, int has_size)
@@ -146,9 +170,7 @@ static void ymodem_failed(void)
     put("ERR ");
     put_dec((uint32_t)code);
     put(" ");
-    if (ym->result == SFA_YM_ERR_SIZE && !ym->have_file) {
-        put("no file in the batch");
-    } else if (ym->result == SFA_YM_ERR_SIZE) {
+    if (ym->result == SFA_YM_ERR_SIZE) {
         put("header size missing or not SAVE's length");
     } else if (ym->result == SFA_YM_ERR_FLASH) {
         put("flash write failed at 0x");
@@ -193,6 +215,8 @@ static void ymodem_check(void)
 }
 
 /* ---- SUM / SUMS jobs ---- */
+static uint32_t pieces_of(uint32_t a, uint32_t l);
+
 static void start_job(int mode, uint32_t address, uint32_t length, int internal)
 {
     cloud_text_lost();
@@ -203,14 +227,8 @@ static void start_job(int mode, uint32_t address, uint32_t length, int internal)
     A.job_crc = A.job_piece_crc = 0;
     sfa_sha256_init(&A.sha);
     if (mode == M_SUMS) {
-        uint32_t pieces = 0;
-        if (length) {
-            uint32_t first = address & ~(SFA_SECTOR_SIZE - 1u);
-            uint32_t last = (uint32_t)(((uint64_t)address + length - 1u) & ~(uint64_t)(SFA_SECTOR_SIZE - 1u));
-            pieces = (last - first) / SFA_SECTOR_SIZE + 1u;
-        }
         put("OK ");
-        put_dec(pieces);
+        put_dec(pieces_of(address, length));
     }
 }
 
@@ -241,13 +259,11 @@ static void job_step(void)
     if (A.job_left == 0) {
         if (A.mode == M_SUM) {
             uint8_t sha[32];
-            char hex[64];
             sfa_sha256_final(&A.sha, sha);
-            sfa_hex(hex, sha, 32);
             put("OK ");
             put_hex32(A.job_crc);
             put(" ");
-            sfa_hal_serial_write((const uint8_t *)hex, 64);
+            put_sha(sha);
         }
         put("\r\n");
         A.mode = M_LINE;
@@ -287,21 +303,25 @@ static int word_is(const char *w, uint32_t n, const char *lit)
     return strlen(lit) == n && memcmp(w, lit, n) == 0;
 }
 
-static void cmd_rec(void)
+/* "<name> <version> <sha256>" or "-" */
+static void put_record(void)
 {
     sfa_record rec;
     if (sfa_record_read(&rec) != SFA_OK) {
-        put("OK -\r\n");
+        put("-");
         return;
     }
-    char hex[64];
-    sfa_hex(hex, rec.sha256, 32);
-    put("OK ");
     put(rec.name);
     put(" ");
     put(rec.version);
     put(" ");
-    sfa_hal_serial_write((const uint8_t *)hex, 64);
+    put_sha(rec.sha256);
+}
+
+static void cmd_rec(void)
+{
+    put("OK ");
+    put_record();
     put("\r\n");
 }
 
@@ -375,7 +395,7 @@ static void run_line(char *line, uint32_t len)
         char id[24];
         sfa_hal_device_id(id);
         put("OK ");
-        sfa_hal_serial_write((const uint8_t *)id, 24);
+        out((const uint8_t *)id, 24);
         put("\r\n");
     } else if ((word_is(w[0], wl[0], "SUM") || word_is(w[0], wl[0], "SUMS")) && nw == 3) {
         if (!nums) {
@@ -409,7 +429,7 @@ static void key_i(void)
     char id[24];
     sfa_hal_device_id(id);
     put("Your core id is ");
-    sfa_hal_serial_write((const uint8_t *)id, 24);
+    out((const uint8_t *)id, 24);
     put("\r\nsparkflash-agent 1\r\n");
 }
 
@@ -526,25 +546,99 @@ int sfa_agent_poll(void)
     return n > 0 || A.mode != M_LINE;
 }
 
-/* ---- digests for other callers (cloud function) ---- */
-int sfa_digest_range(uint32_t address, uint32_t length, uint32_t *crc, uint8_t sha[32])
+/* ---- the cloud function's text (docs/device-agent.md §6) ---- */
+static uint32_t pieces_of(uint32_t a, uint32_t l)
 {
-    int internal;
+    if (l == 0) {
+        return 0;
+    }
+    uint32_t last = (uint32_t)(((uint64_t)a + l - 1u) & ~(uint64_t)(SFA_SECTOR_SIZE - 1u));
+    return (last - (a & ~(SFA_SECTOR_SIZE - 1u))) / SFA_SECTOR_SIZE + 1u;
+}
+
+/* CRC-32 of [a, a + n) of one memory, and SHA-256 into s unless NULL. */
+static uint32_t scan(uint32_t a, uint32_t n, int internal, sfa_sha256 *s)
+{
     uint8_t buf[64];
-    sfa_sha256 s;
-    if (!sfa_range_in_flash(address, length, &internal)) {
+    uint32_t crc = 0;
+    while (n) {
+        uint32_t k = n < sizeof buf ? n : (uint32_t)sizeof buf;
+        sfa_read_any(buf, a, k, internal);
+        crc = sfa_crc32_update(crc, buf, k);
+        if (s) {
+            sfa_sha256_update(s, buf, k);
+        }
+        a += k;
+        n -= k;
+    }
+    return crc;
+}
+
+static uint32_t dec_len(uint32_t v)
+{
+    uint32_t n = 1;
+    while (v >= 10u) {
+        v /= 10u;
+        n++;
+    }
+    return n;
+}
+
+static int cloud_text(const char *arg)
+{
+    uint32_t a, l;
+    int internal;
+    const char *sp = strchr(arg, ' ');
+    if (strlen(arg) >= 64 || !sp || !sfa_parse_hex(arg, (uint32_t)(sp - arg), &a) ||
+        !sfa_parse_hex(sp + 1, (uint32_t)strlen(sp + 1), &l)) {
+        put("ERR 1 arg: <addr> <len>, 1-8 hex digits each");
+        return SFA_ERR_SYNTAX;
+    }
+    if (!sfa_range_in_flash(a, l, &internal)) {
+        put("ERR 2 not inside one flash memory");
         return SFA_ERR_RANGE;
     }
+    sfa_sha256 s;
+    uint8_t sha[32];
     sfa_sha256_init(&s);
-    *crc = 0;
-    while (length) {
-        uint32_t k = length < sizeof buf ? length : (uint32_t)sizeof buf;
-        sfa_read_any(buf, address, k, internal);
-        *crc = sfa_crc32_update(*crc, buf, k);
-        sfa_sha256_update(&s, buf, k);
-        address += k;
-        length -= k;
-    }
+    uint32_t crc = scan(a, l, internal, &s);
     sfa_sha256_final(&s, sha);
+    put("SUM ");
+    put_hex32(crc);
+    put(" ");
+    put_sha(sha);
+    put("\nREC ");
+    put_record();
+    /* Last, as many sector CRCs as fit: "SUMS <pieces> <shown> crc..." (two passes: no buffer). */
+    uint32_t pieces = pieces_of(a, l), shown = pieces;
+    uint32_t room = (uint32_t)(sink_cap - 1u - sink_len) - 7u - dec_len(pieces);
+    while (shown && dec_len(shown) + 9u * shown > room) {
+        shown--;
+    }
+    put("\nSUMS ");
+    put_dec(pieces);
+    put(" ");
+    put_dec(shown);
+    for (uint32_t i = 0, p = a; i < shown; i++) {
+        uint32_t n = SFA_SECTOR_SIZE - (p & (SFA_SECTOR_SIZE - 1u));
+        n = n < a + l - p ? n : a + l - p;
+        put(" ");
+        put_hex32(scan(p, n, internal, NULL));
+        p += n;
+    }
     return SFA_OK;
+}
+
+int sfa_cloud_sum(const char *arg, char *text, size_t size)
+{
+    if (size < 200) {
+        return SFA_ERR_SYNTAX;
+    }
+    text[0] = '\0';
+    sink = text;
+    sink_len = 0;
+    sink_cap = size < SFA_CLOUD_VAR_MAX + 1u ? size : SFA_CLOUD_VAR_MAX + 1u;
+    int rc = cloud_text(arg);
+    sink = NULL;
+    return rc;
 }
