@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from sfa_harness import Device
+from sparkflash.errors import DeviceError
 from sparkflash.protocols import listening as L
 from sparkflash.protocols import release_record as RR
 from sparkflash.protocols import ymodem as Y
@@ -243,3 +244,34 @@ def test_stock_f_refuses_a_too_big_image(wire: Wire) -> None:
     wire.send(Y.encode_header("firmware.bin", 0x1B001))
     wire.expect(CAN * 8)
     assert wire.line() == L.FW_TOO_BIG
+
+
+def test_stock_f_installs_the_image_and_resets(device: Device, wire: Wire) -> None:
+    image = os.urandom(3000)
+    wire.send(b"f")
+    assert wire.line() == L.FW_PROMPT
+    wire.expect(C)
+    wire.send(Y.encode_header("app.bin", len(image)))
+    wire.expect(ACK + C)
+    for b in blocks(image):
+        wire.send(b)
+        wire.expect(ACK)
+    finish(wire)
+    assert [wire.line() for _ in range(5)] == ["", L.FW_DONE, "Name: app.bin", f"Size: {len(image)} bytes", L.FW_RESTART]
+    wire.close()
+    end = time.monotonic() + 10  # the port goes away and comes back (a new pty behind the same path)
+    got = None
+    while got is None:
+        try:
+            again = Wire(device.port)
+        except (DeviceError, OSError):  # gone, or not back yet
+            assert time.monotonic() < end, "the port did not come back"
+            time.sleep(0.1)
+            continue
+        try:
+            got = again.ask(L.encode_sum(0x08005000, len(image)))
+        except (DeviceError, OSError, AssertionError):  # the old pty dying under us
+            assert time.monotonic() < end, "no SUM reply after the reset"
+        finally:
+            again.close()
+    assert got == f"OK {crc(image)} {hashlib.sha256(image).hexdigest()}"
