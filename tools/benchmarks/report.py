@@ -30,9 +30,11 @@ TITLES = {
     "serial": "Serial (issue 4): YMODEM over a modelled 115,200-baud line",
     "dfu": "DFU (issue 5): DfuSe writes with the Core's poll timeouts",
     "ota": "OTA (issue 6): cloud protocol over a modelled 100 ms / 1 Mbit/s link",
+    "agent": "Device agent (issue 13): its cost linked into spark_11 (`scons AGENT=1`)",
 }
 HINTS = {"build": "core-firmware figures come from `tools/bench build --core-firmware PATH` (a core-firmware tree "
-                   "with its sibling libraries); `all` measures them only if its results include them."}
+                   "with its sibling libraries); `all` measures them only if its results include them.",
+         "agent": "the linked cost comes from `tools/bench agent --core-firmware PATH` (spark_11 and its siblings)."}
 PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png"}
 
 
@@ -67,6 +69,8 @@ TARGETS = (
     Target("dfu", "one-byte change in 1.5 MiB: full write time / ours", "one_sector_change.speedup", ">=", 20, "#5"),
     Target("ota", "fast OTA: throughput / link rate", "fast.link_fraction", ">=", 0.80, "#6"),
     Target("ota", "fast OTA / stop-and-wait throughput", "fast_over_stop_and_wait", ">=", 10, "#6"),
+    Target("agent", "agent flash in spark_11 (bytes, kept sections)", "agent_flash", "<=", 6144, "#13"),
+    Target("agent", "agent RAM in spark_11 (bytes)", "agent_ram", "<=", 1536, "#13"),
 )
 
 
