@@ -83,7 +83,10 @@ void sfa_core_begin(void)
 
 void sfa_core_poll(void)
 {
-    while (sfa_agent_poll()) {  // a transfer runs to its end before the application's loop
+    // Work while there is work, but give the system loop (cloud, Wi-Fi) a turn every 20 ms;
+    // a transfer's timeouts are seconds, and the cloud function answers "busy" meanwhile.
+    uint32_t start = millis();
+    while (sfa_agent_poll() && millis() - start < 20u) {
     }
 }
 
