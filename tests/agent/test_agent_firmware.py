@@ -69,3 +69,11 @@ def test_scons_agent_links_into_spark_11(peer_trees: Callable[[str], Path], tool
     for name in ("__wrap_setup", "__wrap_loop", "sfa_agent_poll", "sfa_ym_feed", "sfa_cloud_call"):
         assert re.search(rf" [Tt] {name}$", syms, re.MULTILINE), name
     assert (out / "firmware.bin").stat().st_size <= load_board("spark-core").firmware_max_size
+
+
+def test_agent_on_a_tree_without_usb_serial_is_refused_clearly(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path / "checkout")  # the example tree: no USB stack to bind to
+    r = run_scons(checkout, "AGENT=1")
+    assert r.returncode != 0
+    assert "AGENT=1:" in r.stderr and "spark_wiring_usbserial.h" in r.stderr, r.stderr[-2000:]
+    assert not (checkout / "build" / "release" / "firmware.bin").exists()

@@ -131,7 +131,7 @@ def _firmware(env: Any) -> dict[str, Any]:
     if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and setup/loop wraps
         from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
 
-        objs += agent_objects(fenv, out)
+        objs += agent_objects(fenv, out, tree.firmware.root)
         fenv.Append(LINKFLAGS=WRAP_FLAGS)
     elf = fenv.Program(f"{out}/firmware.elf", archives + objs)[0]
     fenv.Depends(elf, str(tree.linker_script))

@@ -15,8 +15,15 @@ __all__ = ["WRAP_FLAGS", "agent_objects", "agent_size_action"]
 WRAP_FLAGS = ["-Wl,--wrap=setup", "-Wl,--wrap=loop"]  # C linkage in spark_utilities.h
 
 
-def agent_objects(fenv: Any, out: str) -> list[Any]:
-    """Objects of the agent, built in out/sparkflash_agent/ with the firmware's environment."""
+def agent_objects(fenv: Any, out: str, firmware_root: Path) -> list[Any]:
+    """Objects of the agent, built in out/sparkflash_agent/ with the firmware's environment.
+    The Core binding needs the spark_11-era wiring (USBSerial, Spark.function)."""
+    import SCons.Errors
+
+    if not (firmware_root / "inc" / "spark_wiring_usbserial.h").is_file():
+        raise SCons.Errors.StopError(
+            f"AGENT=1: {firmware_root} has no inc/spark_wiring_usbserial.h; the agent's Core binding needs a "
+            "spark_11-era core-firmware tree (USB serial, Spark.function/variable), see docs/device-agent.md")
     inc = str(device_agent.include_dir())
     aenv = fenv.Clone()
     # The tree's headers become system headers: -Werror is for our code, not theirs.
