@@ -77,3 +77,17 @@ def test_agent_on_a_tree_without_usb_serial_is_refused_clearly(tmp_path: Path) -
     assert r.returncode != 0
     assert "AGENT=1:" in r.stderr and "spark_wiring_usbserial.h" in r.stderr, r.stderr[-2000:]
     assert not (checkout / "build" / "release" / "firmware.bin").exists()
+
+
+def test_wheel_ships_every_agent_source() -> None:
+    """Each C/C++ file of the agent matches a [tool.setuptools.package-data] glob."""
+    import fnmatch
+    import tomllib
+
+    root = device_agent.source_dir()
+    pyproject = tomllib.loads((root.parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["sparkflash"]
+    files = [p.relative_to(root.parent).as_posix() for p in root.rglob("*") if p.suffix in (".c", ".h", ".cpp")]
+    assert len(files) >= 15
+    for f in files:
+        assert any(fnmatch.fnmatch(f, g) for g in globs), f

@@ -18,7 +18,7 @@ WRAP_FLAGS = ["-Wl,--wrap=setup", "-Wl,--wrap=loop"]  # C linkage in spark_utili
 def agent_objects(fenv: Any, out: str, firmware_root: Path) -> list[Any]:
     """Objects of the agent, built in out/sparkflash_agent/ with the firmware's environment.
     The Core binding needs the spark_11-era wiring (USBSerial, Spark.function)."""
-    import SCons.Errors
+    import SCons.Errors  # type: ignore[import-untyped]
 
     if not (firmware_root / "inc" / "spark_wiring_usbserial.h").is_file():
         raise SCons.Errors.StopError(
