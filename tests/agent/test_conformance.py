@@ -275,3 +275,13 @@ def test_stock_f_installs_the_image_and_resets(device: Device, wire: Wire) -> No
         finally:
             again.close()
     assert got == f"OK {crc(image)} {hashlib.sha256(image).hexdigest()}"
+
+
+def test_stock_f_refuses_an_empty_image(wire: Wire) -> None:
+    wire.send(b"f")
+    assert wire.line() == L.FW_PROMPT
+    wire.expect(C)
+    wire.send(Y.encode_header("firmware.bin", 0))
+    wire.expect(CAN * 8)
+    assert wire.line().startswith("ERR 5 ")
+    assert wire.ask(b"ID\n").startswith("OK ")  # no reset

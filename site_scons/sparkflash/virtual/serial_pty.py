@@ -141,6 +141,8 @@ class _FlashSink:
             self.refusal = L.err(L.ERR_SIZE, f"file is {ev.size} bytes, SAVE announced {self.length}")
         elif ev.size > self.limit:
             self.refusal = (L.FW_TOO_BIG + "\r\n").encode()
+        elif ev.size == 0:  # stock `f` (length None): the bootloader would install stale slot bytes
+            self.refusal = L.err(L.ERR_SIZE, "an empty firmware image")
         if self.refusal is not None:
             self.rx.reject()
             return

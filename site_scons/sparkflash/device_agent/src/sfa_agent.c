@@ -114,6 +114,9 @@ static int ym_header(void *ctx, const char *name, uint32_t size, int has_size)
         if (size > SFA_FIRMWARE_MAX) {
             return SFA_YM_ERR_TOO_BIG;
         }
+        if (size == 0) {
+            return SFA_YM_ERR_SIZE;  /* the bootloader would install the slot's stale bytes */
+        }
         A.length = size;
     } else if (size != A.length) {
         return SFA_YM_ERR_SIZE;
@@ -490,6 +493,9 @@ void sfa_agent_link_reset(void)
     if (A.mode == M_YMODEM && !A.ym.started) {
         A.reopened = 1;
         return;
+    }
+    if (A.mode == M_INSTALL) {
+        return;  /* the image is complete and announced: the reset happens regardless */
     }
     A.mode = M_LINE;
     A.len = 0;
