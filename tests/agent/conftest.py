@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from sfa_harness import Device, HostAgent, build_host_agent
 
 
@@ -58,3 +57,35 @@ def device(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Device]:
         ep = core.endpoints.get("serial")
         core.stop()
         assert getattr(ep, "error", None) is None
+
+
+PEERS = Path(__file__).resolve().parents[2].parent / "shared" / "peers"
+
+
+@pytest.fixture(scope="session")
+def peer_trees(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """peer_trees("spark_11") -> a directory holding that set's core-firmware and its two
+    sibling libraries, unpacked from ../shared/peers once per session (skips without it
+    locally, fails under CI)."""
+    import os
+    import tarfile
+
+    done: dict[str, Path] = {}
+
+    def unpack(name: str) -> Path:
+        if name in done:
+            return done[name]
+        archives = [PEERS / f"{lib}-{name}.tar.gz" for lib in ("core-firmware", "core-common-lib", "core-communication-lib")]
+        missing = [a.name for a in archives if not a.is_file()]
+        if missing:
+            if os.environ.get("CI"):
+                pytest.fail(f"peer archives missing under {PEERS}: {', '.join(missing)}")
+            pytest.skip(f"peer archives missing under {PEERS}: {', '.join(missing)}")
+        dest = tmp_path_factory.mktemp(f"peers-{name}")
+        for a in archives:
+            with tarfile.open(a) as t:
+                t.extractall(dest, filter="data")
+        done[name] = dest
+        return dest
+
+    return unpack

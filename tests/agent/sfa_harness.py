@@ -69,10 +69,10 @@ class HostAgent:
             if self.proc.poll() is None:
                 self.proc.terminate()
             try:
-                out, err = self.proc.communicate(timeout=5)
+                _, err = self.proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                out, err = self.proc.communicate()
+                _, err = self.proc.communicate()
             self.stderr = err.decode()
         assert self.proc.returncode == 0, f"the host agent failed ({self.proc.returncode}): {self.stderr}"
         return self.stderr

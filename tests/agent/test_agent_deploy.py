@@ -8,13 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
+from sfa_harness import HostAgent, ask
 from sparkflash.cli import main
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.release import open_release
 from sparkflash.protocols import listening as L
-
-from sfa_harness import HostAgent, ask
 
 SECTOR = 0x1000
 
@@ -83,8 +81,8 @@ def test_weak_cell_recovered_by_read_back_and_retry(start_agent: Callable[..., H
     neighbour = os.urandom(0x123)
     agent.write_external(0x90000, neighbour)
     data = os.urandom(3000)
-    from sparkflash.deploy.serial_ymodem import SerialFlasher
     from sparkflash.boards import load_board
+    from sparkflash.deploy.serial_ymodem import SerialFlasher
     from sparkflash.manifest.model import Region
     from sparkflash.manifest.release import digests
 

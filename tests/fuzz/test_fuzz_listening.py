@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from sparkflash.errors import RemoteProtocolError
 from sparkflash.protocols import listening as L
 
@@ -34,8 +33,9 @@ def test_device_reader_takes_any_bytes(stream: list[bytes]) -> None:
             req = reader.next_request()
             if req is None:
                 break
-            assert isinstance(req, (L.Key, L.Identify, L.Checksum, L.Save, L.BadLine)), req
-            if isinstance(req, (L.Checksum, L.Save)):
+            assert isinstance(req, (L.Key, L.Identify, L.Checksum, L.SectorSums, L.RecordGet, L.RecordSet, L.Save,
+                                    L.BadLine)), req
+            if isinstance(req, (L.Checksum, L.SectorSums, L.Save)):
                 assert 0 <= req.address <= 0xFFFFFFFF and 0 <= req.length <= 0xFFFFFFFF
         else:
             raise AssertionError("next_request() returned more requests than bytes received")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sparkflash.boards import load_board
 from sparkflash.errors import RemoteProtocolError
 from sparkflash.protocols import listening as L
@@ -40,8 +39,15 @@ def test_bad_lines_get_err_1(line: bytes) -> None:
 
 
 def test_overlong_line_is_refused_not_buffered_forever() -> None:
-    (req,) = requests(b"S" * 200)
-    assert isinstance(req, L.BadLine) and "longer than 80" in req.text
+    # As the C agent does: an over-long line is skipped to its LF (nothing kept meanwhile)
+    # and answered once.
+    reader = L.CommandReader()
+    reader.receive_data(b"S" * 1000)
+    assert reader.next_request() is None and len(reader._line) <= L.MAX_LINE + 1
+    reader.receive_data(b"S" * 1000 + b"\nID\n")
+    req = reader.next_request()
+    assert isinstance(req, L.BadLine) and f"longer than {L.MAX_LINE}" in req.text
+    assert reader.next_request() == L.Identify() and reader.next_request() is None
 
 
 def test_reply_parsing() -> None:

@@ -31,9 +31,11 @@ TITLES = {
     "dfu": "DFU (issue 5): DfuSe writes with the Core's poll timeouts",
     "ota": "OTA (issue 6): cloud protocol over a modelled 100 ms / 1 Mbit/s link",
     "parallel": "Parallel deploys (issue 15): four virtual Cores at once vs one",
+    "agent": "Device agent (issue 13): its cost linked into spark_11 (`scons AGENT=1`)",
 }
 HINTS = {"build": "core-firmware figures come from `tools/bench build --core-firmware PATH` (a core-firmware tree "
-                   "with its sibling libraries); `all` measures them only if its results include them."}
+                   "with its sibling libraries); `all` measures them only if its results include them.",
+         "agent": "the linked cost comes from `tools/bench agent --core-firmware PATH` (spark_11 and its siblings)."}
 PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png"}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,6 +77,8 @@ TARGETS = (
            "real_dfu_util_usb.internal.dfu_util_over_ours", ">=", 1.45, "#15"),
     Target("parallel", "4 Cores at once / one Core, DFU", "dfu.four_over_one", "<=", 1.2, "#15"),
     Target("parallel", "4 Cores at once / one Core, serial", "serial.four_over_one", "<=", 1.2, "#15"),
+    Target("agent", "agent flash in spark_11 (bytes, kept sections)", "agent_flash", "<=", 6144, "#13"),
+    Target("agent", "agent RAM in spark_11 (bytes)", "agent_ram", "<=", 1536, "#13"),
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["source_dir", "include_dir", "portable_sources", "core_sources", "host_sources"]
+__all__ = ["core_sources", "host_sources", "include_dir", "portable_sources", "source_dir"]
 
 
 def source_dir() -> Path:

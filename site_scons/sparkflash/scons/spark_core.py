@@ -45,6 +45,7 @@ def spark_core_variables(arguments: dict[str, str]) -> Variables:
     v.Add(BoolVariable("NEWLIB_COMPAT", "GCC 12/newlib 3.3 defines and nosys specs (docs/build.md)", True))
     v.Add(BoolVariable("IMPLICIT_CACHE", "reuse scanned #include lists of unchanged files", True))
     v.Add(BoolVariable("VERBOSE", "print full command lines", False))
+    v.Add(BoolVariable("AGENT", "link the sparkflash device agent into the application (docs/device-agent.md)", False))
     return v
 
 
@@ -123,18 +124,24 @@ def _options(env: Any) -> BuildOptions:
     )
 
 
-def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path, Any], map_file: Any) -> tuple[str, list[Any]]:
-    """make's link line with our nodes in place of its objects, archives, map and output."""
+def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path, Any], map_file: Any,
+                  extra: tuple[list[Any], list[str]] = ([], [])) -> tuple[str, list[Any]]:
+    """make's link line with our nodes in place of its objects, archives, map and output;
+    `extra` objects follow make's last object and extra flags come before the output."""
+    extra_objs, extra_flags = extra
+    last_obj = max((i for i, item in enumerate(tree.link.args) if isinstance(item, tuple) and item[0] == "obj"), default=-1)
     lib_dirs = {a.parent: node.dir for a, node in archives.items()}
     words: list[str] = ["$LINK", *tree.link_prefix]
     scripts: list[Any] = []
-    for item in tree.link.args:
+    for i, item in enumerate(tree.link.args):
         if isinstance(item, str):
             words.append(_escape(item))
             continue
         kind, path = item
         if kind == "obj":
             words.append(objs[path].path)
+            if i == last_obj:
+                words += [o.path for o in extra_objs]
         elif kind == "lib":
             words.append(archives[path].path if path in archives else str(path))
         elif kind == "libdir":
@@ -144,7 +151,7 @@ def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path
         elif kind == "script":
             words.append(f"-T{path}")
             scripts.append(str(path))
-    words += ["--output", "$TARGET"]
+    words += [*extra_flags, "--output", "$TARGET"]
     return " ".join(words), scripts
 
 
@@ -172,11 +179,16 @@ def _firmware(env: Any) -> dict[str, Any]:
             members = [lib_objs[m] for m in comp.archive.members]
             archives[comp.archive.output] = env.StaticLibrary(f"{variant}/{comp.name}/{comp.archive.output.name}", members)[0]
     objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps)
+    agent: tuple[list[Any], list[str]] = ([], [])
+    if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and the setup/loop wraps
+        from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
+
+        agent = (agent_objects(env, out, tree.firmware, tree.compile_prefix, maps), WRAP_FLAGS)
     map_file = env.File(f"{out}/firmware.map")
-    command, scripts = _link_command(tree, objs, archives, map_file)
+    command, scripts = _link_command(tree, objs, archives, map_file, agent)
     # the archives lead the .elf's sources, so SCons builds the libraries (and runs ar)
     # while the firmware objects compile; the command keeps make's order
-    elf = env.Command(f"{out}/firmware.elf", [*archives.values(), *objs.values()],
+    elf = env.Command(f"{out}/firmware.elf", [*archives.values(), *objs.values(), *agent[0]],
                       SCons.Action.Action(command, "$LINKCOMSTR"))[0]
     env.Depends(elf, scripts)
     env.SideEffect(map_file, elf)
@@ -186,8 +198,12 @@ def _firmware(env: Any) -> dict[str, Any]:
     binary = env.ElfToBin(f"{out}/firmware.bin", elf)[0]
     hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
     env.Depends([binary, hexfile], size)  # an image over the limit or without a vector table is never produced
-    every = [*built, *objs.values(), *archives.values(), elf, binary, hexfile]
+    every = [*built, *objs.values(), *agent[0], *archives.values(), elf, binary, hexfile]
     env.Depends(every, env["ARM_TOOL_FILES"])
+    if env["AGENT"]:
+        from sparkflash.scons.sparkflash_agent import agent_size_action
+
+        env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
             "objects": [*built, *objs.values()]}
 

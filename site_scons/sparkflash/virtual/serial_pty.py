@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from sparkflash.errors import DeviceGone, ProtocolError, TransportTimeout
 from sparkflash.protocols import listening as L
+from sparkflash.protocols import release_record as RR
 from sparkflash.protocols import ymodem as Y
 from sparkflash.transports.drive import drive
 from sparkflash.virtual.faults import Faults, LinkDropped
@@ -34,7 +35,7 @@ from sparkflash.virtual.nor_flash import DeviceReset, NorFlash
 if TYPE_CHECKING:
     from sparkflash.virtual.core import VirtualCore
 
-__all__ = ["SerialEndpoint", "PORT_LINK", "PORT_FILE"]
+__all__ = ["PORT_FILE", "PORT_LINK", "SerialEndpoint"]
 
 PORT_LINK = "tty"  # STATE/tty -> /dev/pts/N
 PORT_FILE = "serial.port"  # STATE/serial.port holds the path to open
@@ -141,6 +142,8 @@ class _FlashSink:
             self.refusal = L.err(L.ERR_SIZE, f"file is {ev.size} bytes, SAVE announced {self.length}")
         elif ev.size > self.limit:
             self.refusal = (L.FW_TOO_BIG + "\r\n").encode()
+        elif ev.size == 0:  # stock `f` (length None): the bootloader would install stale slot bytes
+            self.refusal = L.err(L.ERR_SIZE, "an empty firmware image")
         if self.refusal is not None:
             self.rx.reject()
             return
@@ -264,18 +267,45 @@ class SerialEndpoint:
 
     def _answer(self, req: L.Request) -> bytes:
         did = self.state.info["device_id"]
-        if isinstance(req, L.Key):  # the agent announces itself right after the stock id line
-            return f"{L.ID_TEXT}{did}\r\n{AGENT_LINE}\r\n".encode()
+        if isinstance(req, L.Key):  # agent mode: the stock id line, then our banner
+            return f"{L.ID_TEXT}{did}\r\n{L.AGENT_BANNER}\r\n".encode()
         if isinstance(req, L.Identify):
             return L.ok(did)
-        if isinstance(req, L.Checksum):
+        if isinstance(req, (L.Checksum, L.SectorSums)):
             flash = self._flash_for(req.address, req.length)
             if flash is None:
                 return L.err(L.ERR_RANGE, f"0x{req.address:08x}+0x{req.length:x} is not inside one flash memory")
+            if isinstance(req, L.SectorSums):
+                pieces = L.sector_pieces(req.address, req.length)
+                return L.ok(str(len(pieces)), *(f"{zlib.crc32(flash.read(a, n)):08x}" for a, n in pieces))
             data = flash.read(req.address, req.length)
             return L.ok(f"{zlib.crc32(data) & 0xFFFFFFFF:08x}", hashlib.sha256(data).hexdigest())
+        if isinstance(req, L.RecordGet):
+            rec = RR.latest(self._record_sector())
+            return L.ok("-") if rec is None else L.ok(rec.name, rec.version, rec.sha256)
+        if isinstance(req, L.RecordSet):
+            return self._record_set(RR.Record(req.name, req.version, req.sha256))
         assert isinstance(req, L.BadLine)
         return L.err(req.code, req.text)
+
+    def _record_sector(self) -> bytes:
+        area = self.state.board.memory("external").area("release_record")
+        return self.state.external.read(area.start, area.size)
+
+    def _record_set(self, rec: RR.Record) -> bytes:
+        """Append the record to the log (erase first when it is full), read it back; 3 tries."""
+        area, f = self.state.board.memory("external").area("release_record"), self.state.external
+        slot = RR.encode_slot(rec)
+        for _ in range(3):
+            at = RR.free_slot(self._record_sector())
+            if at is None:
+                if not f.erase_sector(area.start):
+                    continue
+                at = 0
+            f.program(area.start + at, slot)
+            if f.read(area.start + at, RR.SLOT) == slot:
+                return L.ok()
+        return L.err(L.ERR_FLASH, f"release record write/read-back failed at 0x{area.start:08x}")
 
     def _flash_for(self, address: int, length: int) -> NorFlash | None:
         for f in (self.state.internal, self.state.external):
@@ -301,6 +331,8 @@ class SerialEndpoint:
             return sink, L.err(L.ERR_FLASH, str(e))
         except (ProtocolError, TransportTimeout) as e:
             return sink, sink.refusal or L.err(L.ERR_TRANSFER, str(e))
+        if sink.file is None:  # an empty batch: nothing was written
+            return sink, L.err(L.ERR_SIZE, "no file in the batch")
         return sink, None
 
     def _save(self, link: _PtyLink, reader: L.CommandReader, req: L.Save) -> None:

@@ -5,9 +5,12 @@
  * state dropping: the agent abandons a transfer.
  *
  *   sfa-agent-host --flash EXT.bin --internal INT.bin --link PATH [--port-file F] [--id HEX24]
+ *   sfa-agent-host --flash EXT.bin --internal INT.bin --cloud "ADDR LEN"
+ *       (one call of the cloud function: its return value, then the variable's text)
  *
  * Env SFA_HOST_BAD_PROGRAM=N: the Nth external program call clears one extra bit (a weak
- * cell), to exercise read-back and retries. Env SFA_HOST_TRACE: log the link on stderr. */
+ * cell), to exercise read-back and retries. Env SFA_HOST_TRACE: log the link on stderr.
+ * Env SFA_HOST_TIME_SCALE=K: millis() runs K times fast (tests of the receiver's timeouts). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +33,7 @@ static char device_id[25] = "53ff6c065075535119511687";
 static long bad_program = 0, programs = 0;
 static volatile sig_atomic_t stopping = 0;
 static int trace = 0;
+static uint32_t time_scale = 1;
 
 static void trace_bytes(const char *dir, const uint8_t *data, size_t n)
 {
@@ -154,7 +158,7 @@ uint32_t sfa_hal_millis(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+    return (uint32_t)(((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) * time_scale);
 }
 
 void sfa_hal_device_id(char out[24]) { memcpy(out, device_id, 24); }
@@ -170,7 +174,7 @@ int sfa_hal_serial_read(uint8_t *buf, size_t max)
 
 void sfa_hal_serial_write(const uint8_t *data, size_t n)
 {
-    uint32_t give_up = sfa_hal_millis() + 2000u;
+    uint32_t give_up = sfa_hal_millis() + 2000u * time_scale;
     trace_bytes("tx", data, n);
     while (n) {
         ssize_t k = write(master, data, n);
@@ -252,13 +256,13 @@ void sfa_hal_install_firmware(uint32_t size)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sfa-agent-host --flash EXT.bin --internal INT.bin --link PATH [--port-file F] [--id HEX24]\n");
+    fprintf(stderr, "usage: sfa-agent-host --flash EXT.bin --internal INT.bin (--link PATH [--port-file F] [--id HEX24] | --cloud \"ADDR LEN\")\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *ext = NULL, *in = NULL;
+    const char *ext = NULL, *in = NULL, *cloud = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) {
             usage();
@@ -269,6 +273,8 @@ int main(int argc, char **argv)
             in = argv[++i];
         } else if (!strcmp(argv[i], "--link")) {
             link_path = argv[++i];
+        } else if (!strcmp(argv[i], "--cloud")) {
+            cloud = argv[++i];
         } else if (!strcmp(argv[i], "--port-file")) {
             port_file = argv[++i];
         } else if (!strcmp(argv[i], "--id")) {
@@ -281,14 +287,25 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (!ext || !in || !link_path) {
+    if (!ext || !in || (!link_path && !cloud)) {
         usage();
     }
     const char *bad = getenv("SFA_HOST_BAD_PROGRAM");
     bad_program = bad ? strtol(bad, NULL, 10) : 0;
     trace = getenv("SFA_HOST_TRACE") != NULL;
+    const char *scale = getenv("SFA_HOST_TIME_SCALE");
+    time_scale = scale ? (uint32_t)strtoul(scale, NULL, 10) : 1u;
+    if (time_scale < 1u || time_scale > 1000u) {
+        usage();
+    }
     ext_fd = open_flash(ext, SFA_EXTERNAL_SIZE);
     int_fd = open_flash(in, SFA_INTERNAL_SIZE);
+    if (cloud) {
+        sfa_agent_begin();
+        int rc = sfa_cloud_call(cloud);
+        printf("%d\n%s\n", rc, sfa_cloud_text());
+        return 0;
+    }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);

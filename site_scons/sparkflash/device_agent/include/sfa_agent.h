@@ -5,7 +5,7 @@
  *
  * The agent owns no hardware: a binding (core/ for a Spark Core, host/ for the host
  * build) implements the sfa_hal_* functions below. No heap; all state is one static
- * struct (about 1.3 KiB); every failure is an ERR code on the wire. */
+ * buffer and one struct (about 1.2 KiB); every failure is an ERR code on the wire. */
 #ifndef SFA_AGENT_H
 #define SFA_AGENT_H
 
@@ -54,9 +54,7 @@ void sfa_agent_link_reset(void);
 /* Feed bytes as if they came from the serial port (poll uses it; harnesses too). */
 void sfa_agent_feed(const uint8_t *data, size_t n);
 
-/* ---- digests, release record and the cloud function's text (also used by the OTA binding) ---- */
-/* CRC-32 and SHA-256 of [address, address + length) of one flash memory; SFA_ERR_RANGE if not. */
-int sfa_digest_range(uint32_t address, uint32_t length, uint32_t *crc, uint8_t sha[32]);
+/* ---- release record and the cloud function's text (also used by the OTA binding) ---- */
 
 typedef struct {
     char name[SFA_NAME_MAX + 1];
@@ -68,9 +66,14 @@ int sfa_record_read(sfa_record *rec);        /* SFA_OK, or 1 when the sector hol
 int sfa_record_write(const sfa_record *rec); /* SFA_OK or SFA_ERR_FLASH */
 
 #define SFA_CLOUD_VAR_MAX 622
-/* The cloud function: arg "addr len" (hex). Fills `out` (NUL-terminated, at most
- * SFA_CLOUD_VAR_MAX chars) and returns 0 or an ERR code. Format: docs/device-agent.md. */
-int sfa_cloud_sum(const char *arg, char *out, size_t out_size);
+/* The cloud function: arg "addr len" (hex). Fills `text` (NUL-terminated, at most
+ * SFA_CLOUD_VAR_MAX chars; size >= 200) and returns 0 or an ERR code. Format:
+ * docs/device-agent.md §6. Not reentrant (it shares the agent's output path). */
+int sfa_cloud_sum(const char *arg, char *text, size_t size);
+/* The same into the agent's own text (the string variable to register), which a serial
+ * transfer or SUM later overwrites with "ERR 4 busy"; refused the same way while one runs. */
+int sfa_cloud_call(const char *arg);
+char *sfa_cloud_text(void);
 
 #ifdef __cplusplus
 }

@@ -47,9 +47,10 @@ struct sfa_ym {
     const char *why;        /* static text of a failure */
     uint32_t why_at;        /* byte offset of the failure */
     char name[SFA_YM_NAME_MAX + 1];
-    uint8_t frame[SFA_YM_FRAME_MAX];
+    uint8_t *frame;         /* SFA_YM_FRAME_MAX bytes, owned by the caller (shared when idle) */
 };
 
+/* frame must point at SFA_YM_FRAME_MAX bytes before the call. */
 void sfa_ym_start(sfa_ym *ym, uint32_t now_ms);
 void sfa_ym_feed(sfa_ym *ym, const uint8_t *data, size_t n, uint32_t now_ms);
 void sfa_ym_tick(sfa_ym *ym, uint32_t now_ms);

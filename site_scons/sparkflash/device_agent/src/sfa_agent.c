@@ -17,6 +17,18 @@ enum ym_kind { K_SAVE, K_FIRMWARE };
 static const char FW_PROMPT[] = "Waiting for the binary file to be sent ... (press 'a' to abort)\r\n";
 static const char FW_TOO_BIG[] = "The file size is higher than the allowed space memory!\r\n";
 static const char FW_FAILED[] = "Failed to receive the file!\r\n";
+static const char NUMBERS[] = "address and length: 1-8 hex digits";
+static const char SHA_TEXT[] = "sha256: 64 hex digits";
+static const char TOO_LONG[] = "line longer than 160 characters";
+
+/* One buffer, three uses that never overlap in time: the cloud text at its start (kept
+ * while idle; the first CLOUD_GUARD bytes are never reused), the YMODEM frame / SUM read
+ * buffer after the guard, and the command line at its end (line mode only). */
+#define CLOUD_GUARD 16u
+#define SHARED_SIZE (CLOUD_GUARD + SFA_YM_FRAME_MAX)
+static uint8_t shared[SHARED_SIZE];
+static char *const line_buf = (char *)shared + SHARED_SIZE - (SFA_MAX_LINE + 2);
+static const char BUSY[] = "ERR 4 busy";
 
 static struct {
     uint8_t mode;
@@ -24,7 +36,6 @@ static struct {
     uint8_t job_internal;
     uint8_t reopened;  /* the port was closed while a SAVE waited for its sender */
     uint16_t len;
-    char line[SFA_MAX_LINE + 2];
     uint32_t dest, length;
     uint32_t job_addr, job_left, job_piece_crc, job_crc;
     uint32_t install_at;
@@ -33,44 +44,53 @@ static struct {
     sfa_ym ym;
 } A;
 
-/* ---- output ---- */
-static void put(const char *s) { sfa_hal_serial_write((const uint8_t *)s, strlen(s)); }
+/* ---- output: the serial port, or the cloud text while sfa_cloud_sum runs ---- */
+static char *sink;
+static size_t sink_len, sink_cap;
 
-static void put_hex32(uint32_t v)
+static void out(const void *data, size_t n)
 {
-    char h[8];
-    sfa_hex32(h, v);
-    sfa_hal_serial_write((const uint8_t *)h, 8);
+    if (!sink) {
+        sfa_hal_serial_write((const uint8_t *)data, n);
+        return;
+    }
+    if (n > sink_cap - 1u - sink_len) {
+        n = sink_cap - 1u - sink_len;  /* the cloud text is cut, never overrun */
+    }
+    memcpy(sink + sink_len, data, n);
+    sink_len += n;
+    sink[sink_len] = '\0';
 }
 
-/* Shortest lower-case hex of v (the form SAVE's OK carries the length in). */
-static void put_hex(uint32_t v)
-{
-    char h[8];
-    int i = 8;
-    do {
-        h[--i] = "0123456789abcdef"[v & 15u];
-        v >>= 4;
-    } while (v && i > 0);
-    sfa_hal_serial_write((const uint8_t *)h + i, (size_t)(8 - i));
-}
+static void put(const char *s) { out(s, strlen(s)); }
 
-static void put_dec(uint32_t v)
+/* v in `base` (10 or 16), at least `width` digits (lower-case hex). */
+static void put_num(uint32_t v, uint32_t base, int width)
 {
     char d[10];
     int i = 10;
     do {
-        d[--i] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v && i > 0);
-    sfa_hal_serial_write((const uint8_t *)d + i, (size_t)(10 - i));
+        d[--i] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while ((v || 10 - i < width) && i > 0);
+    out(d + i, (size_t)(10 - i));
+}
+
+static void put_hex32(uint32_t v) { put_num(v, 16, 8); }
+static void put_hex(uint32_t v) { put_num(v, 16, 1); }  /* SAVE's OK carries the length so */
+static void put_dec(uint32_t v) { put_num(v, 10, 1); }
+
+static void put_sha(const uint8_t sha[32])
+{
+    char hex[64];
+    sfa_hex(hex, sha, 32);
+    out(hex, 64);
 }
 
 static void reply_err(int code, const char *text)
 {
-    char c[2] = {(char)('0' + code), '\0'};
     put("ERR ");
-    put(c);
+    put_dec((uint32_t)code);
     put(" ");
     put(text);
     put("\r\n");
@@ -80,7 +100,7 @@ static void reply_err(int code, const char *text)
 static void ym_send(void *ctx, const uint8_t *data, size_t n)
 {
     (void)ctx;
-    sfa_hal_serial_write(data, n);
+    out(data, n);
 }
 
 static int ym_header(void *ctx, const char *name, uint32_t size, int has_size)
@@ -93,6 +113,9 @@ static int ym_header(void *ctx, const char *name, uint32_t size, int has_size)
     if (A.kind == K_FIRMWARE) {
         if (size > SFA_FIRMWARE_MAX) {
             return SFA_YM_ERR_TOO_BIG;
+        }
+        if (size == 0) {
+            return SFA_YM_ERR_SIZE;  /* the bootloader would install the slot's stale bytes */
         }
         A.length = size;
     } else if (size != A.length) {
@@ -108,8 +131,23 @@ static int ym_data(void *ctx, uint32_t offset, const uint8_t *data, uint32_t n)
     return sfa_writer_write(&A.w, A.dest + offset, data, n) == SFA_OK ? SFA_YM_OK : SFA_YM_ERR_FLASH;
 }
 
+/* The buffer is about to be reused: the cloud text now reads as busy, not as stale bytes. */
+static void cloud_text_lost(void) { memcpy(shared, BUSY, sizeof BUSY); }
+
+char *sfa_cloud_text(void) { return (char *)shared; }
+
+int sfa_cloud_call(const char *arg)
+{
+    if (A.mode != M_LINE && A.mode != M_DISCARD) {
+        cloud_text_lost();
+        return SFA_ERR_TRANSFER;
+    }
+    return sfa_cloud_sum(arg, (char *)shared, SFA_CLOUD_VAR_MAX + 1);
+}
+
 static void start_ymodem(int kind, uint32_t dest, uint32_t length)
 {
+    cloud_text_lost();
     A.kind = (uint8_t)kind;
     A.dest = dest;
     A.length = length;
@@ -119,6 +157,7 @@ static void start_ymodem(int kind, uint32_t dest, uint32_t length)
     A.ym.send = ym_send;
     A.ym.on_header = ym_header;
     A.ym.on_data = ym_data;
+    A.ym.frame = shared + CLOUD_GUARD;
     sfa_ym_start(&A.ym, sfa_hal_millis());
 }
 
@@ -134,12 +173,10 @@ static void ymodem_failed(void)
     put("ERR ");
     put_dec((uint32_t)code);
     put(" ");
-    if (ym->result == SFA_YM_ERR_SIZE && !ym->have_file) {
-        put("no file in the batch");
-    } else if (ym->result == SFA_YM_ERR_SIZE) {
-        put("the YMODEM header's size is missing or differs from SAVE's length");
+    if (ym->result == SFA_YM_ERR_SIZE) {
+        put("header size missing or not SAVE's length");
     } else if (ym->result == SFA_YM_ERR_FLASH) {
-        put("flash write/read-back failed at 0x");
+        put("flash write failed at 0x");
         put_hex32(A.w.bad_at);
     } else {
         put("YMODEM: ");
@@ -181,8 +218,11 @@ static void ymodem_check(void)
 }
 
 /* ---- SUM / SUMS jobs ---- */
+static uint32_t pieces_of(uint32_t a, uint32_t l);
+
 static void start_job(int mode, uint32_t address, uint32_t length, int internal)
 {
+    cloud_text_lost();
     A.mode = (uint8_t)mode;
     A.job_addr = address;
     A.job_left = length;
@@ -190,20 +230,14 @@ static void start_job(int mode, uint32_t address, uint32_t length, int internal)
     A.job_crc = A.job_piece_crc = 0;
     sfa_sha256_init(&A.sha);
     if (mode == M_SUMS) {
-        uint32_t pieces = 0;
-        if (length) {
-            uint32_t first = address & ~(SFA_SECTOR_SIZE - 1u);
-            uint32_t last = (uint32_t)(((uint64_t)address + length - 1u) & ~(uint64_t)(SFA_SECTOR_SIZE - 1u));
-            pieces = (last - first) / SFA_SECTOR_SIZE + 1u;
-        }
         put("OK ");
-        put_dec(pieces);
+        put_dec(pieces_of(address, length));
     }
 }
 
 static void job_step(void)
 {
-    uint8_t *buf = A.ym.frame;  /* free while no transfer runs */
+    uint8_t *buf = shared + CLOUD_GUARD;
     uint32_t n = A.job_left < JOB_CHUNK ? A.job_left : JOB_CHUNK;
     if (A.mode == M_SUMS) {
         uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
@@ -228,13 +262,11 @@ static void job_step(void)
     if (A.job_left == 0) {
         if (A.mode == M_SUM) {
             uint8_t sha[32];
-            char hex[64];
             sfa_sha256_final(&A.sha, sha);
-            sfa_hex(hex, sha, 32);
             put("OK ");
             put_hex32(A.job_crc);
             put(" ");
-            sfa_hal_serial_write((const uint8_t *)hex, 64);
+            put_sha(sha);
         }
         put("\r\n");
         A.mode = M_LINE;
@@ -243,7 +275,7 @@ static void job_step(void)
 
 /* ---- line commands ---- */
 /* 1-8 hex digits, nothing else. */
-static int parse_hex(const char *s, uint32_t n, uint32_t *out)
+int sfa_parse_hex(const char *s, uint32_t n, uint32_t *out)
 {
     uint32_t v = 0;
     if (n < 1 || n > 8) {
@@ -274,21 +306,25 @@ static int word_is(const char *w, uint32_t n, const char *lit)
     return strlen(lit) == n && memcmp(w, lit, n) == 0;
 }
 
-static void cmd_rec(void)
+/* "<name> <version> <sha256>" or "-" */
+static void put_record(void)
 {
     sfa_record rec;
     if (sfa_record_read(&rec) != SFA_OK) {
-        put("OK -\r\n");
+        put("-");
         return;
     }
-    char hex[64];
-    sfa_hex(hex, rec.sha256, 32);
-    put("OK ");
     put(rec.name);
     put(" ");
     put(rec.version);
     put(" ");
-    sfa_hal_serial_write((const uint8_t *)hex, 64);
+    put_sha(rec.sha256);
+}
+
+static void cmd_rec(void)
+{
+    put("OK ");
+    put_record();
     put("\r\n");
 }
 
@@ -296,17 +332,17 @@ static void cmd_rec_set(const char *const *w, const uint32_t *wl)
 {
     sfa_record rec;
     if (!sfa_record_name_ok(w[2], wl[2]) || !sfa_record_name_ok(w[3], wl[3])) {
-        reply_err(SFA_ERR_SYNTAX, "name and version: 1-32 of A-Z a-z 0-9 . _ + -");
+        reply_err(SFA_ERR_SYNTAX, "name/version: 1-32 of A-Za-z0-9._+-");
         return;
     }
     if (wl[4] != 64) {
-        reply_err(SFA_ERR_SYNTAX, "sha256: 64 hex digits");
+        reply_err(SFA_ERR_SYNTAX, SHA_TEXT);
         return;
     }
     for (uint32_t i = 0; i < 32; i++) {
         uint32_t b;
-        if (!parse_hex(w[4] + 2 * i, 2, &b)) {
-            reply_err(SFA_ERR_SYNTAX, "sha256: 64 hex digits");
+        if (!sfa_parse_hex(w[4] + 2 * i, 2, &b)) {
+            reply_err(SFA_ERR_SYNTAX, SHA_TEXT);
             return;
         }
         rec.sha256[i] = (uint8_t)b;
@@ -316,7 +352,7 @@ static void cmd_rec_set(const char *const *w, const uint32_t *wl)
     memcpy(rec.version, w[3], wl[3]);
     rec.version[wl[3]] = '\0';
     if (sfa_record_write(&rec) != SFA_OK) {
-        reply_err(SFA_ERR_FLASH, "release record write/read-back failed at 0x00003000");
+        reply_err(SFA_ERR_FLASH, "release record write failed at 0x00003000");
         return;
     }
     put("OK\r\n");
@@ -356,26 +392,26 @@ static void run_line(char *line, uint32_t len)
         return;
     }
     uint32_t a = 0, l = 0;
-    int nums = nw >= 3 && parse_hex(w[1], wl[1], &a) && parse_hex(w[2], wl[2], &l);
+    int nums = nw >= 3 && sfa_parse_hex(w[1], wl[1], &a) && sfa_parse_hex(w[2], wl[2], &l);
     int internal = 0;
     if (word_is(w[0], wl[0], "ID") && nw == 1) {
         char id[24];
         sfa_hal_device_id(id);
         put("OK ");
-        sfa_hal_serial_write((const uint8_t *)id, 24);
+        out((const uint8_t *)id, 24);
         put("\r\n");
     } else if ((word_is(w[0], wl[0], "SUM") || word_is(w[0], wl[0], "SUMS")) && nw == 3) {
         if (!nums) {
-            reply_err(SFA_ERR_SYNTAX, "address and length: 1-8 hex digits");
+            reply_err(SFA_ERR_SYNTAX, NUMBERS);
         } else if (!sfa_range_in_flash(a, l, &internal)) {
-            reply_err(SFA_ERR_RANGE, "not inside one flash memory (08000000+20000 or 00000000+200000)");
+            reply_err(SFA_ERR_RANGE, "not inside one flash memory");
         } else {
             start_job(wl[0] == 3 ? M_SUM : M_SUMS, a, l, internal);
         }
     } else if (word_is(w[0], wl[0], "SAVE") && (nw == 3 || (nw == 4 && word_is(w[3], wl[3], "ANY")))) {
         const char *why;
         if (!nums) {
-            reply_err(SFA_ERR_SYNTAX, "address and length: 1-8 hex digits");
+            reply_err(SFA_ERR_SYNTAX, NUMBERS);
         } else if ((why = sfa_save_range_error(a, l, nw == 4)) != NULL) {
             reply_err(SFA_ERR_RANGE, why);
         } else {
@@ -387,7 +423,7 @@ static void run_line(char *line, uint32_t len)
     } else if (word_is(w[0], wl[0], "REC") && nw == 5 && word_is(w[1], wl[1], "SET")) {
         cmd_rec_set(w, wl);
     } else {
-        reply_err(SFA_ERR_SYNTAX, "unknown command (ID, SUM a l, SUMS a l, SAVE a l [ANY], REC, REC SET n v sha256)");
+        reply_err(SFA_ERR_SYNTAX, "unknown command");
     }
 }
 
@@ -396,7 +432,7 @@ static void key_i(void)
     char id[24];
     sfa_hal_device_id(id);
     put("Your core id is ");
-    sfa_hal_serial_write((const uint8_t *)id, 24);
+    out((const uint8_t *)id, 24);
     put("\r\nsparkflash-agent 1\r\n");
 }
 
@@ -405,7 +441,7 @@ static void line_byte(uint8_t b)
     if (A.mode == M_DISCARD) {
         if (b == '\n') {
             A.mode = M_LINE;
-            reply_err(SFA_ERR_SYNTAX, "line longer than 160 characters");
+            reply_err(SFA_ERR_SYNTAX, TOO_LONG);
         }
         return;
     }
@@ -416,25 +452,25 @@ static void line_byte(uint8_t b)
             put(FW_PROMPT);
             start_ymodem(K_FIRMWARE, SFA_OTA_START, 0);
         } else if (b >= 'A' && b <= 'Z') {
-            A.line[A.len++] = (char)b;
+            line_buf[A.len++] = (char)b;
         }
         return;  /* CR, LF, NUL, space and other keys are ignored, as stock firmware does */
     }
     if (b == '\n') {
         uint32_t n = A.len;
-        while (n > 0 && A.line[n - 1] == '\r') {
+        while (n > 0 && line_buf[n - 1] == '\r') {
             n--;
         }
         A.len = 0;
         if (n > SFA_MAX_LINE) {
-            reply_err(SFA_ERR_SYNTAX, "line longer than 160 characters");
+            reply_err(SFA_ERR_SYNTAX, TOO_LONG);
         } else {
-            run_line(A.line, n);
+            run_line(line_buf, n);
         }
         return;
     }
     if (A.len < SFA_MAX_LINE + 1) {
-        A.line[A.len++] = (char)b;
+        line_buf[A.len++] = (char)b;
     } else {
         A.len = 0;
         A.mode = M_DISCARD;
@@ -446,6 +482,7 @@ void sfa_agent_begin(void)
 {
     memset(&A, 0, sizeof A);
     A.mode = M_LINE;
+    shared[0] = '\0';
 }
 
 void sfa_agent_link_reset(void)
@@ -456,6 +493,9 @@ void sfa_agent_link_reset(void)
     if (A.mode == M_YMODEM && !A.ym.started) {
         A.reopened = 1;
         return;
+    }
+    if (A.mode == M_INSTALL) {
+        return;  /* the image is complete and announced: the reset happens regardless */
     }
     A.mode = M_LINE;
     A.len = 0;
@@ -512,25 +552,99 @@ int sfa_agent_poll(void)
     return n > 0 || A.mode != M_LINE;
 }
 
-/* ---- digests for other callers (cloud function) ---- */
-int sfa_digest_range(uint32_t address, uint32_t length, uint32_t *crc, uint8_t sha[32])
+/* ---- the cloud function's text (docs/device-agent.md §6) ---- */
+static uint32_t pieces_of(uint32_t a, uint32_t l)
 {
-    int internal;
+    if (l == 0) {
+        return 0;
+    }
+    uint32_t last = (uint32_t)(((uint64_t)a + l - 1u) & ~(uint64_t)(SFA_SECTOR_SIZE - 1u));
+    return (last - (a & ~(SFA_SECTOR_SIZE - 1u))) / SFA_SECTOR_SIZE + 1u;
+}
+
+/* CRC-32 of [a, a + n) of one memory, and SHA-256 into s unless NULL. */
+static uint32_t scan(uint32_t a, uint32_t n, int internal, sfa_sha256 *s)
+{
     uint8_t buf[64];
-    sfa_sha256 s;
-    if (!sfa_range_in_flash(address, length, &internal)) {
+    uint32_t crc = 0;
+    while (n) {
+        uint32_t k = n < sizeof buf ? n : (uint32_t)sizeof buf;
+        sfa_read_any(buf, a, k, internal);
+        crc = sfa_crc32_update(crc, buf, k);
+        if (s) {
+            sfa_sha256_update(s, buf, k);
+        }
+        a += k;
+        n -= k;
+    }
+    return crc;
+}
+
+static uint32_t dec_len(uint32_t v)
+{
+    uint32_t n = 1;
+    while (v >= 10u) {
+        v /= 10u;
+        n++;
+    }
+    return n;
+}
+
+static int cloud_text(const char *arg)
+{
+    uint32_t a, l;
+    int internal;
+    const char *sp = strchr(arg, ' ');
+    if (strlen(arg) >= 64 || !sp || !sfa_parse_hex(arg, (uint32_t)(sp - arg), &a) ||
+        !sfa_parse_hex(sp + 1, (uint32_t)strlen(sp + 1), &l)) {
+        put("ERR 1 arg: <addr> <len>, 1-8 hex digits each");
+        return SFA_ERR_SYNTAX;
+    }
+    if (!sfa_range_in_flash(a, l, &internal)) {
+        put("ERR 2 not inside one flash memory");
         return SFA_ERR_RANGE;
     }
+    sfa_sha256 s;
+    uint8_t sha[32];
     sfa_sha256_init(&s);
-    *crc = 0;
-    while (length) {
-        uint32_t k = length < sizeof buf ? length : (uint32_t)sizeof buf;
-        sfa_read_any(buf, address, k, internal);
-        *crc = sfa_crc32_update(*crc, buf, k);
-        sfa_sha256_update(&s, buf, k);
-        address += k;
-        length -= k;
-    }
+    uint32_t crc = scan(a, l, internal, &s);
     sfa_sha256_final(&s, sha);
+    put("SUM ");
+    put_hex32(crc);
+    put(" ");
+    put_sha(sha);
+    put("\nREC ");
+    put_record();
+    /* Last, as many sector CRCs as fit: "SUMS <pieces> <shown> crc..." (two passes: no buffer). */
+    uint32_t pieces = pieces_of(a, l), shown = pieces;
+    uint32_t room = (uint32_t)(sink_cap - 1u - sink_len) - 7u - dec_len(pieces);
+    while (shown && dec_len(shown) + 9u * shown > room) {
+        shown--;
+    }
+    put("\nSUMS ");
+    put_dec(pieces);
+    put(" ");
+    put_dec(shown);
+    for (uint32_t i = 0, p = a; i < shown; i++) {
+        uint32_t n = SFA_SECTOR_SIZE - (p & (SFA_SECTOR_SIZE - 1u));
+        n = n < a + l - p ? n : a + l - p;
+        put(" ");
+        put_hex32(scan(p, n, internal, NULL));
+        p += n;
+    }
     return SFA_OK;
+}
+
+int sfa_cloud_sum(const char *arg, char *text, size_t size)
+{
+    if (size < 200) {
+        return SFA_ERR_SYNTAX;
+    }
+    text[0] = '\0';
+    sink = text;
+    sink_len = 0;
+    sink_cap = size < SFA_CLOUD_VAR_MAX + 1u ? size : SFA_CLOUD_VAR_MAX + 1u;
+    int rc = cloud_text(arg);
+    sink = NULL;
+    return rc;
 }

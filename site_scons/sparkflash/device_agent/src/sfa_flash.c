@@ -153,7 +153,7 @@ const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area
         return "empty file";
     }
     if (end > (uint64_t)SFA_EXTERNAL_BASE + SFA_EXTERNAL_SIZE) {
-        return "outside external flash (0x00000000..0x00200000)";
+        return "outside external flash 0x000000..0x200000";
     }
     if (address < SFA_SCRATCH_START + SFA_SCRATCH_SIZE) {
         return "sector 0 is the agent's scratch sector";
@@ -167,7 +167,7 @@ const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area
     if (address >= SFA_USER_START && end <= (uint64_t)SFA_USER_START + SFA_USER_SIZE) {
         return NULL;
     }
-    return "not the OTA slot 0x060000 or inside the user area 0x080000..0x200000; send ANY if the manifest allows it";
+    return "not the OTA slot 0x060000 or in the user area 0x080000+; send ANY if allowed";
 }
 
 int sfa_range_in_flash(uint32_t address, uint32_t length, int *internal)

@@ -30,6 +30,9 @@ const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area
 int sfa_range_in_flash(uint32_t address, uint32_t length, int *internal);
 void sfa_read_any(uint8_t *buf, uint32_t address, uint32_t n, int internal);
 
+/* 1-8 hex digits, nothing else. */
+int sfa_parse_hex(const char *s, uint32_t n, uint32_t *out);
+
 /* Release record text checks: 1-32 of [A-Za-z0-9._+-]. */
 int sfa_record_name_ok(const char *s, uint32_t n);
 

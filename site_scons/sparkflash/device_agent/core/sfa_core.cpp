@@ -1,0 +1,115 @@
+// Spark Core binding of the sparkflash agent (spark_11-era core-firmware wiring):
+// USB serial through Serial, external flash through core-common-lib's sFLASH_*, the
+// firmware install through FLASH_End (sets the OTA flag; the bootloader copies the slot),
+// the digest cloud function and variable through Spark.function / Spark.variable.
+//
+// Built with `scons AGENT=1`, which also links with --wrap for setup() and loop(): the
+// agent starts before the application's setup() and is polled before each loop(), so an
+// application needs no change. Without the switch nothing of this is compiled.
+#include <string.h>
+
+#include "application.h"
+#include "hw_config.h"
+#include "sst25vf_spi.h"
+
+#include "sfa_agent.h"
+
+extern "C" {
+
+int sfa_hal_serial_read(uint8_t *buf, size_t max)
+{
+    size_t n = 0;
+    while (n < max && Serial.available() > 0) {
+        int c = Serial.read();
+        if (c < 0) {
+            break;
+        }
+        buf[n++] = (uint8_t)c;
+    }
+    return (int)n;
+}
+
+void sfa_hal_serial_write(const uint8_t *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Serial.write(data[i]);
+    }
+}
+
+uint32_t sfa_hal_millis(void) { return (uint32_t)millis(); }
+
+void sfa_hal_device_id(char out[24])
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *id = (const uint8_t *)0x1FFFF7E8u;  // the STM32's 96-bit unique id (ID1)
+    for (int i = 0; i < 12; i++) {
+        out[2 * i] = digits[id[i] >> 4];
+        out[2 * i + 1] = digits[id[i] & 15u];
+    }
+}
+
+void sfa_hal_flash_erase_sector(uint32_t address) { sFLASH_EraseSector(address); }
+
+void sfa_hal_flash_write(const uint8_t *data, uint32_t address, uint32_t n) { sFLASH_WriteBuffer(data, address, n); }
+
+void sfa_hal_flash_read(uint8_t *data, uint32_t address, uint32_t n) { sFLASH_ReadBuffer(data, address, n); }
+
+void sfa_hal_internal_read(uint8_t *data, uint32_t address, uint32_t n)
+{
+    memcpy(data, (const void *)address, n);  // internal flash is memory-mapped
+}
+
+void sfa_hal_install_firmware(uint32_t size)
+{
+    (void)size;
+    FLASH_End();  // OTA flag, backup register, USB off, reset: the bootloader installs the slot
+}
+
+}  // extern "C"
+
+#ifndef SFA_NO_CLOUD
+static int sfa_cloud_function(String arg) { return sfa_cloud_call(arg.c_str()); }
+#endif
+
+void sfa_core_begin(void)
+{
+    Serial.begin(9600);
+    sfa_agent_begin();
+#ifndef SFA_NO_CLOUD
+    Spark.function("sfsum", sfa_cloud_function);
+    Spark.variable("sfsum", sfa_cloud_text(), STRING);
+#endif
+}
+
+void sfa_core_poll(void)
+{
+    // Work while there is work, but give the system loop (cloud, Wi-Fi) a turn every 20 ms;
+    // a transfer's timeouts are seconds, and the cloud function answers "busy" meanwhile.
+    uint32_t start = millis();
+    while (sfa_agent_poll() && millis() - start < 20u) {
+    }
+}
+
+// `scons AGENT=1` links with -Wl,--wrap=setup -Wl,--wrap=loop (C linkage in spark_utilities.h).
+extern "C" {
+void __real_setup(void) __attribute__((weak));
+void __real_loop(void) __attribute__((weak));
+void __wrap_setup(void);
+void __wrap_loop(void);
+
+void __wrap_setup(void)
+{
+    sfa_core_begin();
+    if (__real_setup) {
+        __real_setup();
+    }
+}
+
+void __wrap_loop(void)
+{
+    sfa_core_poll();
+    if (__real_loop) {
+        __real_loop();
+    }
+}
+}

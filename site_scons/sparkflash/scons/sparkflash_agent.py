@@ -1,0 +1,55 @@
+"""SCons part of `scons AGENT=1`: compile the sparkflash device agent (portable C + the Core
+binding) with the firmware's flags plus -Wextra -Werror, link it with --wrap for setup()
+and loop() (no application change), and report its cost from the map file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sparkflash import device_agent
+from sparkflash.firmware.coretree import Component
+from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL, agent_cost
+
+__all__ = ["WRAP_FLAGS", "agent_objects", "agent_size_action"]
+
+WRAP_FLAGS = ["-Wl,--wrap=setup", "-Wl,--wrap=loop"]  # C linkage in spark_utilities.h
+
+
+def agent_objects(env: Any, out: str, firmware: Component, prefix: tuple[str, ...], maps: list[str]) -> list[Any]:
+    """Objects of the agent, built in out/sparkflash_agent/ with the flags make uses for the
+    firmware's own C and C++ files (its -I become -isystem: -Werror is for our code, not the
+    tree's headers). The Core binding needs the spark_11-era wiring (USBSerial, Spark.function)."""
+    import SCons.Errors  # type: ignore[import-untyped]
+
+    if not (firmware.root / "inc" / "spark_wiring_usbserial.h").is_file():
+        raise SCons.Errors.StopError(
+            f"AGENT=1: {firmware.root} has no inc/spark_wiring_usbserial.h; the agent's Core binding needs a "
+            "spark_11-era core-firmware tree (USB serial, Spark.function/variable), see docs/device-agent.md")
+    inc = str(device_agent.include_dir())
+    templates = {c.source.suffix: c.args for c in firmware.compiles}
+    objs = []
+    for src in device_agent.portable_sources() + device_agent.core_sources():
+        suffix = Path(src).suffix
+        base = templates.get(suffix) or templates.get(".cpp" if suffix == ".c" else ".c")
+        if base is None:
+            raise SCons.Errors.StopError(f"AGENT=1: make compiles no C or C++ file of {firmware.root} to take flags from")
+        args = [("-isystem" + a[2:]) if a.startswith("-I") else a for a in base]
+        lang = ["-std=gnu99"] if suffix == ".c" else []
+        com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
+        aenv = env.Clone(SPARK_ARGS=[*prefix, f"-I{inc}", *(a.replace("$", "$$") for a in args), *lang,
+                                     "-Wextra", "-Werror", *maps], CCCOM=com, CXXCOM=com)
+        objs.append(aenv.Object(f"{out}/sparkflash_agent/{Path(src).stem}.o", str(src))[0])
+    return objs
+
+
+def agent_size_action(target: Any, source: Any, env: Any) -> int:
+    """Write (and print) the agent's cost; fails the build over budget only if AGENT_STRICT."""
+    map_text = Path(str(source[0])).with_suffix(".map").read_text(errors="replace")
+    cost = agent_cost(map_text)
+    Path(str(target[0])).write_text(cost.line() + "\n")
+    print(cost.line())
+    if env.get("AGENT_STRICT") and (cost.flash > FLASH_GOAL or cost.ram > RAM_GOAL):
+        print("sparkflash agent: over budget")
+        return 1
+    return 0
