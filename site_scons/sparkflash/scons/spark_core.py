@@ -183,7 +183,7 @@ def _firmware(env: Any) -> dict[str, Any]:
     if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and the setup/loop wraps
         from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
 
-        agent = (agent_objects(env, out, tree.firmware, tree.compile_prefix, maps), WRAP_FLAGS)
+        agent = (agent_objects(env, out, tree, maps), WRAP_FLAGS)
     map_file = env.File(f"{out}/firmware.map")
     command, scripts = _link_command(tree, objs, archives, map_file, agent)
     # the archives lead the .elf's sources, so SCons builds the libraries (and runs ar)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash import device_agent
-from sparkflash.firmware.coretree import Component
+from sparkflash.firmware.coretree import FirmwareTree
 from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL, agent_cost
 
 __all__ = ["WRAP_FLAGS", "agent_objects", "agent_size_action"]
@@ -16,10 +16,12 @@ __all__ = ["WRAP_FLAGS", "agent_objects", "agent_size_action"]
 WRAP_FLAGS = ["-Wl,--wrap=setup", "-Wl,--wrap=loop"]  # C linkage in spark_utilities.h
 
 
-def agent_objects(env: Any, out: str, firmware: Component, prefix: tuple[str, ...], maps: list[str]) -> list[Any]:
+def agent_objects(env: Any, out: str, tree: FirmwareTree, maps: list[str]) -> list[Any]:
     """Objects of the agent, built in out/sparkflash_agent/ with the flags make uses for the
-    firmware's own C and C++ files (its -I become -isystem: -Werror is for our code, not the
-    tree's headers). The Core binding needs the spark_11-era wiring (USBSerial, Spark.function)."""
+    tree's own C++ (firmware) and C files (firmware, else its libraries); their -I become
+    -isystem: -Werror is for our code, not the tree's headers. The Core binding needs the
+    spark_11-era wiring (USBSerial, Spark.function)."""
+    firmware = tree.firmware
     import SCons.Errors  # type: ignore[import-untyped]
 
     if not (firmware.root / "inc" / "spark_wiring_usbserial.h").is_file():
@@ -27,17 +29,21 @@ def agent_objects(env: Any, out: str, firmware: Component, prefix: tuple[str, ..
             f"AGENT=1: {firmware.root} has no inc/spark_wiring_usbserial.h; the agent's Core binding needs a "
             "spark_11-era core-firmware tree (USB serial, Spark.function/variable), see docs/device-agent.md")
     inc = str(device_agent.include_dir())
-    templates = {c.source.suffix: c.args for c in firmware.compiles}
+    templates: dict[str, tuple[str, ...]] = {}
+    for comp in (firmware, *tree.libraries):
+        for c in comp.compiles:
+            templates.setdefault(c.source.suffix, c.args)
     objs = []
     for src in device_agent.portable_sources() + device_agent.core_sources():
         suffix = Path(src).suffix
-        base = templates.get(suffix) or templates.get(".cpp" if suffix == ".c" else ".c")
+        base = templates.get(suffix)
         if base is None:
-            raise SCons.Errors.StopError(f"AGENT=1: make compiles no C or C++ file of {firmware.root} to take flags from")
+            raise SCons.Errors.StopError(f"AGENT=1: make compiles no {suffix} file in {firmware.root}'s tree set "
+                                         "to take the agent's flags from")
         args = [("-isystem" + a[2:]) if a.startswith("-I") else a for a in base]
         lang = ["-std=gnu99"] if suffix == ".c" else []
         com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
-        aenv = env.Clone(SPARK_ARGS=[*prefix, f"-I{inc}", *(a.replace("$", "$$") for a in args), *lang,
+        aenv = env.Clone(SPARK_ARGS=[*tree.compile_prefix, f"-I{inc}", *(a.replace("$", "$$") for a in args), *lang,
                                      "-Wextra", "-Werror", *maps], CCCOM=com, CXXCOM=com)
         objs.append(aenv.Object(f"{out}/sparkflash_agent/{Path(src).stem}.o", str(src))[0])
     return objs
