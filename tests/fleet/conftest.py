@@ -168,3 +168,25 @@ def make_store(store_url: str) -> Iterator[Callable[..., Store]]:
 @pytest.fixture
 def store(make_store: Callable[..., Store]) -> Store:
     return make_store()
+
+
+@pytest.fixture
+def make_release() -> Callable[..., Any]:
+    """make_release(store, [(region, address, bytes)]) -> an unsigned Release with its blobs in `store`."""
+    from sparkflash.boards import load_board
+    from sparkflash.manifest.model import Manifest, Region
+    from sparkflash.manifest.release import Release, digests, store_blob
+
+    def make(store: Path, parts: list[tuple[str, int, bytes]]) -> Release:
+        board = load_board("spark-core")
+        regions = []
+        for name, address, data in parts:
+            mem = next(m for m in board.memories if m.contains(address))
+            sha, crc = digests(data)
+            store_blob(store, data)
+            kind = "firmware" if address == board.firmware_address else "data"
+            regions.append(Region(name, mem.name, address, len(data), sha, crc, tuple(mem.sectors(address, len(data))), kind))
+        m = Manifest("fleet-test", "1.0.0", board.name, tuple(regions))
+        return Release(m, m.canonical(), None, store)
+
+    return make
