@@ -58,9 +58,11 @@ class LoopThread:
         self.loop.close()
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[rsa.RSAPublicKey, int, str, Path]]:
-    """`sparkflash cloud serve` on loopback ephemeral ports: (server public key, device port, admin URL, devices dir)."""
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[rsa.RSAPublicKey, int, str, Path]]:
+    """`sparkflash cloud serve` on loopback ephemeral ports, one for this module (each test's
+    devices have an id prefix of their own): (server public key, device port, admin URL, devices dir)."""
+    tmp_path = tmp_path_factory.mktemp("served")
     key = tmp_path / "server.der"
     assert main(["cloud", "keygen", "--out", str(key)]) == 0
     priv = serialization.load_der_private_key(key.read_bytes(), None)
@@ -111,21 +113,26 @@ def test_fifty_light_devices_connect_ping_and_reconnect(served: tuple[rsa.RSAPub
 
 def test_an_unregistered_light_device_is_refused(served: tuple[rsa.RSAPublicKey, int, str, Path]) -> None:
     pub, port, _, devices = served
-    fleet = LightFleet(pub, ("127.0.0.1", port), 2, LightOptions(reconnect_s=0.1), key_pool=1)
+    fleet = LightFleet(pub, ("127.0.0.1", port), 2, LightOptions(reconnect_s=0.1), key_pool=1, prefix="7f")
     fleet.register(devices)
     (devices / f"{fleet.devices[1].id}.pub.pem").unlink()
     lt = LoopThread()
     try:
         async def scenario() -> tuple[int, int, str | None]:
             fleet.start()
-            up = await fleet.wait_connected(1.0)
+            await fleet.devices[0].connected.wait()
+            end = asyncio.get_running_loop().time() + 10
+            while fleet.devices[1].stats.last_error is None and asyncio.get_running_loop().time() < end:
+                await asyncio.sleep(0.02)
+            up = sum(d.connected.is_set() for d in fleet.devices)
             await fleet.stop()
             return up, fleet.devices[1].stats.connections, fleet.devices[1].stats.last_error
 
         up, tries, err = lt.run(scenario())
     finally:
         lt.close()
-    assert up == 1 and tries >= 1 and err is not None and "IncompleteReadError" in err
+    assert up == 1 and tries >= 1 and err is not None and "IncompleteReadError" in err  # closed before the reply
+    assert fleet.devices[1].stats.handshakes == 0
 
 
 def test_a_file_deployed_over_the_air_lands_in_a_light_device(served: tuple[rsa.RSAPublicKey, int, str, Path],
@@ -134,7 +141,7 @@ def test_a_file_deployed_over_the_air_lands_in_a_light_device(served: tuple[rsa.
     """`deploy --via ota` (today's flags) to a light device: its OTA receiver stores the file, its
     Checksum answer (computed from its memory) verifies it."""
     pub, port, admin, devices = served
-    fleet = LightFleet(pub, ("127.0.0.1", port), 3, LightOptions(), key_pool=1)
+    fleet = LightFleet(pub, ("127.0.0.1", port), 3, LightOptions(), key_pool=1, prefix="8f")
     fleet.register(devices)
     data = os.urandom(10_000)
     store = tmp_path / "store"
