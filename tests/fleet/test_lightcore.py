@@ -135,13 +135,16 @@ def test_an_unregistered_light_device_is_refused(served: tuple[rsa.RSAPublicKey,
     assert fleet.devices[1].stats.handshakes == 0
 
 
+@pytest.mark.parametrize("dialect", ["os", "ccl"])
 def test_a_file_deployed_over_the_air_lands_in_a_light_device(served: tuple[rsa.RSAPublicKey, int, str, Path],
-                                                              make_release: Any, tmp_path: Path,
+                                                              make_release: Any, tmp_path: Path, dialect: str,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    """`deploy --via ota` (today's flags) to a light device: its OTA receiver stores the file, its
-    Checksum answer (computed from its memory) verifies it."""
+    """`deploy --via ota` (today's flags) to a light device, Device OS-like (fast OTA, destination 1)
+    or 0.3.x-like (SaveBegin, stop-and-wait): its OTA receiver stores the file, its Checksum answer
+    (computed from its memory) verifies it."""
     pub, port, admin, devices = served
-    fleet = LightFleet(pub, ("127.0.0.1", port), 3, LightOptions(), key_pool=1, prefix="8f")
+    fleet = LightFleet(pub, ("127.0.0.1", port), 3, LightOptions(dialect=dialect), key_pool=1,
+                       prefix="8f" if dialect == "os" else "9f")
     fleet.register(devices)
     data = os.urandom(10_000)
     store = tmp_path / "store"
