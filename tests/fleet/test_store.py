@@ -196,3 +196,22 @@ def test_a_sqlite_url_must_be_a_file(tmp_path: object) -> None:
         open_store("sqlite::memory:")
     with pytest.raises(InputError, match="expected postgresql"):
         open_store("mysql://x/y")
+
+
+def test_postgresql_claims_skip_rows_another_instance_holds(postgres_server: object, tmp_path: object) -> None:
+    """PostgreSQL only (SQLite has no row locks: its claim waits for the writer instead): a row
+    locked by another open transaction is skipped at once, not waited for and not taken."""
+    url = postgres_server.create_db("skiplocked")  # type: ignore[attr-defined]
+    a, b = open_store(url), open_store(url)
+    try:
+        add(a, 3, instance="a")
+        one_phase(a, "r1", [dev(0), dev(1), dev(2)])
+        a.db.execute("SET lock_timeout = '5s'")  # were the rows waited for, the claim fails instead of hanging
+        with b.transaction():
+            b.db.execute("SELECT 1 FROM rollout_devices WHERE device_id = ? FOR UPDATE", (dev(1),))
+            got = a.claim("a", limit=10, now=1000.0)  # would block for good without SKIP LOCKED
+            assert [c.device_id for c in got] == [dev(0), dev(2)]
+        assert [c.device_id for c in a.claim("a", limit=10, now=1000.0)] == [dev(1)]
+    finally:
+        a.close()
+        b.close()

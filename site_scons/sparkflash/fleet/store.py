@@ -328,10 +328,13 @@ class Store:
         with self.db.transaction():
             for rid, dev, ref, attempts in self.db.execute(sql, params):
                 until = when + lease_s
-                self.db.execute("UPDATE rollout_devices SET status = 'claimed', claimed_by = ?, lease_until = ?, "
-                                "attempts = attempts + 1, updated_at = ? WHERE rollout_id = ? AND device_id = ?",
-                                (inst, until, when, rid, dev))
-                out.append(Claim(rid, dev, ref, until, int(attempts) + 1, self.progress(rid, dev)))
+                # the same condition again: the row lock (or SQLite's write lock) already excludes a
+                # second claimer; this keeps a claim single even if that ever changed
+                if self.db.execute("UPDATE rollout_devices SET status = 'claimed', claimed_by = ?, lease_until = ?, "
+                                   "attempts = attempts + 1, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND "
+                                   "(status = 'pending' OR (status = 'claimed' AND lease_until < ?)) RETURNING device_id",
+                                   (inst, until, when, rid, dev, when)):
+                    out.append(Claim(rid, dev, ref, until, int(attempts) + 1, self.progress(rid, dev)))
         return out
 
     def renew(self, instance: str, rollout_id: str, device_id: str, *, lease_s: float = 30.0,
