@@ -7,7 +7,6 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sparkflash.cloud.registry import DeviceRegistry
 from sparkflash.fleet import Store
 from sparkflash.fleet.key_import import import_key_dir
 
@@ -18,11 +17,11 @@ def _pem(bits: int) -> bytes:
 
 
 def test_registered_keys_are_imported_and_hostile_files_reported(store: Store, tmp_path: Path) -> None:
-    root = tmp_path / "devices"
-    reg = DeviceRegistry(root)
+    root = tmp_path / "devices"  # the layout today's `cloud register` writes: DIR/<id>.pub.pem
+    root.mkdir()
     good = _pem(1024)
-    reg.register("a" * 24, good)  # written by today's `cloud register`
-    reg.register("b" * 24, _pem(1024))
+    (root / ("a" * 24 + ".pub.pem")).write_bytes(good)
+    (root / ("b" * 24 + ".pub.pem")).write_bytes(_pem(1024))
     (root / ("c" * 24 + ".pub.pem")).write_bytes(_pem(2048))  # not a Core key
     (root / ("d" * 24 + ".pub.pem")).write_bytes(b"-----BEGIN PUBLIC KEY-----\nnope\n")
     os.mkfifo(root / ("e" * 24 + ".pub.pem"))  # would block a reader
