@@ -169,3 +169,21 @@ def test_a_file_deployed_over_the_air_lands_in_a_light_device(served: tuple[rsa.
     assert target.flash.read(0x100000, len(data)) == data
     assert target.stats.updates == 1 and all(d.stats.updates == 0 for d in fleet.devices if d is not target)
     assert fleet.devices[0].flash.sectors == {}
+
+
+def test_the_lightcore_tool_reports_its_devices(served: tuple[rsa.RSAPublicKey, int, str, Path], tmp_path: Path) -> None:
+    """tools/lightcore as a user runs it: registers its devices, connects them, one JSON line, exit 0."""
+    pub, port, _, devices = served
+    key = tmp_path / "server.pub"
+    key.write_bytes(pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    tool = Path(__file__).resolve().parents[2] / "tools" / "lightcore"
+    r = subprocess.run([sys.executable, str(tool), "--server", f"127.0.0.1:{port}", "--server-key", str(key), "-n", "5",
+                        "--register", str(devices), "--prefix", "af", "--key-pool", "1", "--ping", "0.2", "--for", "0.5"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["devices"] == out["connected"] == 5 and out["all_connected_s"] is not None and out["pongs"] >= 5
+    assert len(list(devices.glob("af*.pub.pem"))) == 5
+    bad = subprocess.run([sys.executable, str(tool), "--server", "127.0.0.1:1", "--server-key", str(key), "-n", "1",
+                          "--key-pool", "1", "--timeout", "0.3"], capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 4 and json.loads(bad.stdout)["connected"] == 0
