@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 from sparkflash.protocols.cloud_handshake import server_public_der
 from sparkflash.virtual.core import CoreOptions, VirtualCore
@@ -74,7 +73,7 @@ def _make_release(store: Path, parts: list[tuple[str, int, bytes]], name: str = 
 
 # -- the real device protocol code built for the host (tests/peers/ota_harness) ----------
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers" / "ota_harness"))
-import realcore  # noqa: E402
+import realcore
 
 
 @pytest.fixture(scope="session")

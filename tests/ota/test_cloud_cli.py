@@ -33,8 +33,10 @@ def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path
         port = int(info["devices"].rsplit(":", 1)[1])
         state = tmp_path / "core"
         assert main(["cloud", "register", str(state), "--devices", str(devices), "--server-key", str(key) + ".pub",
-                     "--server", f"127.0.0.1:{port}"]) == 0
-        core = VirtualCore(state, CoreOptions(endpoints=("cloud",))).start()
+                     "--server", f"127.0.0.1:{port}", "--save-begin"]) == 0
+        assert json.loads((devices / f"{json.loads((state / 'core.json').read_text())['device_id']}.json").read_text()) == {"save_begin": True}
+        # a 0.3.x-protocol Core with the flasher_additions library and the agent
+        core = VirtualCore(state, CoreOptions(endpoints=("cloud",), extra={"cloud_dialect": "ccl", "cloud_save_begin": True})).start()
         assert core.endpoints["cloud"].connected.wait(20)  # type: ignore[attr-defined]
         data = os.urandom(10_000)
         store = tmp_path / "store"
@@ -77,7 +79,7 @@ def test_example_release_signed_and_deployed_over_the_air(tmp_path: Path, make_c
     out = tmp_path / "release"
     assert main(["manifest", "build", str(root / "manifests" / "example.yaml"), "--firmware", str(fw),
                  "--out", str(out), "--key", str(key)]) == 0
-    core = make_core()
+    core = make_core(cloud_dialect="ccl", cloud_save_begin=True)  # files need flasher_additions
     assert core.endpoints["cloud"].connected.wait(20)
     capsys.readouterr()
     url = "http://%s:%d" % tuple(cloud.admin_addr[:2])

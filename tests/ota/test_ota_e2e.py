@@ -43,7 +43,7 @@ def run_deploy(cloud: CloudServer, release: Any, cores: list[VirtualCore], event
 
 def test_multi_region_release_deployed_and_verified(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
         cloud: CloudServer, tmp_path: Path) -> None:
-    core = make_core()
+    core = make_core(cloud_dialect="ccl", cloud_save_begin=True)  # files need flasher_additions + the agent
     fw, font, web = os.urandom(30_000), os.urandom(0x10000), os.urandom(9_000)
     rel = make_release(tmp_path / "store", [("firmware", FW, fw), ("font", 0x80000, font), ("web", 0x100000, web)])
     events: list[dict[str, Any]] = []
@@ -64,7 +64,7 @@ def test_file_at_0x100000_and_firmware_stop_and_wait_save_begin(make_release: Ca
         cloud: CloudServer,
                                                                 tmp_path: Path) -> None:
     """A 0.3.x-based core: 52-byte handshake, stop-and-wait only, files through SaveBegin."""
-    core = make_core(cloud_dialect="ccl")
+    core = make_core(cloud_dialect="ccl", cloud_save_begin=True)
     fw, f = os.urandom(12_345), os.urandom(20_000)
     rel = make_release(tmp_path / "store", [("file", 0x100000, f), ("firmware", FW, fw)])
     [res] = run_deploy(cloud, rel, [core])
@@ -98,13 +98,15 @@ def test_unknown_device_is_refused_and_logged(make_release: Callable[..., Any], 
 @pytest.mark.parametrize("dialect", ["os", "ccl"])
 def test_corrupted_chunk_is_resent(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
         cloud: CloudServer, tmp_path: Path, dialect: str) -> None:
-    core = make_core(cloud_dialect=dialect, cloud_corrupt_chunk=5)
+    core = make_core(cloud_dialect=dialect, cloud_corrupt_chunk=5, cloud_save_begin=True)
     data = os.urandom(16_384)
-    rel = make_release(tmp_path / "store", [("file", 0x90000, data)])
+    address = FW if dialect == "os" else 0x90000  # Device OS stores only firmware over the air
+    rel = make_release(tmp_path / "store", [("blob", address, data)])
     [res] = run_deploy(cloud, rel, [core])
     assert res.ok, res.to_json()
     assert res.regions[0].report.retries >= 1
-    assert core.state.external.read(0x90000, len(data)) == data
+    memory = core.state.internal if address == FW else core.state.external
+    assert memory.read(address, len(data)) == data
 
 
 @pytest.mark.parametrize("address", [0x100000, FW])
@@ -112,7 +114,8 @@ def test_connection_dropped_at_half_resumes(make_release: Callable[..., Any], ma
         cloud: CloudServer, tmp_path: Path,
                                             address: int) -> None:
     size = 64 * 1024
-    core = make_core(faults=Faults(drop_after=424 + size // 2))  # handshake (40 + 384) + half the data
+    extra = {"cloud_dialect": "ccl", "cloud_save_begin": True} if address != FW else {}
+    core = make_core(faults=Faults(drop_after=424 + size // 2), **extra)  # handshake (40 + 384) + half the data
     data = os.urandom(size)
     rel = make_release(tmp_path / "store", [("blob", address, data)])
     [res] = run_deploy(cloud, rel, [core])
@@ -124,18 +127,21 @@ def test_connection_dropped_at_half_resumes(make_release: Callable[..., Any], ma
     assert rep.bytes_sent < 1.25 * size, "restarted from the beginning instead of resuming"
 
 
+@pytest.mark.parametrize("dialect", ["os", "ccl"])
 def test_stock_firmware_gets_no_file(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
-        cloud: CloudServer, tmp_path: Path) -> None:
-    core = make_core(cloud_product_id=0xFFFF)
+        cloud: CloudServer, tmp_path: Path, dialect: str) -> None:
+    """A product id proves nothing: even one claiming 0x5346 gets no file without SaveBegin support."""
+    core = make_core(cloud_agent=False, cloud_dialect=dialect, cloud_product_id=0x5346)
     rel = make_release(tmp_path / "store", [("file", 0x80000, os.urandom(1000))])
     [res] = run_deploy(cloud, rel, [core])
-    assert not res.ok and "cannot store files" in (res.regions[0].error or "")
+    err = res.regions[0].error or ""
+    assert not res.ok and res.exit_code == 2 and ("stores no file" if dialect == "os" else "stores only firmware") in err
     assert core.state.external.read(0x80000, 16) == b"\xff" * 16
 
 
 def _many(n: int, make_core: Callable[..., VirtualCore], cloud: CloudServer, tmp_path: Path,
           make_release: Callable[..., Any]) -> None:
-    cores = [make_core(f"core{i}") for i in range(n)]
+    cores = [make_core(f"core{i}", cloud_dialect="ccl", cloud_save_begin=True) for i in range(n)]
     fw, f = os.urandom(8_000), os.urandom(6_000)
     rel = make_release(tmp_path / "store", [("firmware", FW, fw), ("file", 0x100000, f)])
     results = run_deploy(cloud, rel, cores, timeout=60.0)
@@ -170,14 +176,15 @@ def test_link_corruption_inside_a_chunk_is_resent(make_release: Callable[..., An
         cloud: CloudServer, tmp_path: Path) -> None:
     """A byte flipped on the wire in the middle of chunk 3's ciphertext: AES-CBC garbles that block,
     the CRC catches it, and fast OTA's missing list brings the chunk again."""
-    # handshake 40+384, server Hello 18, UpdateBegin 34, then 546-byte chunk frames; +2+165 = inside block 10
-    core = make_core(faults=Faults(corrupt_at=424 + 18 + 34 + 3 * 546 + 2 + 165))
+    # handshake 40+384, server Hello 18, Describe 18, GET /v/sfcaps 18, UpdateBegin 34, then 546-byte
+    # chunk frames; +2+165 = inside block 10
+    core = make_core(faults=Faults(corrupt_at=424 + 18 + 18 + 18 + 34 + 3 * 546 + 2 + 165))
     data = os.urandom(8192)
-    rel = make_release(tmp_path / "store", [("file", 0xA0000, data)])
+    rel = make_release(tmp_path / "store", [("firmware", FW, data)])
     [res] = run_deploy(cloud, rel, [core])
     assert res.ok, res.to_json()
-    assert res.regions[0].report.retries >= 1 and core.endpoints["cloud"].connections == 1  # type: ignore[attr-defined]
-    assert core.state.external.read(0xA0000, len(data)) == data
+    assert res.regions[0].report.retries >= 1 and core.endpoints["cloud"].connections == 2  # type: ignore[attr-defined]
+    assert core.state.internal.read(FW, len(data)) == data
 
 
 def test_idle_device_pings_and_server_answers(make_core: Callable[..., VirtualCore], cloud: CloudServer) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from sparkflash.cloud import CloudServer
 from sparkflash.deploy.base import DeployResult
 from sparkflash.deploy.ota import deploy
@@ -24,7 +24,8 @@ FW = 0x08005000
 
 def admin_url(cloud: CloudServer) -> str:
     assert cloud.admin_addr is not None
-    return "http://%s:%d" % tuple(cloud.admin_addr)
+    host, port = cloud.admin_addr[:2]
+    return f"http://{host}:{port}"
 
 
 def wait_connected(cloud: CloudServer, device: str, timeout: float = 20.0) -> None:

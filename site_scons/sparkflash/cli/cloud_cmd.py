@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--id", help="device id (24 hex) when SOURCE is a key file not named <id>.pub.pem")
     r.add_argument("--server-key", type=Path, help="with a STATE_DIR: also point the core at this server (public DER)")
     r.add_argument("--server", type=_hostport, default=("127.0.0.1", 5683), help="with --server-key: HOST:PORT")
+    r.add_argument("--save-begin", action="store_true",
+                   help="its firmware has the flasher_additions protocol library (SaveBegin: files at any address); "
+                        "nothing on the wire proves this, so declare it only if true")
     r.set_defaults(func=_register)
 
     k = cs.add_parser("keygen", help="make the server key: OUT (private DER) and OUT.pub (294-byte SPKI for 0x1000)")
@@ -100,7 +103,7 @@ def _register(args: argparse.Namespace) -> int:
         except OSError as e:
             raise InputError(f"{args.source}: {e.strerror}") from None
         device = args.id or args.source.name.split(".")[0].split("_")[0]
-    path = reg.register(device, pem)
+    path = reg.register(device, pem, {"save_begin": True} if args.save_begin else None)
     print(f"registered {device} -> {path}")
     return 0
 

@@ -15,7 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from sparkflash.deploy.base import DeployResult, EventFn, RegionResult, WriteReport, accepted_statuses
+from sparkflash.deploy.base import (
+    DeployResult,
+    EventFn,
+    RegionResult,
+    WriteReport,
+    accepted_statuses,
+)
 from sparkflash.deploy.run import Ledger
 from sparkflash.errors import InputError, TransportError
 from sparkflash.manifest.model import Region
