@@ -1,16 +1,21 @@
 """The unit-test fixtures of core-communication-lib (spark-cloud-protocol.md §12), read in place.
 
-The fixtures are not copied into this repository: point SPARKFLASH_CCL_TESTS at the `tests`
-directory of a core-communication-lib checkout (master 54c1e31) to run these; they are
-skipped otherwise. The always-on plaintext vectors are in test_coap.py.
+The fixtures are not copied into this repository: they are unpacked at run time from
+../shared/peers/core-communication-lib-master.tar.gz (master 54c1e31), or read from
+SPARKFLASH_CCL_TESTS (the `tests` directory of a checkout). Without either they are skipped
+(under CI they fail). The always-on plaintext vectors are in test_coap.py.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import os
 import re
+import shutil
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,8 +26,33 @@ from sparkflash.protocols import cloud_handshake as hs
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import Opener, Sealer, decrypt, encrypt
 
-DIR = Path(os.environ.get("SPARKFLASH_CCL_TESTS", "/nonexistent"))
-pytestmark = pytest.mark.skipif(not (DIR / "TestAES.cpp").exists(), reason="SPARKFLASH_CCL_TESTS not set to core-communication-lib/tests")
+PEERS = Path(os.environ.get("SPARKFLASH_PEERS", Path(__file__).resolve().parents[3] / "shared" / "peers"))
+ARCHIVE = PEERS / "core-communication-lib-master.tar.gz"
+
+
+def _fixtures_dir() -> Path:
+    if "SPARKFLASH_CCL_TESTS" in os.environ:
+        return Path(os.environ["SPARKFLASH_CCL_TESTS"])
+    if not ARCHIVE.is_file():
+        return Path("/nonexistent")
+    tmp = Path(tempfile.mkdtemp(prefix="ccl-tests-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    with tarfile.open(ARCHIVE) as tar:
+        tar.extractall(tmp, [m for m in tar.getmembers() if m.name.endswith(".cpp") and "/tests/" in m.name
+                             and "UnitTest" not in m.name], filter="data")
+    return next(tmp.glob("*/tests"), Path("/nonexistent"))
+
+
+DIR = _fixtures_dir()
+
+
+@pytest.fixture(autouse=True)
+def _fixtures_present() -> None:
+    if not (DIR / "TestAES.cpp").exists():
+        msg = f"core-communication-lib test fixtures missing ({ARCHIVE}, or SPARKFLASH_CCL_TESTS)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
 
 
 def _literal(text: str) -> bytes:
