@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
+from sparkflash.cloud.server import Limits
 from sparkflash.protocols.cloud_handshake import server_public_der
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 
@@ -21,8 +22,13 @@ def server_key() -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture
-def cloud(server_key: rsa.RSAPrivateKey, tmp_path: Path) -> Iterator[CloudServer]:
-    srv = CloudServer(server_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0, admin=("127.0.0.1", 0))
+def cloud(server_key: rsa.RSAPrivateKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudServer]:
+    """A server that deploys unsigned test releases (the explicit insecure flag); its token file in the env."""
+    srv = CloudServer(server_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0,
+                      admin=("127.0.0.1", 0), insecure_unsigned=True,
+                      limits=Limits(per_peer=256))  # every test device shares 127.0.0.1
+    (tmp_path / "admin-token").write_text(srv.token)
+    monkeypatch.setenv("SPARKFLASH_CLOUD_TOKEN_FILE", str(tmp_path / "admin-token"))
     with ServerThread(srv):
         yield srv
 

@@ -86,7 +86,7 @@ def test_unknown_device_is_refused_and_logged(make_release: Callable[..., Any], 
     assert cloud.registry.refused and cloud.registry.refused[0]["device"] == dev
     assert dev not in cloud.sessions and not core.endpoints["cloud"].connected.is_set()  # type: ignore[attr-defined]
     assert (cloud.registry.root / "pending" / f"{dev}_handshake.pub.pem").read_bytes() == core.state.device_public_pem()
-    listing = AdminClient(admin_url(cloud)).call("GET", "/v1/devices")
+    listing = AdminClient(admin_url(cloud), cloud.token).call("GET", "/v1/devices")
     assert listing["refused"][0]["device"] == dev
     rel = make_release(tmp_path / "store", [("file", 0x80000, b"x" * 100)])
     args = argparse.Namespace(device=[dev], cloud=admin_url(cloud), timeout=1.0, allow_downgrade=False)
@@ -162,7 +162,7 @@ def test_hundred_cores_at_once(make_core: Callable[..., VirtualCore], cloud: Clo
 
 
 def test_admin_api_errors(cloud: CloudServer) -> None:
-    c = AdminClient(admin_url(cloud))
+    c = AdminClient(admin_url(cloud), cloud.token)
     from sparkflash.errors import InputError, TransportError
 
     with pytest.raises(InputError, match="devices"):

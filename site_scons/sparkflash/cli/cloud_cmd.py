@@ -31,12 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cs = p.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
 
     s = cs.add_parser("serve", help="accept registered devices and run deployments")
-    s.add_argument("--host", default="0.0.0.0", help="device listener address (default all)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="device listener address (default loopback; 0.0.0.0 to let real Cores on the network in)")
     s.add_argument("--port", type=int, default=5683, help="device TCP port (default 5683; 0 = any free port)")
     s.add_argument("--admin", type=_hostport, default=("127.0.0.1", 8683), help="admin API HOST:PORT (default 127.0.0.1:8683)")
     s.add_argument("--key", type=Path, required=True, help="server RSA-2048 private key (from `cloud keygen`)")
     s.add_argument("--devices", type=Path, required=True, help="directory of registered device keys (<id>.pub.pem)")
-    s.add_argument("--trust", type=Path, action="append", default=[], help="require releases signed by these keys")
+    s.add_argument("--trust", type=Path, action="append", default=[],
+                   help="deploy only releases signed by these keys (required unless --insecure-unsigned)")
+    s.add_argument("--insecure-unsigned", action="store_true",
+                   help="TESTS ONLY: also deploy unsigned releases (anyone with the token can then flash anything)")
+    s.add_argument("--store", type=Path, help="blob store and downgrade record (default DEVICES/.store)")
+    s.add_argument("--max-per-peer", type=int, default=64, help="live device connections per IP address (default 64)")
     s.add_argument("--json", action="store_true", help="print one JSON line with the bound addresses")
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     s.set_defaults(func=_serve)
@@ -60,21 +66,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _serve(args: argparse.Namespace) -> int:
     from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
-    from sparkflash.cloud.server import load_server_key
+    from sparkflash.cloud.server import Limits, load_or_create_token, load_server_key
     from sparkflash.manifest.keys import TrustStore
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     args.devices.mkdir(parents=True, exist_ok=True)
+    if not args.trust and not args.insecure_unsigned:
+        raise InputError("cloud serve needs --trust KEY (the release signing keys it accepts); "
+                         "--insecure-unsigned exists for tests only")
     trust = TrustStore.from_paths(args.trust) if args.trust else None
+    token_path = args.key.with_name(args.key.name + ".admin-token")
     srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=args.host, port=args.port,
-                      admin=args.admin, trust=trust)
+                      admin=args.admin, trust=trust, token=load_or_create_token(token_path), store=args.store,
+                      insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with ServerThread(srv):
         host, port = srv.admin_addr or ("", 0)
-        info = {"devices": f"{args.host}:{srv.port}", "admin": f"http://{host}:{port}"}
+        info = {"devices": f"{args.host}:{srv.port}", "admin": f"http://{host}:{port}", "token_file": str(token_path)}
         print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
         while not stop.wait(0.5):
             pass

@@ -45,6 +45,8 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--no-skip", action="store_true", help="dfu: rewrite sectors even if unchanged")
     t.add_argument("--leave", action="store_true", help="dfu: leave DFU mode (reset) after writing")
     t.add_argument("--cloud", default="http://127.0.0.1:8683", help="ota: admin API URL of `sparkflash cloud`")
+    t.add_argument("--cloud-token", type=Path, help="ota: the admin API token file (KEY.admin-token beside the server "
+                   "key; default $SPARKFLASH_CLOUD_TOKEN_FILE)")
     t.add_argument("--timeout", type=float, default=None, help="per-exchange timeout in seconds")
     p.add_argument("--json", action="store_true", help="JSON Lines events on stdout")
     p.add_argument("--allow-downgrade", action="store_true", help="deploy a version older than the device's last")

@@ -116,12 +116,14 @@ class DeviceSession:
         key: rsa.RSAPrivateKey = self.server.key
         nonce = secrets.token_bytes(NONCE_LEN)
         self.writer.write(nonce)
-        block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), HANDSHAKE_S)
+        limit = self.server.limits.handshake_s
+        block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), limit)
         hello = open_device_hello(key, nonce, block)
         device = hello.device_id.hex()
         pub = self.server.registry.lookup(device)
         if pub is None:
-            self.server.registry.refuse(device, self.peer, "not registered", hello.public_key_der)
+            keep = hello.public_key_der if self.server.pending_allowed() else None
+            self.server.registry.refuse(device, self.peer, "not registered", keep)
             return False
         if hello.public_key_der is not None and hello.public_key_der != device_public_spki(pub):
             self.server.registry.refuse(device, self.peer, "offered a key that differs from the registered one")
@@ -129,9 +131,9 @@ class DeviceSession:
         material = secrets.token_bytes(SESSION_LEN)
         self.writer.write(server_reply(key, pub, material))
         iv = material[16:32]
-        self._opener = Opener(material[:16], iv)
+        self._opener = Opener(material[:16], iv, max_len=self.server.limits.frame)
         self._sealer = Sealer(material[:16], iv, max_len=DEVICE_BUFFER - 18)
-        m = await asyncio.wait_for(self._next_message(), HANDSHAKE_S)
+        m = await asyncio.wait_for(self._next_message(), limit)
         if m.code != coap.POST or m.path != "h":
             raise RemoteProtocolError(f"device {device}: first message {coap.code_str(m.code)} /{m.path}, expected Hello")
         p = m.payload
@@ -171,7 +173,10 @@ class DeviceSession:
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            m = await self._next_message()
+            try:
+                m = await asyncio.wait_for(self._next_message(), self.server.limits.idle_s)
+            except TimeoutError:
+                raise TimeoutError(f"nothing from the device for {self.server.limits.idle_s:g} s") from None
             if m.type == coap.CON and m.code == coap.EMPTY:  # ping
                 self.send([ota.empty_ack(m.mid)])
                 continue
