@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--fault", action="append", default=[], help="drop@BYTES, corrupt@BYTE or reset@WRITES")
     p.add_argument("--server", help="cloud: HOST:PORT written to the server-address TLV (with --server-key)")
     p.add_argument("--server-key", type=Path, help="cloud: server public key, DER SPKI (294 bytes)")
+    p.add_argument("--cloud-dialect", choices=["os", "ccl"], default="os",
+                   help="cloud: Device OS (default) or 0.3.x core-communication-lib behaviour")
+    p.add_argument("--cloud-save-begin", action="store_true",
+                   help="cloud, ccl: the flasher_additions library (SaveBegin stores files at any address)")
     p.add_argument("--json", action="store_true", help="print one JSON line with the endpoints, then run")
     p.set_defaults(func=_run)
 
@@ -36,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"sparkflash: error: unknown endpoint {n!r} (choose from {', '.join(ENDPOINTS)})", file=sys.stderr)
             return 2
     opts = CoreOptions(timing=args.timing, baud=args.baud, dfu_poll=not args.no_dfu_poll,
-                       faults=Faults.parse(args.fault), endpoints=names)
+                       faults=Faults.parse(args.fault), endpoints=names,
+                       extra={"cloud_dialect": args.cloud_dialect, "cloud_save_begin": args.cloud_save_begin})
     core = VirtualCore(args.state, opts)
     if args.server_key:
         host, _, port = args.server.rpartition(":") if args.server else ("127.0.0.1", "", "5683")

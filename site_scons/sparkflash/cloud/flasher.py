@@ -113,6 +113,7 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
     s = await server.wait_session(device, opts.connect_s)
     plan = _plan(board, region, s, opts)
     cs, report, drops = opts.chunk_size, WriteReport(), 0
+    booted: DeviceSession | None = None  # firmware: the session whose Hello said "OTA flashed"
     for seg_start in range(0, len(data), plan.segment):
         seg, off = data[seg_start : seg_start + plan.segment], 0
         while True:
@@ -128,11 +129,18 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
             except DeviceGone:
                 drops += 1
                 report.retries += 1
+                complete = sender.acked == sender.count  # every chunk confirmed; UpdateDone's answer lost?
                 confirmed = off + sender.acked * cs
                 off = confirmed // SECTOR * SECTOR if plan.resumable else 0
+                if off >= len(seg):  # nothing left but the end: redo the last sector and UpdateDone
+                    off = (len(seg) - 1) // SECTOR * SECTOR
                 if drops > opts.max_drops:
                     raise DeviceGone(f"device {device}, region {region.name!r}: connection lost {drops} times") from None
                 s = await server.wait_session(device, opts.connect_s, not_before=s)
+                assert s.info is not None
+                if complete and plan.destination == ota.DEST_FIRMWARE and s.info.ota_flashed:
+                    booted = s  # it did get UpdateDone: the reset came before its answer reached us
+                    break
                 continue
             finally:
                 report.bytes_sent += (sender.acked + sender.retries) * cs
@@ -142,7 +150,7 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
             break
     report.sectors_erased = len(region.erase)
     if plan.destination == ota.DEST_FIRMWARE:
-        s = await server.wait_session(device, opts.connect_s, not_before=s)
+        s = booted or await server.wait_session(device, opts.connect_s, not_before=s)
         assert s.info is not None
         if not s.info.ota_flashed:
             raise VerifyError(f"device {device} reconnected without the 'OTA flashed' Hello flag: firmware not installed")
