@@ -231,3 +231,28 @@ def test_connections_per_peer_limited(server_key: rsa.RSAPrivateKey, tmp_path: P
         finally:
             for s in socks:
                 s.close()
+
+
+def test_handshakes_in_worker_processes(server_key: rsa.RSAPrivateKey, tmp_path: Path,
+                                        make_release: Callable[..., Any]) -> None:
+    """RSA off the event loop (cloud serve --rsa-workers): a real deployment still works end to end."""
+    from sparkflash.protocols.cloud_handshake import server_public_der
+    from sparkflash.virtual.core import CoreOptions, VirtualCore
+
+    srv = CloudServer(server_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0, admin=None,
+                      rsa_workers=2)
+    with ServerThread(srv):
+        core = VirtualCore(tmp_path / "core", CoreOptions(endpoints=("cloud",)))
+        core.state.set_server(server_public_der(server_key.public_key()), "127.0.0.1", srv.port)
+        srv.registry.register(core.state.info["device_id"], core.state.device_public_pem())
+        core.start()
+        try:
+            assert core.endpoints["cloud"].connected.wait(30)  # type: ignore[attr-defined]
+            end = time.monotonic() + 10
+            while core.state.info["device_id"] not in srv.sessions:
+                assert time.monotonic() < end
+                time.sleep(0.02)
+            s = srv.sessions[core.state.info["device_id"]]
+            assert s.info is not None and s.info.generation == "os"
+        finally:
+            core.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -43,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="TESTS ONLY: also deploy unsigned releases (anyone with the token can then flash anything)")
     s.add_argument("--store", type=Path, help="blob store and downgrade record (default DEVICES/.store)")
     s.add_argument("--max-per-peer", type=int, default=64, help="live device connections per IP address (default 64)")
+    s.add_argument("--rsa-workers", type=int, default=os.cpu_count() or 1,
+                   help="processes for the RSA handshakes (default: one per CPU; 0 = on the event loop)")
     s.add_argument("--json", action="store_true", help="print one JSON line with the bound addresses")
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     s.set_defaults(func=_serve)
@@ -79,7 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
     token_path = args.key.with_name(args.key.name + ".admin-token")
     srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=args.host, port=args.port,
                       admin=args.admin, trust=trust, token=load_or_create_token(token_path), store=args.store,
-                      insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer))
+                      insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer),
+                      rsa_workers=args.rsa_workers)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

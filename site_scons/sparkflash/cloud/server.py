@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.cloud.registry import DeviceRegistry
 from sparkflash.cloud.releases import BlobStore
+from sparkflash.cloud.rsa_pool import RsaPool
 from sparkflash.cloud.session import DeviceSession
 from sparkflash.deploy.run import Ledger
 from sparkflash.errors import InputError, TransportTimeout
@@ -81,12 +82,13 @@ class CloudServer:
     def __init__(self, key: rsa.RSAPrivateKey, registry: DeviceRegistry, *, host: str = "127.0.0.1",
                  port: int = 5683, admin: tuple[str, int] | None = ("127.0.0.1", 8683),
                  trust: TrustStore | None = None, token: str | None = None, store: Path | None = None,
-                 insecure_unsigned: bool = False, limits: Limits = Limits()) -> None:
+                 insecure_unsigned: bool = False, limits: Limits = Limits(), rsa_workers: int = 0) -> None:
         self.key, self.registry, self.trust = key, registry, trust
         self.host, self.port, self.admin_addr = host, port, admin
         self.token = token or secrets.token_urlsafe(32)
         self.insecure_unsigned = insecure_unsigned  # tests only: deploy unsigned releases
         self.limits = limits
+        self.rsa = RsaPool(key, rsa_workers)  # 0: handshakes on the event loop
         self.store = BlobStore(store or registry.root / ".store")
         self.ledger = Ledger(self.store.root / "ledger")  # last version deployed per device, by this server
         self.peers: dict[str, int] = {}
@@ -104,6 +106,7 @@ class CloudServer:
 
         self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Condition()
+        await asyncio.to_thread(self.rsa.warm)
         dev = await asyncio.start_server(self._on_device, self.host, self.port, backlog=512)
         self.port = dev.sockets[0].getsockname()[1]
         self._servers.append(dev)
@@ -124,6 +127,7 @@ class CloudServer:
             await asyncio.wait(self._handlers, timeout=5)
         for s in self._servers:
             await s.wait_closed()
+        self.rsa.close()
 
     async def _on_device(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = str(writer.get_extra_info("peername")[0])

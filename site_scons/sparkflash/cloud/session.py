@@ -23,7 +23,7 @@ from sparkflash.errors import DeviceGone, RemoteProtocolError, TransportTimeout
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
 from sparkflash.protocols.cloud_handshake import (
-    HELLO_LEN, NONCE_LEN, SESSION_LEN, device_public_spki, open_device_hello, server_reply,
+    HELLO_LEN, NONCE_LEN, SESSION_LEN, device_public_spki,
 )
 from sparkflash.protocols.coap import Message, MessageIds
 
@@ -113,12 +113,11 @@ class DeviceSession:
             self.server.detach(self)
 
     async def _handshake(self) -> bool:
-        key: rsa.RSAPrivateKey = self.server.key
         nonce = secrets.token_bytes(NONCE_LEN)
         self.writer.write(nonce)
         limit = self.server.limits.handshake_s
         block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), limit)
-        hello = open_device_hello(key, nonce, block)
+        hello = await self.server.rsa.open_hello(nonce, block)
         device = hello.device_id.hex()
         pub = self.server.registry.lookup(device)
         if pub is None:
@@ -129,7 +128,7 @@ class DeviceSession:
             self.server.registry.refuse(device, self.peer, "offered a key that differs from the registered one")
             return False
         material = secrets.token_bytes(SESSION_LEN)
-        self.writer.write(server_reply(key, pub, material))
+        self.writer.write(await self.server.rsa.reply(pub, material))
         iv = material[16:32]
         self._opener = Opener(material[:16], iv, max_len=self.server.limits.frame)
         self._sealer = Sealer(material[:16], iv, max_len=DEVICE_BUFFER - 18)
