@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 from sparkflash.cloud.server import Limits, load_or_create_token
 from sparkflash.deploy.ota import AdminClient
@@ -80,7 +79,7 @@ def test_unsigned_manifest_json_refused_by_default(trusted_cloud: tuple[CloudSer
                                                    make_release: Callable[..., Any], tmp_path: Path) -> None:
     srv, key = trusted_cloud
     rel = make_release(tmp_path / "store", [("file", 0x80000, b"x" * 100)])
-    c = AdminClient("http://%s:%d" % tuple(srv.admin_addr[:2]), srv.token)  # type: ignore[index]
+    c = AdminClient("http://{}:{}".format(*srv.admin_addr[:2]), srv.token)  # type: ignore[index]
     body: dict[str, Any] = {"manifest_json": rel.raw.decode(), "devices": ["00" * 12]}
     with pytest.raises(VerifyError, match="unsigned"):
         c.call("POST", "/v1/deployments", body)
@@ -99,7 +98,7 @@ def test_server_without_trust_store_deploys_nothing(server_key: rsa.RSAPrivateKe
     srv = CloudServer(server_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0, admin=("127.0.0.1", 0))
     rel = make_release(tmp_path / "store", [("file", 0x80000, b"x" * 100)])
     with ServerThread(srv):
-        c = AdminClient("http://%s:%d" % tuple(srv.admin_addr[:2]), srv.token)  # type: ignore[index]
+        c = AdminClient("http://{}:{}".format(*srv.admin_addr[:2]), srv.token)  # type: ignore[index]
         with pytest.raises(VerifyError, match="no trust store"):
             c.call("POST", "/v1/deployments", {"manifest_json": rel.raw.decode(), "devices": ["00" * 12]})
 
@@ -161,7 +160,7 @@ def test_downgrade_refused_by_the_server(cloud: CloudServer, make_release: Calla
     core = make_core(cloud_dialect="ccl", cloud_save_begin=True)
     assert core.endpoints["cloud"].connected.wait(20)
     dev = core.state.info["device_id"]
-    url = "http://%s:%d" % tuple(cloud.admin_addr[:2])  # type: ignore[index]
+    url = "http://{}:{}".format(*cloud.admin_addr[:2])  # type: ignore[index]
     args = argparse.Namespace(device=[dev], cloud=url, timeout=20.0, allow_downgrade=False)
     v2 = make_release(tmp_path / "s2", [("file", 0x80000, os.urandom(600))], version="2.0.0")
     [res] = deploy(args, v2, list(v2.manifest.regions), lambda e: None, Ledger(tmp_path / "host-a"))

@@ -13,12 +13,10 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.cloud import CloudServer
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.coap import Message

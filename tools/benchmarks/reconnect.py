@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 from sparkflash.cloud.server import Limits
 from sparkflash.protocols import coap
 from sparkflash.protocols.cloud_framing import Opener, Sealer
-from sparkflash.protocols.cloud_handshake import NONCE_LEN, REPLY_LEN, device_hello, open_server_reply
+from sparkflash.protocols.cloud_handshake import (
+    NONCE_LEN,
+    REPLY_LEN,
+    device_hello,
+    open_server_reply,
+)
 from sparkflash.protocols.coap import Message, MessageIds
 from sparkflash.protocols.core_keys import generate_device_key
 

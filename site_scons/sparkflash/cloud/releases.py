@@ -23,7 +23,7 @@ from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import SIGNATURE_NAME, Manifest
 from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key
 
-__all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "read_regular", "release_from_post", "release_from_dir"]
+__all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "read_regular", "release_from_dir", "release_from_post"]
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MANIFEST_CAP = 256 * 1024

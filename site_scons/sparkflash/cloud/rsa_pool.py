@@ -16,7 +16,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sparkflash.protocols.cloud_handshake import DeviceHello, open_device_hello, server_reply
+from sparkflash.protocols.cloud_handshake import (
+    DeviceHello,
+    open_device_hello,
+    server_reply,
+)
 
 __all__ = ["RsaPool"]
 

@@ -9,28 +9,29 @@ or checksum request at a time, feeding the `OtaSender` device messages and deadl
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
-import json
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.errors import DeviceGone, RemoteProtocolError, TransportTimeout
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
 from sparkflash.protocols.cloud_handshake import (
-    HELLO_LEN, NONCE_LEN, SESSION_LEN, device_public_spki,
+    HELLO_LEN,
+    NONCE_LEN,
+    SESSION_LEN,
+    device_public_spki,
 )
 from sparkflash.protocols.coap import Message, MessageIds
 
 if TYPE_CHECKING:
     from sparkflash.cloud.server import CloudServer
 
-__all__ = ["DeviceSession", "DeviceInfo", "AGENT_FUNCTION", "AGENT_RESULT", "AGENT_CAPS"]
+__all__ = ["AGENT_CAPS", "AGENT_FUNCTION", "AGENT_RESULT", "DeviceInfo", "DeviceSession"]
 
 log = logging.getLogger("sparkflash.cloud")
 HANDSHAKE_S = 30.0

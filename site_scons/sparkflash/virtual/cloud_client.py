@@ -37,11 +37,15 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.errors import SparkflashError
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
-from sparkflash.protocols.cloud_handshake import NONCE_LEN, REPLY_LEN, device_hello, open_server_reply
+from sparkflash.protocols.cloud_handshake import (
+    NONCE_LEN,
+    REPLY_LEN,
+    device_hello,
+    open_server_reply,
+)
 from sparkflash.protocols.coap import Message, MessageIds
 from sparkflash.protocols.core_keys import KEY_SLOT, core_read_private_key
 from sparkflash.protocols.ota_receiver import DeviceTiming, OtaReceiver
