@@ -194,3 +194,25 @@ def test_idle_device_pings_and_server_answers(make_core: Callable[..., VirtualCo
     time.sleep(2.5)  # three ping rounds
     assert core.endpoints["cloud"].connections == 1  # type: ignore[attr-defined]
     assert core.state.info["device_id"] in cloud.sessions
+
+
+def test_agent_digests_skip_unchanged_sectors(make_release: Callable[..., Any], make_core: Callable[..., VirtualCore],
+                                              cloud: CloudServer, tmp_path: Path) -> None:
+    """With the agent: a rerun sends nothing and does not reboot; a one-byte change sends one sector."""
+    core = make_core(cloud_dialect="ccl", cloud_save_begin=True)
+    fw, big = os.urandom(20_000), bytearray(os.urandom(128 * 1024))
+    rel = make_release(tmp_path / "s1", [("firmware", FW, fw), ("big", 0x100000, bytes(big))])
+    [res] = run_deploy(cloud, rel, [core])
+    assert res.ok and [r.status for r in res.regions] == ["verified", "verified"], res.to_json()
+    conns = core.endpoints["cloud"].connections  # type: ignore[attr-defined]
+    [res] = run_deploy(cloud, rel, [core])
+    assert [r.status for r in res.regions] == ["unchanged", "unchanged"], res.to_json()
+    assert sum(r.report.bytes_sent for r in res.regions) == 0
+    assert core.endpoints["cloud"].connections == conns  # type: ignore[attr-defined]  # no reboot
+    big[70_000] ^= 0xFF
+    rel2 = make_release(tmp_path / "s2", [("firmware", FW, fw), ("big", 0x100000, bytes(big))], version="1.0.1")
+    [res] = run_deploy(cloud, rel2, [core])
+    assert [r.status for r in res.regions] == ["unchanged", "verified"], res.to_json()
+    rep = res.regions[1].report
+    assert rep.bytes_sent == 4096 and rep.sectors_skipped == 31 and rep.sectors_erased == 1
+    assert core.state.external.read(0x100000, len(big)) == bytes(big)

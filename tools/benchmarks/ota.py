@@ -151,7 +151,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-ota-") as tmp:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         srv = CloudServer(key, DeviceRegistry(Path(tmp) / "devices"), host="127.0.0.1", port=0, admin=None,
-                          limits=Limits(per_peer=1000))
+                          limits=Limits(per_peer=1000), rsa_workers=os.cpu_count() or 1)
         cores: list[Any] = []
         exe = None
         if a.device == "real":

@@ -280,6 +280,24 @@ class DeviceSession:
             raise RemoteProtocolError(f"device {self.device_id}: variable {key} answered {coap.code_str(reply.code)}")
         return reply.payload
 
+    async def agent_sector_crcs(self, address: int, size: int) -> list[int]:
+        """CRC-32 of each 4 KiB-sector piece of address..+size ("SUMS", in calls that fit the 622-byte variable)."""
+        out: list[int] = []
+        step = 60 * 4096  # 60 CRCs per reply: "OK 60 " + 60 x 9 characters < 622
+        a, end = address, address + size
+        while a < end:
+            n = min(end, (a // 4096 + 60) * 4096) - a if a % 4096 else min(step, end - a)
+            rc = await self.call_function(AGENT_FUNCTION, f"SUMS {a:x} {n:x}")
+            text = (await self.variable(AGENT_RESULT)).rstrip(b"\x00").decode("ascii", "replace").strip()
+            parts = text.split()
+            if rc != 0 or len(parts) < 2 or parts[0] != "OK" or not parts[1].isdigit() \
+                    or len(parts) != 2 + int(parts[1]) or not all(re.fullmatch(r"[0-9a-f]{8}", p) for p in parts[2:]):
+                raise RemoteProtocolError(f"device {self.device_id}: agent sector CRCs of 0x{a:08x}+{n}: "
+                                          f"return {rc}, result {text[:80]!r}")
+            out += [int(p, 16) for p in parts[2:]]
+            a += n
+        return out
+
     async def agent_digest(self, address: int, size: int) -> tuple[int, str]:
         """The agent's CRC-32 and SHA-256 of address..+size (function sfdigest, variable sfresult)."""
         rc = await self.call_function(AGENT_FUNCTION, f"SUM {address:x} {size:x}")

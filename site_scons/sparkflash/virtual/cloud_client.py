@@ -310,12 +310,25 @@ class CloudClient:
         return [ota.empty_ack(m.mid), ret]
 
     def _sfdigest(self, arg: str) -> int:
-        mt = re.fullmatch(r"SUM ([0-9a-fA-F]{1,8}) ([0-9a-fA-F]{1,8})", arg)
-        d = self.store.digest(int(mt.group(1), 16), int(mt.group(2), 16)) if mt else None
-        if d is None:
+        """SUM addr len -> "OK crc sha256"; SUMS addr len -> "OK n crc..." (one per 4 KiB-sector piece)."""
+        mt = re.fullmatch(r"(SUMS?) ([0-9a-fA-F]{1,8}) ([0-9a-fA-F]{1,8})", arg)
+        address, size = (int(mt.group(2), 16), int(mt.group(3), 16)) if mt else (0, 0)
+        f = self.store.memory(address, size) if mt and size else None
+        if mt is None or f is None:
             self.result = b"ERR 2"
             return -2
-        self.result = f"OK {d[0]:08x} {d[1].hex()}".encode()
+        if mt.group(1) == "SUM":
+            d = self.store.digest(address, size)
+            assert d is not None
+            self.result = f"OK {d[0]:08x} {d[1].hex()}".encode()
+            return 0
+        cuts = [address] + list(range(address - address % f.sector_size + f.sector_size, address + size, f.sector_size))
+        crcs = [ota.crc32(f.read(a, min(b, address + size) - a)) for a, b in zip(cuts, cuts[1:] + [address + size])]
+        text = f"OK {len(crcs)} " + " ".join(f"{c:08x}" for c in crcs)
+        if len(text) > 622:  # the string variable's limit on a Core
+            self.result = b"ERR 2"
+            return -2
+        self.result = text.encode()
         return 0
 
     def _variable(self, m: Message) -> Message:
