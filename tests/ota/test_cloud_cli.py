@@ -97,3 +97,30 @@ def test_example_release_signed_and_deployed_over_the_air(tmp_path: Path, make_c
     for r in manifest["regions"]:
         mem = core.state.internal if r["memory"] == "internal" else core.state.external
         assert hashlib.sha256(mem.read(r["address"], r["size"])).hexdigest() == r["sha256"]
+
+
+def test_require_verified_exit_code(make_release: Callable[..., Any], make_core: Any, cloud: Any, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Stock firmware (no agent): 'booted' is success by default, exit 3 with --require-verified."""
+    core = make_core(cloud_agent=False)
+    assert core.endpoints["cloud"].connected.wait(20)
+    store = tmp_path / "store"
+    rel = make_release(store, [("firmware", 0x08005000, struct_fw())])
+    (store / "manifest.json").write_bytes(rel.raw)
+    url = "http://{}:{}".format(*cloud.admin_addr[:2])
+    base = ["deploy", str(store / "manifest.json"), "--no-verify-signature", "--via", "ota", "--allow-downgrade",
+            "--device", core.state.info["device_id"], "--cloud", url, "--json"]
+    capsys.readouterr()
+    assert main(base) == 0
+    doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+    [region] = doc["deployments"][0]["regions"]
+    assert region["status"] == "booted" and "bootloader" in region["proves"]
+    assert main([*base, "--require-verified"]) == 3
+    doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert doc["ok"] is False and doc["deployments"][0]["regions"][0]["status"] == "booted"
+
+
+def struct_fw() -> bytes:
+    import struct
+
+    return struct.pack("<II", 0x20005000, 0x08005101) + os.urandom(6000)
