@@ -11,7 +11,8 @@
 // on a real Core. Applications (e.g. the device agent) link strong sf_app_* symbols.
 //
 // usage: harness FLASH_IMAGE INTERNAL_IMAGE DEVICE_ID_HEX PORT [options]
-//   --product N         product id in the Hello (Device OS only; 0.3.x always sends 0xFFFF)
+//   --product N         product id in the Hello (Device OS only; 0.3.x sends its compile-time
+//                       SPARK_PRODUCT_ID, 0xFFFF as built here)
 //   --corrupt-chunk N   flip one data byte of the Nth chunk received (0-based): a CRC error
 //   --stall-chunk N     before reading the Nth chunk, pretend nothing arrives for --stall-ms
 //   --stall-ms MS       (default 3500)
