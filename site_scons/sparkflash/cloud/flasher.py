@@ -165,7 +165,6 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
             except DeviceGone:
                 drops += 1
                 report.retries += 1
-                complete = sender.acked == sender.count  # every chunk confirmed; UpdateDone's answer lost?
                 confirmed = off + sender.acked * cs
                 off = confirmed // SECTOR * SECTOR if plan.resumable else 0
                 if off >= len(seg):  # nothing left but the end: redo the last sector and UpdateDone
@@ -174,8 +173,11 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
                     raise DeviceGone(f"device {device}, region {region.name!r}: connection lost {drops} times") from None
                 s = await server.wait_session(device, opts.connect_s, not_before=s)
                 assert s.info is not None
-                if complete and plan.destination == ota.DEST_FIRMWARE and s.info.ota_flashed:
-                    booted = s  # it did get UpdateDone: the reset came before its answer reached us
+                if plan.destination == ota.DEST_FIRMWARE and s.info.ota_flashed:
+                    # Installed after our UpdateBegin (which clears the flag): the device finished, and
+                    # only a complete transfer is finished (0.3.x: we send UpdateDone only then; Device OS
+                    # checks its bitmap). The reset came before the last answers reached us.
+                    booted = s
                     break
                 continue
             finally:
