@@ -105,7 +105,8 @@ def _deploy_one(srv: CloudServer, core: Any, data: bytes, fast: bool) -> tuple[f
     t1 = time.monotonic()
     if core.read(ADDRESS, len(data)) != data:  # the device's own flash image, read by us
         raise AssertionError(f"device {core.device_id} holds different bytes")
-    return all_acked[0] - t0, t1 - all_acked[0]
+    acked = all_acked[0] if all_acked else t1  # (a resumed transfer may end without a last progress report)
+    return acked - t0, t1 - acked
 
 
 class _Virtual:

@@ -178,6 +178,7 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
                     # only a complete transfer is finished (0.3.x: we send UpdateDone only then; Device OS
                     # checks its bitmap). The reset came before the last answers reached us.
                     booted = s
+                    progress(len(data), len(data))
                     break
                 continue
             finally:
