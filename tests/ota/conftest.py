@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
+from sparkflash.cloud.server import Limits
 from sparkflash.protocols.cloud_handshake import server_public_der
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 
@@ -22,8 +22,13 @@ def server_key() -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture
-def cloud(server_key: rsa.RSAPrivateKey, tmp_path: Path) -> Iterator[CloudServer]:
-    srv = CloudServer(server_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0, admin=("127.0.0.1", 0))
+def cloud(server_key: rsa.RSAPrivateKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudServer]:
+    """A server that deploys unsigned test releases (the explicit insecure flag); its token file in the env."""
+    srv = CloudServer(server_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0,
+                      admin=("127.0.0.1", 0), insecure_unsigned=True,
+                      limits=Limits(per_peer=256))  # every test device shares 127.0.0.1
+    (tmp_path / "admin-token").write_text(srv.token)
+    monkeypatch.setenv("SPARKFLASH_CLOUD_TOKEN_FILE", str(tmp_path / "admin-token"))
     with ServerThread(srv):
         yield srv
 
@@ -33,11 +38,18 @@ def make_core(cloud: CloudServer, tmp_path: Path) -> Iterator[Callable[..., Virt
     """make_core(name, register=True, **extra) -> a started core with the cloud endpoint."""
     cores: list[VirtualCore] = []
 
-    def make(name: str = "core", register: bool = True, faults: Any = None, **extra: Any) -> VirtualCore:
+    def make(name: str = "core", register: bool = True, faults: Any = None, device_key: Any = None,
+             **extra: Any) -> VirtualCore:
         opts = CoreOptions(endpoints=("cloud",), extra=extra)
         if faults is not None:
             opts.faults = faults
         core = VirtualCore(tmp_path / name, opts)
+        if device_key is not None:  # as a factory would provision it: the key's DER in the 612-byte slot at 0x2000
+            from cryptography.hazmat.primitives import serialization
+
+            der = device_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption())
+            core.state.external.write_erased(0x2000, der.ljust(612, b"\x00"))
         core.state.set_server(server_public_der(cloud.key.public_key()), "127.0.0.1", cloud.port)
         if register:
             cloud.registry.register(core.state.info["device_id"], core.state.device_public_pem())
@@ -74,7 +86,7 @@ def _make_release(store: Path, parts: list[tuple[str, int, bytes]], name: str = 
 
 # -- the real device protocol code built for the host (tests/peers/ota_harness) ----------
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers" / "ota_harness"))
-import realcore  # noqa: E402
+import realcore
 
 
 @pytest.fixture(scope="session")
@@ -104,8 +116,9 @@ def make_real_core(cloud: CloudServer, real_exe: Callable[[str], Path], core_key
     """make_real_core(kind, *harness_args, register=True, properties=None) -> a started real-code device."""
     cores: list[realcore.RealCore] = []
 
-    def make(kind: str, *args: str, register: bool = True, properties: dict[str, Any] | None = None) -> realcore.RealCore:
-        key = core_key_pool[len(cores) % len(core_key_pool)]
+    def make(kind: str, *args: str, register: bool = True, properties: dict[str, Any] | None = None,
+             key: rsa.RSAPrivateKey | None = None) -> realcore.RealCore:
+        key = key or core_key_pool[len(cores) % len(core_key_pool)]
         core = realcore.RealCore(real_exe(kind), tmp_path / f"real-{kind}-{len(cores)}", cloud.port, key,
                                  server_public_der(cloud.key.public_key()), list(args))
         if register:

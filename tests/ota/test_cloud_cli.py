@@ -25,7 +25,8 @@ def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path
     assert main(["cloud", "keygen", "--out", str(key)]) == 2  # never silently replaced
     devices = tmp_path / "devices"
     proc = subprocess.Popen([sys.executable, "-m", "sparkflash", "cloud", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--admin", "127.0.0.1:0", "--key", str(key), "--devices", str(devices), "--json"],
+                             "--admin", "127.0.0.1:0", "--key", str(key), "--devices", str(devices), "--json",
+                             "--insecure-unsigned"],
                             stdout=subprocess.PIPE, text=True)
     core = None
     try:
@@ -34,8 +35,10 @@ def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path
         port = int(info["devices"].rsplit(":", 1)[1])
         state = tmp_path / "core"
         assert main(["cloud", "register", str(state), "--devices", str(devices), "--server-key", str(key) + ".pub",
-                     "--server", f"127.0.0.1:{port}"]) == 0
-        core = VirtualCore(state, CoreOptions(endpoints=("cloud",))).start()
+                     "--server", f"127.0.0.1:{port}", "--save-begin"]) == 0
+        assert json.loads((devices / f"{json.loads((state / 'core.json').read_text())['device_id']}.json").read_text()) == {"save_begin": True}
+        # a 0.3.x-protocol Core with the flasher_additions library and the agent
+        core = VirtualCore(state, CoreOptions(endpoints=("cloud",), extra={"cloud_dialect": "ccl", "cloud_save_begin": True})).start()
         assert core.endpoints["cloud"].connected.wait(20)  # type: ignore[attr-defined]
         data = os.urandom(10_000)
         store = tmp_path / "store"
@@ -43,7 +46,8 @@ def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path
         (store / "manifest.json").write_bytes(rel.raw)
         capsys.readouterr()
         rc = main(["deploy", str(store / "manifest.json"), "--no-verify-signature", "--via", "ota",
-                   "--device", core.state.info["device_id"], "--cloud", info["admin"], "--json"])
+                   "--device", core.state.info["device_id"], "--cloud", info["admin"], "--json",
+                   "--cloud-token", info["token_file"]])
         lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
         assert rc == 0, lines[-1]
         assert lines[-1]["event"] == "result" and lines[-1]["ok"] is True
@@ -78,14 +82,15 @@ def test_example_release_signed_and_deployed_over_the_air(tmp_path: Path, make_c
     out = tmp_path / "release"
     assert main(["manifest", "build", str(root / "manifests" / "example.yaml"), "--firmware", str(fw),
                  "--out", str(out), "--key", str(key)]) == 0
-    core = make_core()
+    core = make_core(cloud_dialect="ccl", cloud_save_begin=True)  # files need flasher_additions
     assert core.endpoints["cloud"].connected.wait(20)
     capsys.readouterr()
     url = "http://{}:{}".format(*cloud.admin_addr[:2])
     rc = main(["deploy", str(out / "manifest.json"), "--trust", str(tmp_path / "dev.pub.pem"), "--via", "ota",
                "--device", core.state.info["device_id"], "--cloud", url, "--json"])
-    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
-    assert rc == 0, lines[-1]
+    cap = capsys.readouterr()
+    lines = [json.loads(ln) for ln in cap.out.splitlines()]
+    assert rc == 0, lines[-1] if lines else cap.err[-2000:]
     regions = lines[-1]["deployments"][0]["regions"]
     assert [(r["region"], r["status"]) for r in regions] == [("firmware", "verified"), ("font", "verified"), ("web", "verified")]
     assert core.state.internal.read(0x08005000, fw.stat().st_size) == fw.read_bytes()
@@ -93,3 +98,30 @@ def test_example_release_signed_and_deployed_over_the_air(tmp_path: Path, make_c
     for r in manifest["regions"]:
         mem = core.state.internal if r["memory"] == "internal" else core.state.external
         assert hashlib.sha256(mem.read(r["address"], r["size"])).hexdigest() == r["sha256"]
+
+
+def test_require_verified_exit_code(make_release: Callable[..., Any], make_core: Any, cloud: Any, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Stock firmware (no agent): 'booted' is success by default, exit 3 with --require-verified."""
+    core = make_core(cloud_agent=False)
+    assert core.endpoints["cloud"].connected.wait(20)
+    store = tmp_path / "store"
+    rel = make_release(store, [("firmware", 0x08005000, struct_fw())])
+    (store / "manifest.json").write_bytes(rel.raw)
+    url = "http://{}:{}".format(*cloud.admin_addr[:2])
+    base = ["deploy", str(store / "manifest.json"), "--no-verify-signature", "--via", "ota", "--allow-downgrade",
+            "--device", core.state.info["device_id"], "--cloud", url, "--json"]
+    capsys.readouterr()
+    assert main(base) == 0
+    doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+    [region] = doc["deployments"][0]["regions"]
+    assert region["status"] == "booted" and "bootloader" in region["proves"]
+    assert main([*base, "--require-verified"]) == 3
+    doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert doc["ok"] is False and doc["deployments"][0]["regions"][0]["status"] == "booted"
+
+
+def struct_fw() -> bytes:
+    import struct
+
+    return struct.pack("<II", 0x20005000, 0x08005101) + os.urandom(6000)

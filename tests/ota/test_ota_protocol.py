@@ -70,8 +70,8 @@ def test_firmware_transfer_lands_in_the_ota_slot(dialect: str, fast: bool) -> No
     run(s, rx)
     assert s.state == "done" and s.fast == fast and s.acked == s.count == 10
     assert flash.read(OTA_SLOT, 5000) == data
-    # the last chunk's zero padding is stored only inside the announced size: 0.3.x announces the whole slot
-    assert flash.read(OTA_SLOT + 5000, 120) == (bytes(120) if dialect == "ccl" else b"\xff" * 120)
+    # like the real code (both generations), the last chunk is stored whole, zero padding included
+    assert flash.read(OTA_SLOT + 5000, 120) == bytes(120)
     assert rx.finished is not None and rx.finished.firmware
 
 
@@ -79,18 +79,42 @@ def test_firmware_transfer_lands_in_the_ota_slot(dialect: str, fast: bool) -> No
 def test_corrupted_chunk_is_resent(fast: bool) -> None:
     data = os.urandom(4096)
     flash = Flash()
-    rx = OtaReceiver(flash, MessageIds(1))
-    s = ota.OtaSender(data, MessageIds(2), 256, ota.DEST_EXTERNAL, 0x80000, offer_fast=fast)
+    rx = OtaReceiver(flash, MessageIds(1))  # Device OS stores only firmware
+    s = ota.OtaSender(data, MessageIds(2), 256, ota.DEST_FIRMWARE, 0, offer_fast=fast)
     run(s, rx, drop={3})
     assert s.state == "done" and s.retries >= 1 and rx.bad_crc == 1
-    assert flash.read(0x80000, 4096) == data
-    assert rx.finished is not None and not rx.finished.firmware
+    assert flash.read(OTA_SLOT, 4096) == data
+    assert rx.finished is not None and rx.finished.firmware
+
+
+def test_device_os_erases_and_discards_a_file() -> None:
+    """Device OS v0.4.9 (system_update.cpp): destination 1 erases the range, answers 2.04, stores nothing."""
+    flash = Flash()
+    flash.write(0x80000, b"old data")
+    rx = OtaReceiver(flash, MessageIds(1))
+    s = ota.OtaSender(os.urandom(2048), MessageIds(2), 512, ota.DEST_EXTERNAL, 0x80000)
+    run(s, rx)
+    assert s.state == "done" and s.acked == 4
+    assert flash.read(0x80000, 2048) == b"\xff" * 2048
+
+
+@pytest.mark.parametrize("dialect", ["ccl", "os"])
+def test_save_begin_without_flasher_additions(dialect: str) -> None:
+    """Stock 0.3.x gives POST /s no reply at all; Device OS starts a *firmware* update with defaults."""
+    flash = Flash()
+    rx = OtaReceiver(flash, MessageIds(1), dialect=dialect)
+    out = rx.receive(ota.save_begin(5, b"\x07", address=0x80000, file_size=1000), 0.0)
+    if dialect == "ccl":
+        assert out == [] and not rx.updating
+    else:
+        assert rx.updating and rx.dest == ota.DEST_FIRMWARE and rx.base == OTA_SLOT
+        assert [m.code for m in out] == [0, 0x44]
 
 
 def test_save_begin_for_ccl_files() -> None:
     data = os.urandom(1500)
     flash = Flash()
-    rx = OtaReceiver(flash, MessageIds(1), dialect="ccl")
+    rx = OtaReceiver(flash, MessageIds(1), dialect="ccl", save_begin=True)
     s = ota.OtaSender(data, MessageIds(2), 512, ota.DEST_EXTERNAL, 0x90000, use_save_begin=True)
     run(s, rx)
     assert flash.read(0x90000, 1500) == data and s.state == "done"
@@ -152,7 +176,7 @@ def test_fast_transfer_longer_than_the_token_space() -> None:
     data = os.urandom(400 * 256)
     flash = Flash()
     rx = OtaReceiver(flash, MessageIds(1))
-    s = ota.OtaSender(data, MessageIds(2), 256, ota.DEST_EXTERNAL, 0x100000, offer_fast=True)
+    s = ota.OtaSender(data, MessageIds(2), 256, ota.DEST_FIRMWARE, 0, offer_fast=True)
     run(s, rx, drop={300})
     assert s.state == "done" and s.fast and s.acked == 400
-    assert flash.read(0x100000, len(data)) == data
+    assert flash.read(OTA_SLOT, len(data)) == data

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from sparkflash.cloud import CloudServer
 from sparkflash.deploy.base import DeployResult
 from sparkflash.deploy.ota import deploy
@@ -24,7 +24,8 @@ FW = 0x08005000
 
 def admin_url(cloud: CloudServer) -> str:
     assert cloud.admin_addr is not None
-    return "http://%s:%d" % tuple(cloud.admin_addr)
+    host, port = cloud.admin_addr[:2]
+    return f"http://{host}:{port}"
 
 
 def wait_connected(cloud: CloudServer, device: str, timeout: float = 20.0) -> None:
@@ -146,15 +147,17 @@ def test_device_killed_mid_file_resumes(make_real_core: Callable[..., Any], make
                                         cloud: CloudServer, tmp_path: Path) -> None:
     import threading
 
-    core = make_real_core("flasher", properties={"save_begin": True})
+    # the device stops reading at chunk 100 (of 192), so the power cut lands mid-file whatever the load
+    core = make_real_core("flasher", "--stall-chunk", "100", "--stall-ms", "30000", properties={"save_begin": True})
     data = os.urandom(96 * 1024)
     rel = make_release(tmp_path / "store", [("file", 0x100000, data)])
     wait_connected(cloud, core.device_id)
     out: list[DeployResult] = []
     t = threading.Thread(target=lambda: out.extend(run(cloud, rel, [core.device_id], timeout=30)))
     t.start()
-    core.wait_line(r"chunk 100 512")  # about half way
+    core.wait_line(r"stall 30000", timeout=30)  # about half way
     core.kill()  # power cut: the flash image keeps what was written
+    core.args = []
     core.start()
     t.join(60)
     [res] = out

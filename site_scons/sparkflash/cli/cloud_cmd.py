@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -31,14 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cs = p.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
 
     s = cs.add_parser("serve", help="accept registered devices and run deployments")
-    s.add_argument("--listen", type=_hostport, default=("0.0.0.0", 5683), metavar="HOST:PORT",
-                   help="device listener (default 0.0.0.0:5683, all addresses; port 0 = any free port)")
+    s.add_argument("--listen", type=_hostport, default=("127.0.0.1", 5683), metavar="HOST:PORT",
+                   help="device listener (default 127.0.0.1:5683, loopback; 0.0.0.0:5683 lets real Cores on the "
+                        "network in; port 0 = any free port)")
     s.add_argument("--host", help=argparse.SUPPRESS)  # deprecated: --listen HOST:PORT
     s.add_argument("--port", type=int, help=argparse.SUPPRESS)  # deprecated: --listen HOST:PORT
     s.add_argument("--admin", type=_hostport, default=("127.0.0.1", 8683), help="admin API HOST:PORT (default 127.0.0.1:8683)")
     s.add_argument("--key", type=Path, required=True, help="server RSA-2048 private key (from `cloud keygen`)")
     s.add_argument("--devices", type=Path, required=True, help="directory of registered device keys (<id>.pub.pem)")
-    s.add_argument("--trust", type=Path, action="append", default=[], help="require releases signed by these keys")
+    s.add_argument("--trust", type=Path, action="append", default=[],
+                   help="deploy only releases signed by these keys (required unless --insecure-unsigned)")
+    s.add_argument("--insecure-unsigned", action="store_true",
+                   help="TESTS ONLY: also deploy unsigned releases (anyone with the token can then flash anything)")
+    s.add_argument("--store", type=Path, help="blob store and downgrade record (default DEVICES/.store)")
+    s.add_argument("--max-per-peer", type=int, default=64, help="live device connections per IP address (default 64)")
+    s.add_argument("--rsa-workers", type=int, default=os.cpu_count() or 1,
+                   help="processes for the RSA handshakes (default: one per CPU; 0 = on the event loop)")
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     s.set_defaults(func=_serve)
 
@@ -48,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--id", help="device id (24 hex) when SOURCE is a key file not named <id>.pub.pem")
     r.add_argument("--server-key", type=Path, help="with a STATE_DIR: also point the core at this server (public DER)")
     r.add_argument("--server", type=_hostport, default=("127.0.0.1", 5683), help="with --server-key: HOST:PORT")
+    r.add_argument("--save-begin", action="store_true",
+                   help="its firmware has the flasher_additions protocol library (SaveBegin: files at any address); "
+                        "nothing on the wire proves this, so declare it only if true")
     r.set_defaults(func=_register)
 
     k = cs.add_parser("keygen", help="make the server key: OUT (private DER) and OUT.pub (294-byte SPKI for 0x1000)")
@@ -58,23 +70,29 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _serve(args: argparse.Namespace) -> int:
     from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
-    from sparkflash.cloud.server import load_server_key
+    from sparkflash.cloud.server import Limits, load_or_create_token, load_server_key
     from sparkflash.manifest.keys import TrustStore
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     args.devices.mkdir(parents=True, exist_ok=True)
+    if not args.trust and not args.insecure_unsigned:
+        raise InputError("cloud serve needs --trust KEY (the release signing keys it accepts); "
+                         "--insecure-unsigned exists for tests only")
     trust = TrustStore.from_paths(args.trust) if args.trust else None
     host = args.host if args.host is not None else args.listen[0]
     port = args.port if args.port is not None else args.listen[1]
+    token_path = args.key.with_name(args.key.name + ".admin-token")
     srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=host, port=port,
-                      admin=args.admin, trust=trust)
+                      admin=args.admin, trust=trust, token=load_or_create_token(token_path), store=args.store,
+                      insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer),
+                      rsa_workers=args.rsa_workers)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with ServerThread(srv):
         admin_host, admin_port = srv.admin_addr or ("", 0)
-        info = {"devices": f"{host}:{srv.port}", "admin": f"http://{admin_host}:{admin_port}"}
+        info = {"devices": f"{host}:{srv.port}", "admin": f"http://{admin_host}:{admin_port}", "token_file": str(token_path)}
         print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
         while not stop.wait(0.5):
             pass
@@ -103,7 +121,7 @@ def _register(args: argparse.Namespace) -> int:
         except OSError as e:
             raise InputError(f"{args.source}: {e.strerror}") from None
         device = args.id or args.source.name.split(".")[0].split("_")[0]
-    path = reg.register(device, pem)
+    path = reg.register(device, pem, {"save_begin": True} if args.save_begin else None)
     if args.json:
         print(json.dumps({"event": "result", "ok": True, "exit_code": 0, "device": device, "path": str(path)}))
     else:

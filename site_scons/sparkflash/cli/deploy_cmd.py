@@ -57,6 +57,8 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
                    help="ota: admin API URL of `sparkflash cloud serve` (default http://127.0.0.1:8683)")
     t.add_argument("--online-timeout", type=float, default=5.0, metavar="SECONDS",
                    help="ota: how long a registered device may take to come online before the deploy fails (default 5)")
+    t.add_argument("--cloud-token", type=Path, help="ota: the admin API token file (KEY.admin-token beside the server "
+                   "key; default $SPARKFLASH_CLOUD_TOKEN_FILE)")
     t.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-exchange timeout in seconds")
     v = p.add_mutually_exclusive_group()
     v.add_argument("--accept-unverified", action="store_true",

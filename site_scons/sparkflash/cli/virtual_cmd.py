@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--usb", action="store_true",
                    help="also appear to libusb programs as USB device 1d50:607f (umockdev; Linux, dynamically linked "
                         "clients: run them with the printed LD_PRELOAD and UMOCKDEV_DIR)")
+    p.add_argument("--cloud-dialect", choices=["os", "ccl"], default="os",
+                   help="cloud: Device OS (default) or 0.3.x core-communication-lib behaviour")
+    p.add_argument("--cloud-save-begin", action="store_true",
+                   help="cloud, ccl: the flasher_additions library (SaveBegin stores files at any address)")
     p.set_defaults(func=_run)
 
 
@@ -41,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
         if n not in ENDPOINTS:
             raise InputError(f"--endpoints: unknown endpoint {n!r} (choose from {', '.join(ENDPOINTS)})")
     opts = CoreOptions(timing=args.timing, baud=args.baud, dfu_poll=not args.no_dfu_poll,
-                       faults=Faults.parse(args.fault), endpoints=names)
+                       faults=Faults.parse(args.fault), endpoints=names,
+                       extra={"cloud_dialect": args.cloud_dialect, "cloud_save_begin": args.cloud_save_begin})
     core = VirtualCore(args.state, opts)
     if args.server_key:
         host, _, port = args.server.rpartition(":") if args.server else ("127.0.0.1", "", "5683")

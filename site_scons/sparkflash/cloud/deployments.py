@@ -64,6 +64,9 @@ class Deployment:
                 res = deploy_release(flasher, self.release, regions=self.regions,
                                      on_event=lambda ev: self._emit(device, ev), allow_downgrade=True)
                 doc = res.to_json()
+                if res.ok:  # the server's own downgrade record (checked when a deployment is created)
+                    m = self.release.manifest
+                    self.server.ledger.record(device, m.name, m.version)
         except Exception as e:  # noqa: BLE001 - a result must exist for every device, or the deployment never ends
             if not isinstance(e, SparkflashError):
                 log.exception("deployment %s, device %s", self.id, device)

@@ -38,6 +38,7 @@ class OtaOptions:
     connect_s: float = 60.0  # wait this long for a device to (re)connect
     max_drops: int = 5  # per region
     allow_fast: bool = True
+    skip_unchanged: bool = True  # with the agent: send only the sectors that differ
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,30 @@ def _plan(board: Board, region: Region, s: DeviceSession, opts: OtaOptions) -> _
     return _Plan(ota.DEST_EXTERNAL, region.address, True, True, False, seg)
 
 
+async def _changed_pieces(s: DeviceSession, region: Region, data: bytes, plan: _Plan) -> list[tuple[int, int]]:
+    """The parts of `data` that differ from the device (agent digests), as (start, end) offsets.
+
+    Firmware is all or nothing (the bootloader copies the whole slot, and a reboot costs the
+    application its state): unchanged only if the whole region's digest matches. Files are
+    compared per 4 KiB sector; runs of changed sectors become transfers of their own."""
+    crc, sha = await s.agent_digest(region.address, region.size)
+    if (crc, sha) == (region.crc32, region.sha256):
+        return []
+    if plan.destination == ota.DEST_FIRMWARE:
+        return [(0, len(data))]
+    theirs = await s.agent_sector_crcs(region.address, region.size)
+    ours = [ota.crc32(data[i : i + SECTOR]) for i in range(0, len(data), SECTOR)]
+    changed = [k for k, c in enumerate(ours) if k >= len(theirs) or theirs[k] != c]
+    runs: list[tuple[int, int]] = []
+    for k in changed:
+        a, b = k * SECTOR, min((k + 1) * SECTOR, len(data))
+        if runs and runs[-1][1] == a and b - runs[-1][0] <= plan.segment:
+            runs[-1] = (runs[-1][0], b)
+        else:
+            runs.append((a, b))
+    return runs
+
+
 async def device_info(server: CloudServer, device: str, opts: OtaOptions = OtaOptions()) -> DeviceInfo:
     """What the connected device is, after Describe (waits for it to connect)."""
     s = await server.wait_session(device, opts.connect_s)
@@ -113,8 +138,20 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
     s = await server.wait_session(device, opts.connect_s)
     plan = _plan(board, region, s, opts)
     cs, report, drops = opts.chunk_size, WriteReport(), 0
-    for seg_start in range(0, len(data), plan.segment):
-        seg, off = data[seg_start : seg_start + plan.segment], 0
+    booted: DeviceSession | None = None  # firmware: the session whose Hello said "OTA flashed"
+    pieces = [(a, min(a + plan.segment, len(data))) for a in range(0, len(data), plan.segment)]
+    if opts.skip_unchanged:
+        await s.describe()
+        assert s.info is not None
+        if s.info.agent:
+            pieces = await _changed_pieces(s, region, data, plan)
+            report.sectors_skipped = len(region.erase) - sum(-(-(b - a) // SECTOR) for a, b in pieces) \
+                if plan.destination != ota.DEST_FIRMWARE else (0 if pieces else len(region.erase))
+            if not pieces:
+                progress(len(data), len(data))
+                return report  # the device already holds it: no write, no reboot
+    for seg_start, seg_end in pieces:
+        seg, off = data[seg_start:seg_end], 0
         while True:
             base = plan.base + seg_start + off
             sender = ota.OtaSender(seg[off:], s.ids, cs, plan.destination, base, plan.save_begin, plan.fast)
@@ -130,9 +167,19 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
                 report.retries += 1
                 confirmed = off + sender.acked * cs
                 off = confirmed // SECTOR * SECTOR if plan.resumable else 0
+                if off >= len(seg):  # nothing left but the end: redo the last sector and UpdateDone
+                    off = (len(seg) - 1) // SECTOR * SECTOR
                 if drops > opts.max_drops:
                     raise DeviceGone(f"device {device}, region {region.name!r}: connection lost {drops} times") from None
                 s = await server.wait_session(device, opts.connect_s, not_before=s)
+                assert s.info is not None
+                if plan.destination == ota.DEST_FIRMWARE and s.info.ota_flashed:
+                    # Installed after our UpdateBegin (which clears the flag): the device finished, and
+                    # only a complete transfer is finished (0.3.x: we send UpdateDone only then; Device OS
+                    # checks its bitmap). The reset came before the last answers reached us.
+                    booted = s
+                    progress(len(data), len(data))
+                    break
                 continue
             finally:
                 report.bytes_sent += (sender.acked + sender.retries) * cs
@@ -140,9 +187,9 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
             if sender.state == "failed":
                 raise ProtocolError(f"device {device}, region {region.name!r} at 0x{base:08x}: {sender.error}")
             break
-    report.sectors_erased = len(region.erase)
+    report.sectors_erased = len(region.erase) - report.sectors_skipped
     if plan.destination == ota.DEST_FIRMWARE:
-        s = await server.wait_session(device, opts.connect_s, not_before=s)
+        s = booted or await server.wait_session(device, opts.connect_s, not_before=s)
         assert s.info is not None
         if not s.info.ota_flashed:
             raise VerifyError(f"device {device} reconnected without the 'OTA flashed' Hello flag: firmware not installed")

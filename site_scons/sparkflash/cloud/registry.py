@@ -86,6 +86,10 @@ class DeviceRegistry:
     def devices(self) -> list[str]:
         return sorted(p.name[:24] for p in self.root.glob("*.pub.pem") if _ID.match(p.name[:24]))
 
+    def pending_count(self) -> int:
+        d = self.root / "pending"
+        return sum(1 for _ in d.glob("*_handshake.pub.pem")) if d.is_dir() else 0
+
     def refuse(self, device_id: str, peer: str, reason: str, offered_der: bytes | None = None) -> None:
         """Log and remember a refused connection; keep an offered key for approval."""
         log.warning("refused device %s from %s: %s", device_id, peer, reason)

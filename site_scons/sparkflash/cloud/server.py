@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +22,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.cloud.registry import DeviceRegistry
+from sparkflash.cloud.releases import BlobStore
+from sparkflash.cloud.rsa_pool import RsaPool
 from sparkflash.cloud.session import DeviceSession
+from sparkflash.deploy.run import Ledger
 from sparkflash.errors import InputError, TransportTimeout
 from sparkflash.manifest.keys import TrustStore
 
-__all__ = ["CloudServer", "ServerThread", "load_server_key"]
+__all__ = ["CloudServer", "Limits", "ServerThread", "load_or_create_token", "load_server_key"]
 
 log = logging.getLogger("sparkflash.cloud")
 
@@ -43,12 +50,49 @@ def load_server_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one peer may cost the server (everything from outside is hostile)."""
+
+    per_peer: int = 64  # live connections from one IP address
+    handshake_s: float = 20.0  # nonce to device Hello
+    idle_s: float = 60.0  # nothing from a device for this long: gone (it pings every 15 s when idle)
+    frame: int = 640  # a Core's whole protocol buffer: it cannot send a longer frame
+    pending_max: int = 100  # offered keys kept for approval
+    pending_per_s: float = 1.0  # ...at most this many new ones per second (burst pending_burst)
+    pending_burst: int = 10
+
+
+def load_or_create_token(path: Path) -> str:
+    """The admin API's bearer token: created 0600 on first use, then read."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text().strip()
+        if len(token) < 32:
+            raise InputError(f"{path}: admin token shorter than 32 characters") from None
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
 class CloudServer:
-    def __init__(self, key: rsa.RSAPrivateKey, registry: DeviceRegistry, *, host: str = "0.0.0.0",
+    def __init__(self, key: rsa.RSAPrivateKey, registry: DeviceRegistry, *, host: str = "127.0.0.1",
                  port: int = 5683, admin: tuple[str, int] | None = ("127.0.0.1", 8683),
-                 trust: TrustStore | None = None) -> None:
+                 trust: TrustStore | None = None, token: str | None = None, store: Path | None = None,
+                 insecure_unsigned: bool = False, limits: Limits = Limits(), rsa_workers: int = 0) -> None:
         self.key, self.registry, self.trust = key, registry, trust
         self.host, self.port, self.admin_addr = host, port, admin
+        self.token = token or secrets.token_urlsafe(32)
+        self.insecure_unsigned = insecure_unsigned  # tests only: deploy unsigned releases
+        self.limits = limits
+        self.rsa = RsaPool(key, rsa_workers)  # 0: handshakes on the event loop
+        self.store = BlobStore(store or registry.root / ".store")
+        self.ledger = Ledger(self.store.root / "ledger")  # last version deployed per device, by this server
+        self.peers: dict[str, int] = {}
+        self._bucket, self._bucket_t = float(limits.pending_burst), time.monotonic()
         self.sessions: dict[str, DeviceSession] = {}
         self.deployments: dict[str, Any] = {}
         self._changed: asyncio.Condition | None = None
@@ -62,6 +106,7 @@ class CloudServer:
 
         self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Condition()
+        await asyncio.to_thread(self.rsa.warm)
         dev = await asyncio.start_server(self._on_device, self.host, self.port, backlog=512)
         self.port = dev.sockets[0].getsockname()[1]
         self._servers.append(dev)
@@ -82,8 +127,15 @@ class CloudServer:
             await asyncio.wait(self._handlers, timeout=5)
         for s in self._servers:
             await s.wait_closed()
+        self.rsa.close()
 
     async def _on_device(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ip = str(writer.get_extra_info("peername")[0])
+        if self.peers.get(ip, 0) >= self.limits.per_peer:
+            log.warning("refused a connection from %s: %d already open (limit per peer)", ip, self.peers[ip])
+            writer.close()
+            return
+        self.peers[ip] = self.peers.get(ip, 0) + 1
         sess = DeviceSession(self, reader, writer)
         task = asyncio.current_task()
         assert task is not None
@@ -94,6 +146,20 @@ class CloudServer:
         finally:
             self._live.discard(sess)
             self._handlers.discard(task)
+            self.peers[ip] -= 1
+            if not self.peers[ip]:
+                del self.peers[ip]
+
+    def pending_allowed(self) -> bool:
+        """May one more offered key be kept in pending/? (capped, and rate-limited by a token bucket)"""
+        now = time.monotonic()
+        lim = self.limits
+        self._bucket = min(float(lim.pending_burst), self._bucket + (now - self._bucket_t) * lim.pending_per_s)
+        self._bucket_t = now
+        if self._bucket < 1 or self.registry.pending_count() >= lim.pending_max:
+            return False
+        self._bucket -= 1
+        return True
 
     def attach(self, s: DeviceSession) -> None:
         assert s.info is not None

@@ -9,15 +9,13 @@ or checksum request at a time, feeding the `OtaSender` device messages and deadl
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
-import json
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.errors import DeviceGone, RemoteProtocolError, TransportTimeout
 from sparkflash.protocols import coap, ota
@@ -27,15 +25,13 @@ from sparkflash.protocols.cloud_handshake import (
     NONCE_LEN,
     SESSION_LEN,
     device_public_spki,
-    open_device_hello,
-    server_reply,
 )
 from sparkflash.protocols.coap import Message, MessageIds
 
 if TYPE_CHECKING:
     from sparkflash.cloud.server import CloudServer
 
-__all__ = ["DeviceSession", "DeviceInfo", "AGENT_FUNCTION", "AGENT_RESULT", "AGENT_CAPS"]
+__all__ = ["AGENT_CAPS", "AGENT_FUNCTION", "AGENT_RESULT", "DeviceInfo", "DeviceSession"]
 
 log = logging.getLogger("sparkflash.cloud")
 HANDSHAKE_S = 30.0
@@ -119,25 +115,26 @@ class DeviceSession:
             self.server.detach(self)
 
     async def _handshake(self) -> bool:
-        key: rsa.RSAPrivateKey = self.server.key
         nonce = secrets.token_bytes(NONCE_LEN)
         self.writer.write(nonce)
-        block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), HANDSHAKE_S)
-        hello = open_device_hello(key, nonce, block)
+        limit = self.server.limits.handshake_s
+        block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), limit)
+        hello = await self.server.rsa.open_hello(nonce, block)
         device = hello.device_id.hex()
         pub = self.server.registry.lookup(device)
         if pub is None:
-            self.server.registry.refuse(device, self.peer, "not registered", hello.public_key_der)
+            keep = hello.public_key_der if self.server.pending_allowed() else None
+            self.server.registry.refuse(device, self.peer, "not registered", keep)
             return False
         if hello.public_key_der is not None and hello.public_key_der != device_public_spki(pub):
             self.server.registry.refuse(device, self.peer, "offered a key that differs from the registered one")
             return False
         material = secrets.token_bytes(SESSION_LEN)
-        self.writer.write(server_reply(key, pub, material))
+        self.writer.write(await self.server.rsa.reply(pub, material))
         iv = material[16:32]
-        self._opener = Opener(material[:16], iv)
+        self._opener = Opener(material[:16], iv, max_len=self.server.limits.frame)
         self._sealer = Sealer(material[:16], iv, max_len=DEVICE_BUFFER - 18)
-        m = await asyncio.wait_for(self._next_message(), HANDSHAKE_S)
+        m = await asyncio.wait_for(self._next_message(), limit)
         if m.code != coap.POST or m.path != "h":
             raise RemoteProtocolError(f"device {device}: first message {coap.code_str(m.code)} /{m.path}, expected Hello")
         p = m.payload
@@ -177,7 +174,10 @@ class DeviceSession:
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            m = await self._next_message()
+            try:
+                m = await asyncio.wait_for(self._next_message(), self.server.limits.idle_s)
+            except TimeoutError:
+                raise TimeoutError(f"nothing from the device for {self.server.limits.idle_s:g} s") from None
             if m.type == coap.CON and m.code == coap.EMPTY:  # ping
                 self.send([ota.empty_ack(m.mid)])
                 continue
@@ -281,6 +281,24 @@ class DeviceSession:
         if reply.code != coap.CONTENT:
             raise RemoteProtocolError(f"device {self.device_id}: variable {key} answered {coap.code_str(reply.code)}")
         return reply.payload
+
+    async def agent_sector_crcs(self, address: int, size: int) -> list[int]:
+        """CRC-32 of each 4 KiB-sector piece of address..+size ("SUMS", in calls that fit the 622-byte variable)."""
+        out: list[int] = []
+        step = 60 * 4096  # 60 CRCs per reply: "OK 60 " + 60 x 9 characters < 622
+        a, end = address, address + size
+        while a < end:
+            n = min(end, (a // 4096 + 60) * 4096) - a if a % 4096 else min(step, end - a)
+            rc = await self.call_function(AGENT_FUNCTION, f"SUMS {a:x} {n:x}")
+            text = (await self.variable(AGENT_RESULT)).rstrip(b"\x00").decode("ascii", "replace").strip()
+            parts = text.split()
+            if rc != 0 or len(parts) < 2 or parts[0] != "OK" or not parts[1].isdigit() \
+                    or len(parts) != 2 + int(parts[1]) or not all(re.fullmatch(r"[0-9a-f]{8}", p) for p in parts[2:]):
+                raise RemoteProtocolError(f"device {self.device_id}: agent sector CRCs of 0x{a:08x}+{n}: "
+                                          f"return {rc}, result {text[:80]!r}")
+            out += [int(p, 16) for p in parts[2:]]
+            a += n
+        return out
 
     async def agent_digest(self, address: int, size: int) -> tuple[int, str]:
         """The agent's CRC-32 and SHA-256 of address..+size (function sfdigest, variable sfresult)."""

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash import names
-from sparkflash.deploy.base import DEFAULT_ACCEPTED, DeployResult, EventFn, Flasher, RegionResult, Unverifiable
+from sparkflash.deploy.base import (
+    DEFAULT_ACCEPTED,
+    DeployResult,
+    EventFn,
+    Flasher,
+    RegionResult,
+    Unverifiable,
+)
 from sparkflash.errors import InputError, SparkflashError, VerifyError
 from sparkflash.manifest.model import Region, parse_version
 from sparkflash.manifest.release import Release, atomic_write

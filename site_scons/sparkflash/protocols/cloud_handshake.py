@@ -18,6 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sparkflash.errors import InputError, RemoteProtocolError
 
+try:
+    from gmpy2 import powmod as _powmod  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - a dependency; pow gives the same result, slower
+    _powmod = pow
+
 __all__ = [
     "NONCE_LEN", "ID_LEN", "HELLO_LEN", "REPLY_LEN", "SESSION_LEN", "SPKI_1024_PREFIX",
     "Session", "DeviceHello", "server_public_der", "device_public_spki", "sign_raw", "verify_raw",
@@ -95,11 +100,15 @@ def _type1_block(digest: bytes, size: int) -> int:
 
 
 def sign_raw(key: rsa.RSAPrivateKey, digest: bytes) -> bytes:
-    """Type-1 padding around the bare digest, private operation (CRT); what tropicssl RSA_RAW verifies."""
+    """Type-1 padding around the bare digest, private operation (CRT); what tropicssl RSA_RAW verifies.
+
+    cryptography cannot sign without a DigestInfo, so the private exponent is applied here;
+    GMP's powmod (gmpy2) makes that 4-5x faster than Python's pow, which mattered for a
+    reconnect storm (every handshake needs one)."""
     p = key.private_numbers()
     size = key.key_size // 8
     m = _type1_block(digest, size)
-    s1, s2 = pow(m, p.dmp1, p.p), pow(m, p.dmq1, p.q)
+    s1, s2 = int(_powmod(m, p.dmp1, p.p)), int(_powmod(m, p.dmq1, p.q))
     s = s2 + p.q * ((p.iqmp * (s1 - s2)) % p.p)
     return s.to_bytes(size, "big")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-__all__ = ["core_read_private_key", "core_reads_exactly", "generate_device_key", "KEY_SLOT"]
+__all__ = ["KEY_SLOT", "core_read_private_key", "core_reads_exactly", "generate_device_key"]
 
 KEY_SLOT = 612  # bytes reserved at external 0x2000
 E = 65537

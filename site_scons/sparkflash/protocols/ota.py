@@ -162,6 +162,7 @@ class SenderTiming:
     chunk_s: float = 20.0  # no answer at all to a chunk: give up (the driver resumes later)
     missed_resend_s: float = 5.0  # safe rule: resend an in-flight chunk only after this long
     done_s: float = 30.0
+    resends_per_chunk: int = 8  # then the transfer fails with the device's reason
 
 
 @dataclass
@@ -198,6 +199,7 @@ class OtaSender:
         self._missed_at: float | None = None
         self._done_mid = -1
         self._tokens: dict[bytes, deque[int]] = {}
+        self._resends: dict[int, int] = {}
 
     @property
     def finished(self) -> bool:
@@ -309,7 +311,16 @@ class OtaSender:
             self._inflight = None
             return [self._send_done(now)] if i + 1 == self.count else [self._send_chunk(i + 1, now)]
         self.retries += 1  # 4.00: CRC mismatch on the device
+        if self._over_cap(i, "answered 4.00 (CRC mismatch)"):
+            return []
         return [self._send_chunk(i, now)]
+
+    def _over_cap(self, i: int, why: str) -> bool:
+        n = self._resends[i] = self._resends.get(i, 0) + 1
+        if n <= self.timing.resends_per_chunk:
+            return False
+        self._fail(f"chunk {i} resent {n - 1} times and the device still {why}")
+        return True
 
     def _note_fast_reply(self, m: Message) -> None:
         """Fast mode: a 2.04 for a first-pass chunk moves the resume point.
@@ -331,6 +342,8 @@ class OtaSender:
             self.next_deadline = now + self.timing.done_s
             for k in indices:
                 self._ok.discard(k)
+                if self._over_cap(k, "reports it missing (ChunkMissed)"):
+                    return []
             self.acked = min([self.acked] + indices)
             return [chunk(self.ids.next_mid(), self.ids.next_token(), self.chunk_bytes(k), k) for k in indices]
         if self.state != "sending" or self._inflight is None or not indices:
@@ -338,6 +351,8 @@ class OtaSender:
         k, (i, _tok, sent) = indices[0], self._inflight
         if k < i:  # a rollback: the device holds exactly k chunks
             self.retries += 1
+            if self._over_cap(k, "rolls back to it (flash write failed)"):
+                return []
             self.acked = min(self.acked, k)
             self._ok = {j for j in self._ok if j < k}
             return [self._send_chunk(k, now)]

@@ -1,10 +1,16 @@
 """The device side of an OTA transfer, as a Core behaves (spark-cloud-protocol.md §6, §8, §9).
 
-Two dialects: "os" (Device OS on a Core: parses the UpdateBegin payload, offers fast OTA,
-stores chunk i at its index) and "ccl" (0.3.x / flasher_additions: ignores the payload,
-erases the whole 128 KB OTA slot, stores chunks in arrival order, re-requests after 3 s).
-Both accept SaveBegin and destination 1, our firmware's extensions for files. Flash
-access goes through `FlashTarget`; time comes in as `now`. Pure.
+Two dialects, each as strict and as lenient as the real code (checked against it by
+tests/ota/test_differential.py):
+* "os" (Device OS v0.4.9 on a Core): parses the UpdateBegin payload, offers fast OTA,
+  stores chunk i at its index. A destination other than firmware erases the range and
+  then discards every chunk (system_update.cpp writes only firmware); POST /s is taken as
+  an UpdateBegin with defaults, i.e. a firmware update.
+* "ccl" (core-communication-lib 0.3.x): ignores the payload, erases the whole 128 KB OTA
+  slot, appends each chunk (of any size) in arrival order, re-requests after 3 s. With
+  `save_begin` (the flasher_additions branch) POST /s stores a file at its address;
+  without it POST /s gets no reply at all.
+Flash access goes through `FlashTarget`; time comes in as `now`. Pure.
 """
 
 from __future__ import annotations
@@ -64,8 +70,9 @@ class Finished:
 
 class OtaReceiver:
     def __init__(self, target: FlashTarget, ids: MessageIds, *, dialect: str = "os",
-                 timing: DeviceTiming = DeviceTiming()) -> None:
+                 timing: DeviceTiming = DeviceTiming(), save_begin: bool = False) -> None:
         self.target, self.ids, self.dialect, self.timing = target, ids, dialect, timing
+        self.save_begin = save_begin and dialect == "ccl"
         self.updating = False
         self.finished: Finished | None = None
         self.next_deadline: float | None = None
@@ -85,6 +92,7 @@ class OtaReceiver:
         self.updating, self.dest, self.base, self.size, self.chunk_size = True, dest, base, size, chunk_size
         self.count = -(-size // chunk_size)
         self.fast, self.have, self.pointer, self.missing_phase = fast, bytearray(self.count), 0, False
+        self.addr = base  # 0.3.x: the write pointer, advanced by each chunk's length
         self.last_chunk = self.last_progress = now
         self.next_deadline = self._deadline()
         return True
@@ -112,6 +120,10 @@ class OtaReceiver:
         return [empty_ack(m.mid), ready]
 
     def _on_save_begin(self, m: Message, now: float) -> list[Message]:
+        if self.dialect == "os":  # too short for the payload test: a firmware UpdateBegin with defaults
+            return self._on_update_begin(Message(m.type, m.code, m.mid, m.token, m.options), now)
+        if not self.save_begin:  # stock 0.3.x: no such request, no reply at all
+            return []
         address, size = parse_save_begin(m)
         if not self._begin(1, address, size, DEFAULT_CHUNK, False, now):
             return [Message(coap.ACK, coap.BAD_REQUEST, m.mid)]
@@ -124,9 +136,9 @@ class OtaReceiver:
             return out
         crc, index, data = parse_chunk(m)
         self.last_chunk = now
-        if self.dialect == "ccl" and index is not None:
-            crc = ~crc  # 0.3.x reads data at a fixed offset: the index bytes break the CRC
-        if len(data) != self.chunk_size or crc32(data) != crc:
+        if self.dialect == "ccl":
+            return out + self._ccl_chunk(m, crc, index, data, now)
+        if crc32(data) != crc or not data:
             self.bad_crc += 1
             if index is None:
                 out.append(chunk_received(self.ids.next_mid(), m.token, False))
@@ -135,15 +147,8 @@ class OtaReceiver:
         i = self.pointer if index is None else index
         if i >= self.count:
             return out
-        # store only what lies inside the announced file: the zero padding of the last chunk
-        # must not reach past it (it may be the start of someone else's sector)
-        if not self.target.write(self.base + i * self.chunk_size, data[: self.size - i * self.chunk_size]):
-            if index is None:  # 0.3.x: erase the sector, roll back to its start, ask for that chunk
-                start = self.target.sector_start(self.base + i * self.chunk_size)
-                self.target.erase(start, 1)
-                self.pointer = max(0, (start - self.base) // self.chunk_size)
-                out.append(chunk_missed(self.ids.next_mid(), [self.pointer]))
-            return out
+        if self.dest == DEST_FIRMWARE:  # any other store: erased at begin, chunks discarded (still 2.04)
+            self.target.write(self.base + i * self.chunk_size, data[: self.chunk_size])
         self.last_progress = now
         self.chunks_ok += 1
         self.have[i] = 1
@@ -156,6 +161,29 @@ class OtaReceiver:
             self._finish()
         self.next_deadline = self._deadline()
         return out
+
+    def _ccl_chunk(self, m: Message, crc: int, index: int | None, data: bytes, now: float) -> list[Message]:
+        """0.3.x: the data is everything after the CRC option (an index option would be data),
+        appended at the write pointer, read back; a mismatch rolls back to the sector start."""
+        if index is not None:
+            data = index.to_bytes(2, "big") + b"\xff" + data  # it reads data from fixed offset 13
+        if crc32(data) != crc:
+            self.bad_crc += 1
+            self.next_deadline = self._deadline()
+            return [chunk_received(self.ids.next_mid(), m.token, False)]
+        self.chunk_size = len(data)
+        if self.target.write(self.addr, data):
+            self.addr += len(data)
+            self.pointer += 1
+            self.last_progress = now
+            self.chunks_ok += 1
+            self.next_deadline = self._deadline()
+            return [chunk_received(self.ids.next_mid(), m.token, True)]
+        self.addr = self.target.sector_start(self.addr)
+        self.target.erase(self.addr, 1)
+        self.pointer = (self.addr - self.base) // len(data)
+        self.next_deadline = self._deadline()
+        return [chunk_missed(self.ids.next_mid(), [self.pointer])]
 
     def _missing(self) -> list[int]:
         return [i for i in range(self.count) if not self.have[i]][:MISSED_BATCH]

@@ -1,23 +1,34 @@
 """The virtual Core's cloud connection: what the firmware does, over a real TCP socket.
 
 It reads the server key (0x1000) and address (0x1180) from its own external flash,
-handshakes with its own key (0x2000), says Hello, answers pings, runs OTA transfers into
-its flash model through `protocols.ota_receiver`, answers our Checksum request, pings
-when idle, resets after a firmware update (the bootloader install is `CoreState.reset`)
-and reconnects after any drop.
+reads its own key (0x2000) with the Core's fixed-offset reader (a key the Core misreads
+fails the handshake here too), says Hello, answers pings, runs OTA transfers into its
+flash model through `protocols.ota_receiver`, answers Describe, pings when idle, resets
+after a firmware update (the bootloader install is `CoreState.reset`) and reconnects
+after any drop. Like the real code it protects nothing over the air (the server refuses
+key sectors), and an unknown request is ignored by the 0.3.x dialect but ends the
+connection on Device OS.
+
+In its default agent mode it also runs the device agent's cloud interface (docs/ota.md):
+function `sfdigest` ("SUM addr len", hex) computes CRC-32 + SHA-256 into the string
+variable `sfresult`; variable `sfcaps` lists "save" when the protocol library takes SaveBegin.
 
 Options (`core.options.extra`):
     cloud_dialect       "os" (default: Device OS-like, fast OTA) or "ccl" (0.3.x-like, stop-and-wait)
+    cloud_save_begin    ccl only: the flasher_additions library (SaveBegin stores files); default False
+    cloud_agent         run the agent's function and variables (default True); False = stock firmware
     cloud_time_scale    multiply the device timers (3 s re-request, 30 s watchdog, 15 s ping)
     cloud_reconnect_s   pause before reconnecting (default 0.2)
     cloud_corrupt_chunk flip a data byte of the Nth chunk received (0-based), as a radio bit error
-    cloud_product_id    Hello product id (default ours, 0x5346; 0xFFFF acts as stock firmware)
+    cloud_product_id    Hello product id (default 0xFFFF; the server gives it no meaning)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import select
 import socket
 import threading
@@ -26,12 +37,17 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.errors import SparkflashError
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
-from sparkflash.protocols.cloud_handshake import NONCE_LEN, REPLY_LEN, device_hello, open_server_reply
+from sparkflash.protocols.cloud_handshake import (
+    NONCE_LEN,
+    REPLY_LEN,
+    device_hello,
+    open_server_reply,
+)
 from sparkflash.protocols.coap import Message, MessageIds
+from sparkflash.protocols.core_keys import KEY_SLOT, core_read_private_key
 from sparkflash.protocols.ota_receiver import DeviceTiming, OtaReceiver
 from sparkflash.virtual.faults import LinkDropped
 from sparkflash.virtual.nor_flash import DeviceReset, NorFlash
@@ -42,24 +58,23 @@ if TYPE_CHECKING:
 __all__ = ["CloudClient", "FlashStore"]
 
 log = logging.getLogger("sparkflash.virtual.cloud")
-PRODUCT_ID = 0x5346  # sparkflash device firmware; see cloud.session.SPARKFLASH_PRODUCT_ID
 IDLE_PING_S, PING_GRACE_S = 15.0, 10.0
-KEY_SECTORS = (0x1000, 0x3000)  # the 4 KB sectors holding server key + address (0x1000) and device key (0x2000)
+AGENT_FUNCTION, AGENT_RESULT, AGENT_CAPS = "sfdigest", "sfresult", "sfcaps"
+TYPE_STRING = 4
+# What each dialect classifies (code, first path character); anything else is "unknown".
+KNOWN = {(coap.GET, "v"), (coap.GET, "d"), (coap.POST, "e"), (coap.POST, "E"), (coap.POST, "h"), (coap.POST, "f"),
+         (coap.POST, "u"), (coap.POST, "c"), (coap.POST, "s"), (coap.PUT, "k"), (coap.PUT, "u"), (coap.PUT, "s")}
 
 
 class FlashStore:
     """`FlashTarget` over the core's two NorFlash images (absolute addresses pick the memory).
 
-    Over the air it only ever erases and programs external flash, and never the key sectors
-    (server key and address at 0x1000, device key at 0x2000): a bad transfer must not be able
-    to cut the device off from its cloud.
+    Over the air the device only erases and programs external flash (the OTA slot and
+    files); like the real firmware it protects no sector there, keys included.
     """
 
-    def __init__(self, internal: NorFlash, external: NorFlash, keys: tuple[int, int] = KEY_SECTORS) -> None:
-        self.internal, self.external, self.keys = internal, external, keys
-
-    def _touches_keys(self, start: int, end: int) -> bool:
-        return start < self.keys[1] and end > self.keys[0]
+    def __init__(self, internal: NorFlash, external: NorFlash) -> None:
+        self.internal, self.external = internal, external
 
     def memory(self, address: int, size: int) -> NorFlash | None:
         for f in (self.external, self.internal):
@@ -72,13 +87,13 @@ class FlashStore:
         if f is not self.external:  # OTA only ever erases external flash
             return False
         starts = range(f.sector_start(address), address + max(size, 1), f.sector_size)
-        if any(f.is_protected(a) for a in starts) or self._touches_keys(starts[0], starts[-1] + f.sector_size):
+        if any(f.is_protected(a) for a in starts):
             return False
         return all(f.erase_sector(a) for a in starts)
 
     def write(self, address: int, data: bytes) -> bool:
         f = self.memory(address, len(data))
-        if f is not self.external or self._touches_keys(address, address + len(data)):
+        if f is not self.external:
             return False
         f.program(address, data)
         return f.read(address, len(data)) == data
@@ -94,6 +109,16 @@ class FlashStore:
         return ota.crc32(data), hashlib.sha256(data).digest()
 
 
+def _segments(m: Message) -> list[str]:
+    return [v.decode("latin-1") for n, v in m.options if n == coap.URI_PATH]
+
+
+def core_device_key(raw: bytes) -> rsa.RSAPrivateKey:
+    """The device key as the Core's fixed-offset reader takes it from 0x2000 (ValueError if unusable)."""
+    n, d, p, q, dp, dq, qp = core_read_private_key(raw)
+    return rsa.RSAPrivateNumbers(p, q, d, dp, dq, qp, rsa.RSAPublicNumbers(65537, n)).private_key()
+
+
 class CloudClient:
     def __init__(self, core: VirtualCore) -> None:
         self.core = core
@@ -102,7 +127,10 @@ class CloudClient:
         self.scale = float(extra.get("cloud_time_scale", 1.0))
         self.reconnect_s = float(extra.get("cloud_reconnect_s", 0.2))
         self.corrupt_chunk: int | None = extra.get("cloud_corrupt_chunk")
-        self.product_id = int(extra.get("cloud_product_id", PRODUCT_ID))
+        self.product_id = int(extra.get("cloud_product_id", 0xFFFF))
+        self.save_begin = bool(extra.get("cloud_save_begin", False)) and self.dialect == "ccl"
+        self.agent = bool(extra.get("cloud_agent", True))
+        self.result = b""
         self.store = FlashStore(core.state.internal, core.state.external)
         self.connections = 0
         self.chunks_seen = 0
@@ -177,7 +205,7 @@ class CloudClient:
         der, host, port = st.server()
         server_key = serialization.load_der_public_key(der)
         assert isinstance(server_key, rsa.RSAPublicKey)
-        device_key = st.device_private_key()
+        device_key = core_device_key(st.external.read(0x2000, KEY_SLOT))
         self._sock = socket.create_connection((host or "device.spark.io", port), timeout=20)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connections += 1
@@ -194,7 +222,8 @@ class CloudClient:
             hello += b"\x00\x00"  # platform id 0: Core
         self._send([Message(coap.NON, coap.POST, ids.next_mid(), b"", ((coap.URI_PATH, b"h"),), hello)])
         timing = DeviceTiming().scaled(self.scale)
-        rx = OtaReceiver(self.store, ids, dialect=self.dialect, timing=timing)
+        rx = OtaReceiver(self.store, ids, dialect=self.dialect, timing=timing, save_begin=self.save_begin)
+        self._ids = ids
         self.connected.set()
         last_rx = time.monotonic()
         pinged = False
@@ -231,8 +260,18 @@ class CloudClient:
         if m.type == coap.CON and m.code == coap.EMPTY:
             self._send([ota.empty_ack(m.mid)])
             return False
-        if m.code == coap.GET and m.path == "x":
-            self._send([self._checksum(m)])
+        if m.code in (coap.GET, coap.POST, coap.PUT) and (m.code, m.path[:1]) not in KNOWN:
+            if self.dialect == "os":  # Device OS v0.4.9 drops the connection (and any update with it)
+                raise ConnectionError(f"unknown request {coap.code_str(m.code)} /{m.path}")
+            return False  # 0.3.x: silently dropped
+        if m.code == coap.GET and m.path == "d":
+            self._send([self._describe(m)])
+            return False
+        if m.code == coap.POST and m.path == "f":
+            self._send(self._function(m, ids))
+            return False
+        if m.code == coap.GET and m.path == "v":
+            self._send([self._variable(m)])
             return False
         if rx.handles(m):
             if m.code == coap.POST and m.path == "c":
@@ -250,12 +289,55 @@ class CloudClient:
             self._send([ota.empty_ack(m.mid)])
         return False
 
-    def _checksum(self, m: Message) -> Message:
-        address, size = ota.parse_checksum_request(m)
-        d = self.store.digest(address, size)
-        if d is None:
-            return Message(coap.ACK, coap.BAD_REQUEST, m.mid, m.token)
-        return ota.checksum_reply(m, d[0], d[1])
+    # -- the application: Describe, functions, variables (the agent's, in agent mode) ---------
+    def _variables(self) -> dict[str, bytes]:
+        if not self.agent:
+            return {}
+        return {AGENT_RESULT: self.result, AGENT_CAPS: b"save" if self.save_begin else b""}
+
+    def _describe(self, m: Message) -> Message:
+        funcs = [AGENT_FUNCTION] if self.agent else []
+        body = json.dumps({"f": funcs, "v": {k: TYPE_STRING for k in self._variables()}}, separators=(",", ":"))
+        return Message(coap.ACK, coap.CONTENT, m.mid, m.token, payload=body.encode())
+
+    def _function(self, m: Message, ids: MessageIds) -> list[Message]:
+        """Empty ACK at once, then the int return value as a separate NON 2.04 (the same token)."""
+        parts = _segments(m)
+        q = m.queries()
+        rc = -1
+        if self.agent and len(parts) == 2 and parts[1] == AGENT_FUNCTION and q:
+            rc = self._sfdigest(q[0].decode("ascii", "replace"))
+        ret = Message(coap.NON, coap.CHANGED, ids.next_mid(), m.token, payload=rc.to_bytes(4, "big", signed=True))
+        return [ota.empty_ack(m.mid), ret]
+
+    def _sfdigest(self, arg: str) -> int:
+        """SUM addr len -> "OK crc sha256"; SUMS addr len -> "OK n crc..." (one per 4 KiB-sector piece)."""
+        mt = re.fullmatch(r"(SUMS?) ([0-9a-fA-F]{1,8}) ([0-9a-fA-F]{1,8})", arg)
+        address, size = (int(mt.group(2), 16), int(mt.group(3), 16)) if mt else (0, 0)
+        f = self.store.memory(address, size) if mt and size else None
+        if mt is None or f is None:
+            self.result = b"ERR 2"
+            return -2
+        if mt.group(1) == "SUM":
+            d = self.store.digest(address, size)
+            assert d is not None
+            self.result = f"OK {d[0]:08x} {d[1].hex()}".encode()
+            return 0
+        cuts = [address] + list(range(address - address % f.sector_size + f.sector_size, address + size, f.sector_size))
+        crcs = [ota.crc32(f.read(a, min(b, address + size) - a)) for a, b in zip(cuts, cuts[1:] + [address + size])]
+        text = f"OK {len(crcs)} " + " ".join(f"{c:08x}" for c in crcs)
+        if len(text) > 622:  # the string variable's limit on a Core
+            self.result = b"ERR 2"
+            return -2
+        self.result = text.encode()
+        return 0
+
+    def _variable(self, m: Message) -> Message:
+        parts = _segments(m)
+        v = self._variables().get(parts[1]) if len(parts) == 2 else None
+        if v is None:  # the real code answers an unknown key with 4.04 Not Found
+            return Message(coap.ACK, 0x84, m.mid, m.token)
+        return Message(coap.ACK, coap.CONTENT, m.mid, m.token, payload=v)
 
     def _maybe_corrupt(self, m: Message) -> Message:
         n, self.chunks_seen = self.chunks_seen, self.chunks_seen + 1

@@ -23,8 +23,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sparkflash.boards import Board, load_board
+from sparkflash.protocols.core_keys import generate_device_key
 from sparkflash.virtual.nor_flash import SST25VF016B_TIMING, STM32F1_TIMING, NorFlash
 
 __all__ = ["CoreState", "DEVICE_KEY_SLOT", "server_address_tlv", "parse_server_address"]
@@ -104,9 +104,8 @@ class CoreState:
             self.internal.erase_sector(a)
         self.internal.program(boot.start, image)
         self.internal.protected = prot
-        key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
+        key = generate_device_key()  # one the Core's fixed-offset key reader reads back exactly
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
         self.external.write_erased(0x2000, der.ljust(DEVICE_KEY_SLOT, b"\x00"))
         self.save()
 

@@ -11,7 +11,8 @@
 // on a real Core. Applications (e.g. the device agent) link strong sf_app_* symbols.
 //
 // usage: harness FLASH_IMAGE INTERNAL_IMAGE DEVICE_ID_HEX PORT [options]
-//   --product N         product id in the Hello (Device OS only; 0.3.x always sends 0xFFFF)
+//   --product N         product id in the Hello (Device OS only; 0.3.x sends its compile-time
+//                       SPARK_PRODUCT_ID, 0xFFFF as built here)
 //   --corrupt-chunk N   flip one data byte of the Nth chunk received (0-based): a CRC error
 //   --stall-chunk N     before reading the Nth chunk, pretend nothing arrives for --stall-ms
 //   --stall-ms MS       (default 3500)
@@ -141,9 +142,11 @@ int tcp_send(const unsigned char *buf, int len) {
 }
 system_tick_t stall_until;
 int tcp_receive(unsigned char *buf, int len) {
-    if (stall_until && (int32_t)(now_ms() - stall_until) < 0) { usleep(1000); return 0; }
+    if (stall_until && (int32_t)(now_ms() - stall_until) < 0) { usleep(10000); return 0; }
+    // idle: wait up to 10 ms for data (returns at once when it comes), so 100 devices on a
+    // 2-core host do not spend the CPU polling
     struct pollfd p = {sock, POLLIN, 0};
-    int r = poll(&p, 1, 1);
+    int r = poll(&p, 1, 10);
     if (r < 0) return -1;
     if (r == 0) return 0;
     if (len == 2 && stall_chunk >= 0 && !stall_until) {
