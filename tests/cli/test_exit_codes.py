@@ -24,6 +24,16 @@ def s3() -> Iterator[str]:
         server.stop()
 
 
+TOKEN = "test-admin-token"
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "server.der.admin-token"
+    path.write_text(TOKEN)
+    return path
+
+
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -31,7 +41,8 @@ def cloud(tmp_path: Path) -> Iterator[str]:
     from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    srv = CloudServer(key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0, admin=("127.0.0.1", 0))
+    srv = CloudServer(key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0, admin=("127.0.0.1", 0),
+                      token=TOKEN)
     with ServerThread(srv):
         assert srv.admin_addr is not None
         host, port = srv.admin_addr[:2]
@@ -101,19 +112,20 @@ def test_s3_mistakes(signed_example: tuple[Path, Path], tmp_path: Path, s3: str,
     assert code == 2 and "stable" in str(doc["error"]), doc
 
 
-def test_ota_device_unknown_is_2_and_offline_is_4_at_once(example_release: Path, cloud: str,
+def test_ota_device_unknown_is_2_and_offline_is_4_at_once(example_release: Path, cloud: str, token_file: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI asks the cloud first: the reason is its own message, not the deploy's connect wait."""
-    base = ["deploy", str(example_release), "--no-verify-signature", "--via", "ota", "--cloud", cloud]
+    base = ["deploy", str(example_release), "--no-verify-signature", "--via", "ota", "--cloud", cloud,
+            "--cloud-token", str(token_file)]
     code, doc = run(capsys, *base, "-d", "ffffffffffffffffffffffff")
     assert code == 2 and "not registered" in str(doc["error"]), doc
     code, doc = run(capsys, *base, "-d", "0123456789abcdef01234567", "--online-timeout", "0")
     assert code == 4 and "not connected" in str(doc["error"]), doc
 
 
-def test_a_cloud_that_is_not_ours_is_a_protocol_error_5(example_release: Path, s3: str,
+def test_a_cloud_that_is_not_ours_is_a_protocol_error_5(example_release: Path, s3: str, token_file: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """An HTTP server that does not speak the admin API (here: the S3 server) breaks the protocol."""
     code, doc = run(capsys, "deploy", str(example_release), "--no-verify-signature", "--via", "ota", "--cloud", s3,
-                    "-d", "0123456789abcdef01234567")
+                    "--cloud-token", str(token_file), "-d", "0123456789abcdef01234567")
     assert code == 5 and "no device list" in str(doc["error"]), doc

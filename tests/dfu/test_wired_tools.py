@@ -95,13 +95,14 @@ def test_devices_lists_virtual_and_cloud_cores(virtual_core: Any, tmp_path: Path
     from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 
     srv = CloudServer(rsa.generate_private_key(public_exponent=65537, key_size=2048), DeviceRegistry(tmp_path / "reg"),
-                      host="127.0.0.1", port=0, admin=("127.0.0.1", 0))
+                      host="127.0.0.1", port=0, admin=("127.0.0.1", 0), token="t0ken")
+    (tmp_path / "token").write_text("t0ken")
     ident = virtual_core.state.info["device_id"]
     srv.registry.register(ident, virtual_core.state.device_public_pem())
     with ServerThread(srv):
         host, port = srv.admin_addr
         assert main(["devices", "--virtual", str(virtual_core.state.path), "--cloud", f"http://{host}:{port}",
-                     "--json"]) == 0
+                     "--cloud-token", str(tmp_path / "token"), "--json"]) == 0
     doc = last_json(capsys)
     got = {(d["kind"], d["device"], d["id"]) for d in doc["devices"]}
     assert ("dfu", f"virtual:{virtual_core.state.path}", ident) in got
@@ -109,8 +110,9 @@ def test_devices_lists_virtual_and_cloud_cores(virtual_core: Any, tmp_path: Path
     assert ("cloud", ident, ident) in got
 
 
-def test_devices_reports_an_unreachable_cloud(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["devices", "--cloud", "http://127.0.0.1:9", "--json"]) == 4
+def test_devices_reports_an_unreachable_cloud(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "token").write_text("t0ken")
+    assert main(["devices", "--cloud", "http://127.0.0.1:9", "--cloud-token", str(tmp_path / "token"), "--json"]) == 4
     doc = last_json(capsys)
     assert not doc["ok"] and "cloud" in doc["problems"][0]
 

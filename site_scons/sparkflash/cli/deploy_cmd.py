@@ -119,12 +119,12 @@ def adhoc_release(file: Path, address: int | None, board_name: str, allow_protec
                                      allow_text=allow_text, fmt=fmt)
 
 
-def check_ota_devices(cloud: str, devices: list[str], online_timeout: float) -> None:
+def check_ota_devices(cloud: str, devices: list[str], online_timeout: float, token: str) -> None:
     """Fail at once, with the reason, for an OTA device the cloud does not know (exit 2) or
     that is not connected within online_timeout seconds (exit 4): never a silent wait."""
     from sparkflash.deploy.ota import AdminClient
 
-    client = AdminClient(cloud)
+    client = AdminClient(cloud, token)
     deadline = time.monotonic() + max(online_timeout, 0.0)
     while True:
         try:
@@ -160,7 +160,9 @@ def _run(args: argparse.Namespace, release: Release, regions: list[Region], ledg
     """One device: the transport's deploy; several --device/--port: side by side, a bar per device."""
     led = Ledger() if ledger is None else ledger
     if args.via == "ota" and args.device:
-        check_ota_devices(args.cloud, args.device, args.online_timeout)
+        from sparkflash.deploy.ota import read_token
+
+        check_ota_devices(args.cloud, args.device, args.online_timeout, read_token(args.cloud_token))
     mod = importlib.import_module(VIA_MODULES[args.via])
     ports: list[str] = list(args.port or [])
     targets = ports if args.via == "serial" else list(args.device) if args.via == "dfu" else []

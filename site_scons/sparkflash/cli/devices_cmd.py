@@ -23,6 +23,8 @@ __all__ = ["cloud_devices", "dfu_devices", "register", "serial_ports", "virtual_
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("devices", help="list Cores: USB DFU, USB serial, cloud (--cloud) and virtual (--virtual)")
     p.add_argument("--cloud", help="admin API URL of `sparkflash cloud` (e.g. http://127.0.0.1:8683)")
+    p.add_argument("--cloud-token", type=Path, metavar="FILE",
+                   help="the admin API token file (KEY.admin-token beside the server key; default $SPARKFLASH_CLOUD_TOKEN_FILE)")
     p.add_argument("--virtual", type=Path, action="append", default=[], help="a virtual Core's state directory")
     p.add_argument("--board", default="spark-core", help="board memory map (default spark-core)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -50,10 +52,10 @@ def serial_ports(vid: int, pid: int) -> list[dict[str, Any]]:
             for p in sorted(list_ports.comports(), key=lambda p: p.device) if p.vid == vid and p.pid == pid]
 
 
-def cloud_devices(url: str) -> list[dict[str, Any]]:
-    from sparkflash.deploy.ota import AdminClient
+def cloud_devices(url: str, token_file: Path | None) -> list[dict[str, Any]]:
+    from sparkflash.deploy.ota import AdminClient, read_token
 
-    doc = AdminClient(url, timeout=10.0).call("GET", "/v1/devices")
+    doc = AdminClient(url, read_token(token_file), timeout=10.0).call("GET", "/v1/devices")
     return [{"kind": "cloud", "device": d["id"], "id": d["id"], "connected": d.get("connected"),
              "peer": d.get("peer")} for d in doc.get("devices", [])]
 
@@ -82,7 +84,7 @@ def _devices(args: argparse.Namespace) -> int:
     sources: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("USB DFU", lambda: dfu_devices(*board.usb["dfu"])),
         ("USB serial", lambda: serial_ports(*board.usb["serial"])),
-        ("cloud", lambda: cloud_devices(args.cloud) if args.cloud else []),
+        ("cloud", lambda: cloud_devices(args.cloud, args.cloud_token) if args.cloud else []),
         ("virtual", lambda: virtual_devices(args.virtual)),
     ]
     for what, fn in sources:

@@ -99,7 +99,7 @@ def read_token(path: str | os.PathLike[str] | None) -> str:
     """The admin API token: --cloud-token FILE, else $SPARKFLASH_CLOUD_TOKEN_FILE."""
     p = path or os.environ.get("SPARKFLASH_CLOUD_TOKEN_FILE")
     if not p:
-        raise InputError("--via ota needs the admin API token: --cloud-token FILE (created beside the server key "
+        raise InputError("the cloud's admin API needs its token: --cloud-token FILE (created beside the server key "
                          "by `sparkflash cloud serve`, e.g. server.der.admin-token)")
     try:
         return Path(p).read_text().strip()
