@@ -70,13 +70,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[rsa.RSAPu
     devices = tmp_path / "devices"
     devices.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "sparkflash", "cloud", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--admin", "127.0.0.1:0", "--key", str(key), "--devices", str(devices), "--json"],
+                             "--admin", "127.0.0.1:0", "--key", str(key), "--devices", str(devices), "--insecure-unsigned",
+                             "--json"],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
+        os.environ["SPARKFLASH_CLOUD_TOKEN_FILE"] = info["token_file"]  # the admin API's bearer token
         yield priv.public_key(), int(info["devices"].rsplit(":", 1)[1]), info["admin"], devices
     finally:
+        os.environ.pop("SPARKFLASH_CLOUD_TOKEN_FILE", None)
         proc.terminate()
         proc.wait(10)
         if proc.stdout is not None:
@@ -139,13 +142,18 @@ def test_an_unregistered_light_device_is_refused(served: tuple[rsa.RSAPublicKey,
 def test_a_file_deployed_over_the_air_lands_in_a_light_device(served: tuple[rsa.RSAPublicKey, int, str, Path],
                                                               make_release: Any, tmp_path: Path, dialect: str,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    """`deploy --via ota` (today's flags) to a light device, Device OS-like (fast OTA, destination 1)
-    or 0.3.x-like (SaveBegin, stop-and-wait): its OTA receiver stores the file, its Checksum answer
-    (computed from its memory) verifies it."""
+    """`deploy --via ota` to a light device: 0.3.x-like with SaveBegin registered (stop-and-wait)
+    stores the file and it ends "acknowledged"; a Device OS-like one cannot store files, so the
+    region is refused before any byte (exit 2) and its memory stays empty."""
     pub, port, admin, devices = served
-    fleet = LightFleet(pub, ("127.0.0.1", port), 3, LightOptions(dialect=dialect), key_pool=1,
+    fleet = LightFleet(pub, ("127.0.0.1", port), 3, LightOptions(dialect=dialect, save_begin=dialect == "ccl"), key_pool=1,
                        prefix="8f" if dialect == "os" else "9f")
     fleet.register(devices)
+    if dialect == "ccl":  # the flasher_additions library: SaveBegin is a registered property, never guessed
+        from sparkflash.cloud.registry import DeviceRegistry
+
+        for d in fleet.devices:
+            DeviceRegistry(devices).register(d.id, (devices / f"{d.id}.pub.pem").read_bytes(), {"save_begin": True})
     data = os.urandom(10_000)
     store = tmp_path / "store"
     rel = make_release(store, [("web", 0x100000, data)])
@@ -165,7 +173,12 @@ def test_a_file_deployed_over_the_air_lands_in_a_light_device(served: tuple[rsa.
         lt.run(fleet.stop())
     finally:
         lt.close()
+    if dialect == "os":
+        assert rc == 2 and "Device OS" in lines[-1]["error"], lines[-1]
+        assert target.stats.updates == 0 and target.flash.sectors == {}
+        return
     assert rc == 0, lines[-1]
+    assert [r["status"] for r in lines[-1]["deployments"][0]["regions"]] == ["acknowledged"]
     assert target.flash.read(0x100000, len(data)) == data
     assert target.stats.updates == 1 and all(d.stats.updates == 0 for d in fleet.devices if d is not target)
     assert fleet.devices[0].flash.sectors == {}

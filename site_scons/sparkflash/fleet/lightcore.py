@@ -106,6 +106,7 @@ class LightOptions:
     reconnect_s: float = 0.5  # pause before reconnecting (with up to 50 % jitter)
     handshake_s: float = 20.0
     time_scale: float = 1.0  # multiplies the OTA receiver's 3-s re-request and 30-s watchdog
+    save_begin: bool = False  # ccl: the flasher_additions library (SaveBegin stores files at any address)
 
 
 @dataclass
@@ -190,7 +191,8 @@ class LightDevice:
         send([Message(coap.NON, coap.POST, ids.next_mid(), b"", ((coap.URI_PATH, b"h"),), hello)])
         self.stats.handshake_s = time.monotonic() - t0
         self.stats.handshakes += 1
-        rx = OtaReceiver(self.flash, ids, dialect=self.opt.dialect, timing=DeviceTiming().scaled(self.opt.time_scale))
+        rx = OtaReceiver(self.flash, ids, dialect=self.opt.dialect, timing=DeviceTiming().scaled(self.opt.time_scale),
+                         save_begin=self.opt.save_begin)
         self.connected.set()
         loop = asyncio.get_running_loop()
         last_rx, ping_mid = loop.time(), None
@@ -237,6 +239,9 @@ class LightDevice:
         if m.type == coap.CON and m.code == coap.EMPTY:
             send([ota.empty_ack(m.mid)])
             self.stats.pings_answered += 1
+            return False
+        if m.code == coap.GET and m.path == "d":  # Describe: an application with no functions or variables
+            send([Message(coap.ACK, coap.CONTENT, m.mid, m.token, payload=b'{"f":[],"v":{}}')])
             return False
         if m.code == coap.GET and m.path == "x":
             address, size = ota.parse_checksum_request(m)
