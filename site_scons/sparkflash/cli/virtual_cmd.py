@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--fault", action="append", default=[], help="drop@BYTES, corrupt@BYTE or reset@WRITES")
     p.add_argument("--server", help="cloud: HOST:PORT written to the server-address TLV (with --server-key)")
     p.add_argument("--server-key", type=Path, help="cloud: server public key, DER SPKI (294 bytes)")
+    p.add_argument("--serial-mode", choices=["agent", "stock", "stock-save"], default="agent",
+                   help="serial: our agent (default), stock listening mode, or an app in serialSaveFile")
+    p.add_argument("--stock-save-address", type=lambda s: int(s, 0), default=0x80000,
+                   help="serial, --serial-mode stock-save: the address the app saves to (default 0x80000)")
     p.add_argument("--json", action="store_true", help="print one JSON line with the endpoints, then run")
     p.set_defaults(func=_run)
 
@@ -36,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"sparkflash: error: unknown endpoint {n!r} (choose from {', '.join(ENDPOINTS)})", file=sys.stderr)
             return 2
     opts = CoreOptions(timing=args.timing, baud=args.baud, dfu_poll=not args.no_dfu_poll,
-                       faults=Faults.parse(args.fault), endpoints=names)
+                       faults=Faults.parse(args.fault), endpoints=names,
+                       extra={"serial_mode": args.serial_mode, "stock_save_address": args.stock_save_address})
     core = VirtualCore(args.state, opts)
     if args.server_key:
         host, _, port = args.server.rpartition(":") if args.server else ("127.0.0.1", "", "5683")
