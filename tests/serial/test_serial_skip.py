@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from sparkflash.cli import main
 from sparkflash.virtual.core import VirtualCore
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_real_receiver import firmware, flash, region_done  # noqa: E402
-
-from sparkflash.virtual.core import VirtualCore  # noqa: E402
+from sparkflash.virtual.core import VirtualCore
+from test_real_receiver import firmware, flash, region_done
 
 
 class Dev:

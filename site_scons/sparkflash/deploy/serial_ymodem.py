@@ -21,10 +21,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparkflash.boards import Board, load_board
-from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, Unverifiable, WriteReport
+from sparkflash.deploy.base import (
+    DeployResult,
+    EventFn,
+    ProgressFn,
+    Unverifiable,
+    WriteReport,
+)
 from sparkflash.deploy.run import Ledger, accepted_statuses, deploy_release
 from sparkflash.errors import (
-    DeviceError, DeviceGone, InputError, LocalProtocolError, ProtocolError, RemoteProtocolError, TransportError,
+    DeviceError,
+    DeviceGone,
+    InputError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportError,
     TransportTimeout,
 )
 from sparkflash.manifest.model import Region
@@ -35,7 +47,7 @@ from sparkflash.protocols import ymodem as Y
 from sparkflash.transports.drive import drive
 from sparkflash.transports.serial_port import SerialLink, open_serial
 
-__all__ = ["SerialFlasher", "Plan", "plan_region", "plan_for_device", "deploy", "SENT_PROVES"]
+__all__ = ["SENT_PROVES", "Plan", "SerialFlasher", "deploy", "plan_for_device", "plan_region"]
 
 PROMPT_S = 10.0  # stock `f`: wait this long for the prompt or a 'C' (ymodem.md §7.1)
 ID_WAIT_S = 1.0  # for the id line after `i` (stock prints it at 1 ms per character)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import errno
 import time
 import warnings
+from typing import Any
 
 import serial
 
 from sparkflash.errors import DeviceGone, TransportError, TransportTimeout
 
-__all__ = ["SerialLink", "open_serial", "POLL_S"]
+__all__ = ["POLL_S", "SerialLink", "open_serial"]
 
 POLL_S = 0.05  # read-timeout slice: the granularity of every deadline on a serial port
 
@@ -84,7 +85,7 @@ def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -
     TCP socket and block at most as long as the network does), so none is set there; an
     exclusive lock only exists for local ports."""
     url = port.split("://", 1)[0].lower() if "://" in port else ""
-    kw: dict[str, object] = {} if url == "rfc2217" else {"write_timeout": write_timeout}
+    kw: dict[str, Any] = {} if url == "rfc2217" else {"write_timeout": write_timeout}
     if not url:
         kw["exclusive"] = True
     try:

@@ -26,7 +26,7 @@ from sparkflash.protocols import ymodem as Y
 from sparkflash.virtual.nor_flash import NorFlash
 from sparkflash.virtual.serial_pty import SerialEndpoint, _PtyLink, _Reboot
 
-__all__ = ["StockSerialEndpoint", "POLL_TIMEOUT_S", "STOCK_MAX_SIZE"]
+__all__ = ["POLL_TIMEOUT_S", "STOCK_MAX_SIZE", "StockSerialEndpoint"]
 
 POLL_TIMEOUT_S = 0.5  # NAK_TIMEOUT: 0x100000 polls of Serial.available() on a Core
 STOCK_MAX_SIZE = 0x1B000  # FLASH_MAX_SIZE (2014): internal flash end - 0x08005000

@@ -134,8 +134,13 @@ static unsigned visible(void) {
 }
 
 int USBSerial::available(void) {
-  pull();
+  /* The port is read (a syscall) on the first empty poll and then once per 1024: a Core's
+   * poll is a register read, and a million read() calls would cost seconds here. */
   unsigned n = visible();
+  if (n == 0 && idle_polls == 0) {
+    pull();
+    n = visible();
+  }
   if (n > 0) {
     idle_polls = 0;
     return (int)n;
@@ -153,6 +158,7 @@ int USBSerial::available(void) {
       struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
       ppoll(&p, 1, &ts, NULL);
     }
+    pull();
   }
   return 0;
 }
