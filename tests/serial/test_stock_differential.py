@@ -88,3 +88,100 @@ def test_2015_takes_more_than_0x1b000(device: Callable[..., Dev], tmp_path: Path
     rc, ev = flash(capsys, d.port, 0x80000, f, "--stock-save-address", "0x80000", "--accept-unverified")
     assert rc == 0, ev[-1]
     assert d.external(0x80000, len(data)) == data
+
+
+# -- line faults and raw sessions: the receiver's own rules ------------------------------------
+@pytest.fixture(params=["real", "virtual"])
+def save_app(request: pytest.FixtureRequest, make_real: Callable[..., Any], make_core: Callable[..., VirtualCore]
+             ) -> Callable[..., Any]:
+    """save_app(address, **faults) -> (port, read(addr, n), write(addr, data)) of an app in serialSaveFile."""
+    def make(address: int = 0x80000, drop_ack: int = -1, corrupt_at: int = -1) -> tuple[str, Any, Any]:
+        if request.param == "real":
+            c = make_real(mode="save", address=address, drop_ack=drop_ack, corrupt_at=corrupt_at)
+            return c.port, c.external, c.write_external
+        faults = [f"corrupt@{corrupt_at}"] if corrupt_at >= 0 else []
+        v = make_core(faults=faults, serial_mode="stock-save", stock_save_address=address,
+                      drop_ack=drop_ack if drop_ack > 0 else None)
+        return v.endpoints["serial"].port, v.state.external.read, v.state.external.program  # type: ignore[attr-defined]
+    return make
+
+
+# Detection sends `i` and CAN x 8; then the 133-byte header, then block 1 (3-byte head).
+FIRST_PAYLOAD_BYTE = 1 + 8 + 133 + 3
+
+
+def test_no_crc_check_a_flipped_byte_is_stored(save_app: Callable[..., Any], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    port, read, _ = save_app(corrupt_at=FIRST_PAYLOAD_BYTE + 50)
+    f = tmp_path / "a.bin"
+    data = os.urandom(5000)
+    f.write_bytes(data)
+    rc, ev = flash(capsys, port, 0x80000, f, "--stock-save-address", "0x80000", "--accept-unverified")
+    assert (rc, region_done(ev)["status"]) == (0, "sent"), ev[-1]  # "sent" is all that can be said
+    stored = read(0x80000, len(data))
+    assert stored != data and stored[:50] + bytes([stored[50] ^ 0xFF]) + stored[51:] == data
+
+
+def test_lost_ack_is_recovered(save_app: Callable[..., Any], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    port, read, _ = save_app(drop_ack=6)  # past the ACKs of detection's cancel: a data block's
+    f = tmp_path / "a.bin"
+    data = os.urandom(9000)
+    f.write_bytes(data)
+    rc, ev = flash(capsys, port, 0x80000, f, "--stock-save-address", "0x80000", "--accept-unverified",
+                   "--timeout", "3")
+    assert (rc, region_done(ev)["status"]) == (0, "sent"), ev[-1]
+    assert region_done(ev)["retries"] >= 1 and read(0x80000, len(data)) == data
+
+
+def _raw(port: str) -> Any:
+    from sparkflash.transports.serial_port import open_serial
+
+    link = open_serial(port)
+    link.drain_input()
+    return link
+
+
+def _read_until(link: Any, want: bytes, seconds: float) -> bytes:
+    import time
+
+    buf, end = b"", time.monotonic() + seconds
+    while want not in buf and time.monotonic() < end:
+        buf += link.read(4096, 0.1)
+    return buf
+
+
+def test_header_ack_comes_after_erasing_the_announced_size(save_app: Callable[..., Any]) -> None:
+    from sparkflash.protocols import ymodem as Y
+
+    port, read, write = save_app()
+    write(0x80000, bytes(4 * 4096))  # four sectors of zeros
+    link = _raw(port)
+    try:
+        link.write(Y.encode_header("x", 3 * 4096 - 5))  # announces 3 sectors' worth
+        assert bytes([Y.ACK]) in _read_until(link, bytes([Y.ACK]), 5)
+        assert read(0x80000, 3 * 4096) == b"\xff" * (3 * 4096)  # erased before the ACK
+        assert read(0x83000, 4096) == bytes(4096)  # the fourth untouched
+        link.write(Y.CANCEL)
+        assert b"Failed to receive the file!" in _read_until(link, b"file!", 3)
+    finally:
+        link.close()
+
+
+def test_unaligned_address_fails_after_erasing_the_sector_start(save_app: Callable[..., Any]) -> None:
+    from sparkflash.errors import ProtocolError
+    from sparkflash.protocols import ymodem as Y
+    from sparkflash.transports.drive import drive
+
+    port, read, write = save_app(address=0x80800)
+    write(0x80000, b"\x55" * 0x800)  # bytes before the app's address, same sector
+    write(0x81000, bytes(4096))  # the next sector holds data: not erased by ceil(4096/4096)=1
+    link = _raw(port)
+    sender = Y.Sender("x", os.urandom(4096), timeouts=Y.SenderTimeouts(start=5, block_ack=3))
+    try:
+        with pytest.raises(ProtocolError, match="cancelled"):
+            drive(link, sender, lambda _e: None)
+        assert b"Verification failed!" in sender.take_rest() + _read_until(link, b"failed!", 3)
+    finally:
+        link.close()
+    assert read(0x80000, 0x800) == b"\xff" * 0x800  # lost with the sector erase

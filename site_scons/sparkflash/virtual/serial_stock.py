@@ -38,6 +38,27 @@ class _Timeout(Exception):
     pass
 
 
+class _AckDropper:
+    """Line fault `extra["drop_ack"] = N`: the Nth ACK byte the device sends is lost."""
+
+    def __init__(self, link: _PtyLink, n: int) -> None:
+        self.link, self.n, self.acks = link, n, 0
+
+    def read(self, n: int, timeout: float) -> bytes:
+        return self.link.read(n, timeout)
+
+    def write(self, data: bytes) -> None:
+        out = bytearray()
+        for b in data:
+            if b == Y.ACK:
+                self.acks += 1
+                if self.acks == self.n:
+                    continue
+            out.append(b)
+        if out:
+            self.link.write(bytes(out))
+
+
 class _Bytes:
     """Byte-at-a-time reads with a per-byte timeout, as Receive_Byte."""
 
@@ -80,8 +101,10 @@ def _range_ok_2015(address: int, size: int) -> bool:
 class StockSerialEndpoint(SerialEndpoint):
     """Listening mode (or a serialSaveFile application) with the stock receiver."""
 
-    def _listen(self, link: _PtyLink) -> None:
+    def _listen(self, pty: _PtyLink) -> None:
         mode = self.core.options.extra.get("serial_mode", "stock")
+        drop = self.core.options.extra.get("drop_ack")
+        link: _PtyLink = _AckDropper(pty, int(drop)) if drop and not self.resets else pty  # type: ignore[assignment]
         rx = _Bytes(link)
         if mode == "stock-save":
             address = int(self.core.options.extra.get("stock_save_address", 0x80000))

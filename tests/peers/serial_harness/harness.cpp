@@ -14,7 +14,7 @@
  * erase time), HARNESS_PROGRAM_US (per byte/word program), HARNESS_IDLE_NS (time that
  * 1024 empty Serial.available() polls cost; default 488281 so that the receivers'
  * 0x100000-poll timeout is 0.5 s as on a Core), HARNESS_DROP_ACK=N (the Nth ACK the device
- * sends is lost on the line).
+ * sends is lost on the line), HARNESS_CORRUPT_AT=N (received byte N, from 0, arrives XOR 0xFF).
  * exit 42 = NVIC_SystemReset (the runner restarts us; FLAGS file says why).
  */
 #include <errno.h>
@@ -110,6 +110,8 @@ static double rx_at[RX_CAP];  /* when each byte has fully arrived under the line
 static unsigned rx_head, rx_len, idle_polls;
 static double rx_last, tx_free, idle_start;
 
+static long corrupt_at = -1, rx_count;  /* line fault: byte N (from 0) received XOR 0xFF */
+
 static void pull(void) {
   if (rx_len == RX_CAP) return;
   uint8_t tmp[RX_CAP];
@@ -118,7 +120,7 @@ static void pull(void) {
   double t = now_s();
   for (ssize_t i = 0; i < n; i++) {
     unsigned at = (rx_head + rx_len) % RX_CAP;
-    rx_buf[at] = tmp[i];
+    rx_buf[at] = rx_count++ == corrupt_at ? (uint8_t)(tmp[i] ^ 0xFF) : tmp[i];
     rx_last = baud > 0 ? (rx_last > t ? rx_last : t) + 10.0 / baud : t;
     rx_at[at] = rx_last;
     rx_len++;
@@ -352,6 +354,7 @@ int main(int argc, char **argv) {
   program_s = env_num("HARNESS_PROGRAM_US", 0) * 1e-6;
   idle_s = env_num("HARNESS_IDLE_NS", 488281) * 1e-9;
   drop_ack = (long)env_num("HARNESS_DROP_ACK", -1);
+  corrupt_at = (long)env_num("HARNESS_CORRUPT_AT", -1);
 
   int fd = open(argv[2], O_RDWR);
   struct stat st;
