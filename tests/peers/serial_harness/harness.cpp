@@ -153,8 +153,10 @@ int USBSerial::available(void) {
   if (idle_polls % 1024 == 0) {
     double wait = idle_start + (double)(idle_polls / 1024) * idle_s - now_s();
     if (rx_len > 0) {
-      double first = rx_at[rx_head] - now_s();
-      sleep_s(first < wait ? first : wait);
+      /* Bytes on the way (line model): wake when up to 64 of them have arrived, so the
+       * sleep's own overhead is paid once per 64 bytes, not per byte. */
+      unsigned k = rx_len < 64 ? rx_len : 64;
+      sleep_s(rx_at[(rx_head + k - 1) % RX_CAP] - now_s());
     } else if (wait > 0) {
       struct pollfd p = {port_fd, POLLIN, 0};
       struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
@@ -283,9 +285,9 @@ static uint8_t exchange(uint8_t in) {
   unsigned i = chip.n++;
   switch (chip.cmd) {
     case 0x05: { /* read status: WIP bit 0, WEL bit 1, AAI bit 6 */
-      if (busy()) { /* be kind to the host CPU while the driver spins */
+      if (busy()) { /* be kind to the host CPU during an erase; a 7 us program is spun out */
         double left = chip.busy_until - now_s();
-        sleep_s(left < 0.0002 ? left : 0.0002);
+        if (left > 0.001) sleep_s(0.0005);
       }
       return (uint8_t)((busy() ? 1 : 0) | (chip.wel ? 2 : 0) | (chip.aai ? 0x40 : 0) | (chip.status_bp & 0x3C));
     }
