@@ -18,6 +18,7 @@ import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 FLASH_SIZE = 2 * 1024 * 1024
 INTERNAL_SIZE = 128 * 1024
@@ -80,7 +81,7 @@ class RealCore:
             f.seek(address)
             f.write(data)
 
-    def start(self) -> RealCore:
+    def start(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         for p, n in ((self.flash_path, FLASH_SIZE), (self.internal_path, INTERNAL_SIZE)):
             if not p.exists():
@@ -99,7 +100,7 @@ class RealCore:
             self._thread.join(5)
         self._close_pty()
 
-    def __enter__(self) -> RealCore:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
