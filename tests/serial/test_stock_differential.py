@@ -185,3 +185,49 @@ def test_unaligned_address_fails_after_erasing_the_sector_start(save_app: Callab
     finally:
         link.close()
     assert read(0x80000, 0x800) == b"\xff" * 0x800  # lost with the sector erase
+
+
+@pytest.mark.parametrize("bridge", ["socket", "rfc2217"])
+def test_firmware_by_f_through_network_ports(device: Callable[..., Dev], tmp_path: Path, tool: Callable[[str], str],
+                                              capsys: pytest.CaptureFixture[str], bridge: str) -> None:
+    from net_bridges import rfc2217_server, socat_server
+
+    d = device("stock")
+    fw, data = firmware(tmp_path, 20_000)
+    with socat_server(tool("socat"), d.port) if bridge == "socket" else rfc2217_server(d.port) as url:
+        rc, ev = flash(capsys, url, 0x08005000, fw, "--accept-unverified")
+    assert (rc, region_done(ev)["status"]) == (0, "sent"), ev[-1]
+    assert d.resets() == 1 and d.internal(0x08005000, len(data)) == data
+
+
+def test_rerun_after_a_killed_host_resyncs(make_real: Callable[..., Any], make_core: Callable[..., VirtualCore],
+                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Kill the host in the middle of `f`, on both devices; the next run cancels the
+    receiver's session, finds listening mode again and succeeds."""
+    import json
+    import subprocess
+    import time
+
+    real = make_real(mode="listen", baud=115200)
+    virtual = make_core(baud=115200, serial_mode="stock")
+    devices = [(real.port, real.internal, lambda: real.resets),
+               (virtual.endpoints["serial"].port, virtual.state.internal.read,  # type: ignore[attr-defined]
+                lambda: virtual.endpoints["serial"].resets)]  # type: ignore[attr-defined]
+    fw, data = firmware(tmp_path, 40_000)
+    for port, internal, resets in devices:
+        host = subprocess.Popen([sys.executable, "-c", "import sys; from sparkflash.cli import main; "
+                                 "sys.exit(main(sys.argv[1:]))", "flash", "--via", "serial", "--port", port,
+                                 "--address", "0x08005000", str(fw), "--json", "--accept-unverified"],
+                                stdout=subprocess.PIPE, text=True)
+        assert host.stdout is not None
+        for line in host.stdout:
+            if json.loads(line)["event"] == "region-start":  # 40 KB at 115200 baud: ~3.5 s
+                time.sleep(1.5)
+                break
+        host.kill()
+        host.wait()
+        host.stdout.close()
+        assert resets() == 0  # it really was interrupted
+        rc, ev = flash(capsys, port, 0x08005000, fw, "--accept-unverified")
+        assert (rc, region_done(ev)["status"]) == (0, "sent"), ev[-1]
+        assert resets() == 1 and internal(0x08005000, len(data)) == data

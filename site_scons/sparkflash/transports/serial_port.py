@@ -73,10 +73,19 @@ class SerialLink:
             raise DeviceGone(f"serial port {self.name} vanished ({e})") from e
 
     def close(self) -> None:
-        try:
-            self.port.close()
-        except _GONE:
-            pass  # it is gone already
+        _close(self.port)
+
+
+def _close(port: serial.SerialBase) -> None:
+    """Close a port; for network URLs also the socket, which pyserial 3.5's RFC 2217 client
+    leaks when the peer has already gone (its shutdown() raises before close())."""
+    sock = getattr(port, "_socket", None)
+    try:
+        port.close()
+    except _GONE:
+        pass  # it is gone already
+    if sock is not None:
+        sock.close()
 
 
 def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -> SerialLink:
@@ -92,7 +101,11 @@ def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -
         p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, do_not_open=True, **kw)
         with warnings.catch_warnings():  # pyserial 3.5's rfc2217 client calls Thread.setDaemon
             warnings.simplefilter("ignore", DeprecationWarning)
-            p.open()
+            try:
+                p.open()
+            except BaseException:
+                _close(p)
+                raise
     except serial.SerialException as e:
         code = getattr(e, "errno", None)
         hint = _HINTS.get(code, "") if isinstance(code, int) else ""
