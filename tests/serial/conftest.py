@@ -64,7 +64,10 @@ def receiver_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     peers = require_peers()
     for cc in ("gcc", "g++"):
         if shutil.which(cc) is None:
-            pytest.fail(f"{cc} is missing (apt-get install build-essential)")
+            msg = f"{cc} is missing (apt-get install {cc}; tools/setup installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(msg)
+            pytest.skip(msg)
     return receiver_build.build(tmp_path_factory.mktemp("spark-receiver"), peers)
 
 
