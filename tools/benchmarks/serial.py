@@ -91,6 +91,33 @@ def _sb(root: Path, data: bytes, baud: int) -> dict[str, Any]:
     return {**_figures(len(data), seconds, baud), "verified": ok}
 
 
+def _one_byte_change(root: Path, kib: int, baud: int) -> dict[str, Any]:
+    """#15: a whole region written by serial, then one byte of it changed and deployed again
+    (per-sector digests first, one sector sent); the ratio of the two write times."""
+    board = load_board("spark-core")
+    data = bytearray(os.urandom(kib * 1024))
+    core = VirtualCore(root, CoreOptions(endpoints=("serial",), baud=baud)).start()
+    try:
+        fl = SerialFlasher(core.endpoints["serial"].port, board)  # type: ignore[attr-defined]
+        times, sent, ok = [], [], True
+        for change in (False, True):
+            if change:
+                data[len(data) // 2] ^= 1
+            sha, crc = digests(bytes(data))
+            region = Region("bench", "external", ADDRESS, len(data), sha, crc,
+                            tuple(board.memory("external").sectors(ADDRESS, len(data))))
+            t0 = time.monotonic()
+            rep = fl.write_region(region, bytes(data), lambda d, t: None)
+            times.append(time.monotonic() - t0)
+            sent.append(rep.bytes_sent)
+            ok = ok and fl.device_digest(region) == (crc, sha)
+        fl.close()
+    finally:
+        core.stop()
+    return {"kib": kib, "full_s": round(times[0], 3), "one_byte_s": round(times[1], 3),
+            "full_over_one_byte": round(times[0] / times[1], 1), "bytes_sent": sent, "verified": ok}
+
+
 def _real_receiver(root: Path, data: bytes, baud: int, repeat: int) -> dict[str, Any]:
     """Ours vs `sb -k` into the real serialSaveFile receiver, same line model, alternating."""
     import statistics
@@ -159,6 +186,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--repeat", type=int, default=3, help="rounds against the real receiver")
+    p.add_argument("--change-kib", type=int, default=1536, help="region size of the one-byte-change figure")
     a = p.parse_args(argv)
     kib = 16 if a.quick else a.kib
     data = os.urandom(kib * 1024)
@@ -171,6 +199,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             "ours_link_model": _ours(root / "a", data, a.baud, timing=False),
             "ours_link_and_flash_timing": _ours(root / "b", data, a.baud, timing=True),
             "lrzsz_sb_k_link_model": _sb(root / "c", data, a.baud),
+            "one_byte_change": _one_byte_change(root / "e", 64 if a.quick else a.change_kib, a.baud),
             "real_receiver_link_model": _real_receiver(root / "d", data, a.baud, 1 if a.quick else a.repeat),
             "target_fraction": 0.90,
         }
