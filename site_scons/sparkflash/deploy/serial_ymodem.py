@@ -170,7 +170,11 @@ class SerialFlasher:
         self.erase_max_s = ext.erase_max_s
         self._lines = L.LineBuffer()
         self.link: SerialLink | None = self.opener(port, baud)
-        self.caps = self.detect()
+        try:
+            self.caps = self.detect()
+        except BaseException:
+            self.close()
+            raise
 
     # -- detection ---------------------------------------------------------------------------
     def detect(self) -> C.Capabilities:
@@ -370,6 +374,8 @@ class SerialFlasher:
         except ProtocolError as e:
             self._lines.receive_data(sender.take_rest())
             why = self._device_reason()
+            if why and L.FW_TOO_BIG in why:  # the receiver's size rule: a retry cannot help
+                raise _Refused(f"{e}; device says: {why}") from e
             raise _same_kind(e, f"{e}{'; device says: ' + why if why else ''}") from e
         self._lines.receive_data(rest)
 
