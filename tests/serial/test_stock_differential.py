@@ -200,6 +200,7 @@ def test_firmware_by_f_through_network_ports(device: Callable[..., Dev], tmp_pat
     assert d.resets() == 1 and d.internal(0x08005000, len(data)) == data
 
 
+@pytest.mark.slow  # ~18 s; tests/serial/test_serial_skip.py covers the virtual agent in CI
 def test_rerun_after_a_killed_host_resyncs(make_real: Callable[..., Any], make_core: Callable[..., VirtualCore],
                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Kill the host in the middle of `f`, on both devices; the next run cancels the
