@@ -232,3 +232,48 @@ def test_rerun_after_a_killed_host_resyncs(make_real: Callable[..., Any], make_c
         rc, ev = flash(capsys, port, 0x08005000, fw, "--accept-unverified")
         assert (rc, region_done(ev)["status"]) == (0, "sent"), ev[-1]
         assert resets() == 1 and internal(0x08005000, len(data)) == data
+
+
+def test_size_is_decimal_up_to_the_first_space(save_app: Callable[..., Any]) -> None:
+    """`8192junk 99`: strtoul reads 8192 (2 sectors erased before the ACK), the rest is ignored."""
+    from sparkflash.protocols import ymodem as Y
+
+    port, read, write = save_app()
+    write(0x80000, bytes(3 * 4096))
+    link = _raw(port)
+    try:
+        link.write(Y.encode_block(0, (b"x\0" + b"8192junk 99").ljust(128, b"\0")))
+        assert bytes([Y.ACK]) in _read_until(link, bytes([Y.ACK]), 5)
+        assert read(0x80000, 2 * 4096) == b"\xff" * (2 * 4096) and read(0x82000, 4096) == bytes(4096)
+        link.write(Y.CANCEL)
+    finally:
+        link.close()
+
+
+def test_virtual_core_command_selects_the_stock_mode(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from sparkflash.protocols import serial_caps as C
+    from sparkflash.transports.serial_port import open_serial
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from sparkflash.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "virtual-core", "--state", str(tmp_path / "core"), "--endpoints", "serial",
+                             "--serial-mode", "stock", "--json"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        link = open_serial(info["serial"])
+        try:
+            link.write(b"i")
+            buf = _read_until(link, b"\n", 3)
+            buf += _read_until(link, b"never", 0.7)  # an agent would add its line now
+        finally:
+            link.close()
+        did, version, receiver = C.parse_identity(buf)
+        assert did == info["device_id"] and version is None and not receiver
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
