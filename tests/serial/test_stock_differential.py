@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sparkflash.virtual.core import VirtualCore
 from test_real_receiver import firmware, flash, region_done
 
+CLI = "import sys; from sparkflash.cli import main; sys.exit(main(sys.argv[1:]))"
+
 
 class Dev:
     """The two kinds of device behind one small interface."""
@@ -216,8 +218,7 @@ def test_rerun_after_a_killed_host_resyncs(make_real: Callable[..., Any], make_c
                 lambda: virtual.endpoints["serial"].resets)]  # type: ignore[attr-defined]
     fw, data = firmware(tmp_path, 40_000)
     for port, internal, resets in devices:
-        host = subprocess.Popen([sys.executable, "-c", "import sys; from sparkflash.cli import main; "
-                                 "sys.exit(main(sys.argv[1:]))", "flash", "--via", "serial", "--port", port,
+        host = subprocess.Popen([sys.executable, "-c", CLI, "flash", "--via", "serial", "--port", port,
                                  "--address", "0x08005000", str(fw), "--json", "--accept-unverified"],
                                 stdout=subprocess.PIPE, text=True)
         assert host.stdout is not None
@@ -257,8 +258,7 @@ def test_virtual_core_command_selects_the_stock_mode(tmp_path: Path) -> None:
     from sparkflash.protocols import serial_caps as C
     from sparkflash.transports.serial_port import open_serial
 
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from sparkflash.cli import main; sys.exit(main(sys.argv[1:]))",
-                             "virtual-core", "--state", str(tmp_path / "core"), "--endpoints", "serial",
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "virtual-core", "--state", str(tmp_path / "core"), "--endpoints", "serial",
                              "--serial-mode", "stock", "--json"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
