@@ -277,3 +277,19 @@ def test_virtual_core_command_selects_the_stock_mode(tmp_path: Path) -> None:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.timeout(25)  # far less than the 60 s header wait: recovered on the receiver's 'C'
+def test_lost_header_ack_is_recovered_at_once(save_app: Callable[..., Any]) -> None:
+    from sparkflash.protocols import ymodem as Y
+    from sparkflash.transports.drive import drive
+
+    port, read, _ = save_app(drop_ack=1)  # no detection here: the first ACK is the header's
+    link = _raw(port)
+    data = os.urandom(3000)
+    sender = Y.Sender("x", data, timeouts=Y.SenderTimeouts(start=5, header_ack=60), stock_receiver=True)
+    try:
+        drive(link, sender, lambda _e: None)
+    finally:
+        link.close()
+    assert sender.duplicates == 1 and read(0x80000, len(data)) == data

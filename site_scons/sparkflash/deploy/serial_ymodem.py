@@ -362,7 +362,7 @@ class SerialFlasher:
             t = Y.SenderTimeouts(start=t.start, header_ack=max(t.header_ack, Y.header_wait_s(
                 len(data), sector, self.erase_max_s, base=t.header_ack)), after_header=t.after_header,
                 block_ack=t.block_ack, eot_ack=t.eot_ack, end_c=t.end_c, end_ack=t.end_ack)
-        return Y.Sender(name, data, wait_for_c=wait_for_c, timeouts=t)
+        return Y.Sender(name, data, wait_for_c=wait_for_c, timeouts=t, stock_receiver=erases)
 
     def _run_sender(self, sender: Y.Sender, progress: ProgressFn, offset: int = 0, total: int | None = None) -> None:
         def on_event(ev: object) -> None:

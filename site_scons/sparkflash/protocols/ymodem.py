@@ -258,8 +258,12 @@ class Sender(_Machine):
         wait_for_c: bool = True,
         timeouts: SenderTimeouts = SenderTimeouts(),
         retry_max: int = RETRY_MAX,
+        stock_receiver: bool = False,
     ) -> None:
         super().__init__()
+        # The peer is a Spark stock receiver (it erases before the header ACK, NAKs
+        # duplicates, says 'C' on its own timeouts): a 'C' awaiting the header ACK is a lost ACK.
+        self.stock_receiver = stock_receiver
         if block_size not in (128, 1024):
             raise LocalProtocolError(f"YMODEM block size must be 128 or 1024, not {block_size}")
         if not data:  # a Spark receiver reports an empty file as a failed transfer
@@ -359,6 +363,11 @@ class Sender(_Machine):
                     self._send_data_block()
             elif b == NAK:
                 self._resend("header NAKed")
+            elif b == CRC_START and self.stock_receiver:
+                # A Spark receiver sends ACK 'C' for the header; a 'C' alone means the ACK
+                # was lost (or the header was garbled): send it again; a NAK = it had it.
+                self._resend("header ACK lost ('C' alone)")
+                self._timed_out = True
         elif s == "after_header":
             if b == CRC_START:
                 self._send_data_block()
