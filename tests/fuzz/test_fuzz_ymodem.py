@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparkflash.errors import SparkflashError
+from sparkflash.errors import LocalProtocolError, SparkflashError
 from sparkflash.protocols import ymodem as y
 
 pytestmark = pytest.mark.fuzz
@@ -104,7 +104,13 @@ sender_steps = st.lists(st.one_of(st.tuples(st.just("data"), sender_chunks),
                                   st.tuples(st.just("timeout"), st.none())), max_size=60)
 
 
-@given(st.binary(min_size=0, max_size=3000), st.booleans(), st.sampled_from([128, 1024]), sender_steps)
+def test_sender_refuses_an_empty_file() -> None:
+    """Issue #19: a Spark receiver reports a 0-byte file as a failed transfer; refuse it up front."""
+    with pytest.raises(LocalProtocolError, match="empty file"):
+        y.Sender("fw.bin", b"")
+
+
+@given(st.binary(min_size=1, max_size=3000), st.booleans(), st.sampled_from([128, 1024]), sender_steps)
 def test_sender_takes_any_bytes(data: bytes, wait_for_c: bool, block_size: int,
                                 script: list[tuple[str, object]]) -> None:
     s = y.Sender("fw.bin", data, block_size=block_size, wait_for_c=wait_for_c)

@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 from sparkflash.virtual.faults import Faults
 
 HARNESS = Path(__file__).resolve().parents[1] / "peers" / "serial_harness"
 sys.path.insert(0, str(HARNESS))
 
-import receiver_build  # noqa: E402
-from receiver_runner import RealCore  # noqa: E402
+import receiver_build
+from receiver_runner import RealCore
 
 
 def start_core(core_dir: Path, faults: list[str] | None = None, baud: int | None = None,
@@ -65,7 +64,10 @@ def receiver_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     peers = require_peers()
     for cc in ("gcc", "g++"):
         if shutil.which(cc) is None:
-            pytest.fail(f"{cc} is missing (apt-get install build-essential)")
+            msg = f"{cc} is missing (apt-get install {cc}; tools/setup installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(msg)
+            pytest.skip(msg)
     return receiver_build.build(tmp_path_factory.mktemp("spark-receiver"), peers)
 
 

@@ -125,7 +125,13 @@ def _serial_ratios(r: dict[str, Any]) -> list[tuple[str, float | None]]:
     return [("ours with flash timing: throughput / line rate", lookup(r, "ours_link_and_flash_timing.fraction_of_line_rate")),
             ("lrzsz sb -k: throughput / line rate", lookup(r, "lrzsz_sb_k_link_model.fraction_of_line_rate")),
             ("ours / lrzsz sb -k throughput", _ratio(lookup(r, "ours_link_model.bytes_per_s"),
-                                                      lookup(r, "lrzsz_sb_k_link_model.bytes_per_s")))]
+                                                      lookup(r, "lrzsz_sb_k_link_model.bytes_per_s"))),
+            ("real receiver (#19): ours, data phase / line rate",
+             lookup(r, "real_receiver_link_model.ours.data_phase_fraction_of_line_rate")),
+            ("real receiver (#19): sb -k, data phase / line rate",
+             lookup(r, "real_receiver_link_model.sb_k.data_phase_fraction_of_line_rate")),
+            ("real receiver (#19): whole session, ours time / sb -k time",
+             lookup(r, "real_receiver_link_model.ours_over_sb_k_time"))]
 
 
 def _dfu_ratios(r: dict[str, Any]) -> list[tuple[str, float | None]]:

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from sparkflash.cli.output import listing
+from sparkflash.cli.output import hexint, listing
 from sparkflash.errors import InputError
 from sparkflash.virtual.core import ENDPOINTS, CoreOptions, VirtualCore
 from sparkflash.virtual.faults import Faults
@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="cloud: Device OS (default) or 0.3.x core-communication-lib behaviour")
     p.add_argument("--cloud-save-begin", action="store_true",
                    help="cloud, ccl: the flasher_additions library (SaveBegin stores files at any address)")
+    p.add_argument("--serial-mode", choices=["agent", "stock", "stock-save"], default="agent",
+                   help="serial: our agent (default), stock listening mode, or an app in serialSaveFile")
+    p.add_argument("--stock-save-address", type=hexint, default=0x80000,
+                   help="serial, --serial-mode stock-save: the address the app saves to (default 0x80000)")
     p.set_defaults(func=_run)
 
 
@@ -46,7 +50,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"--endpoints: unknown endpoint {n!r} (choose from {', '.join(ENDPOINTS)})")
     opts = CoreOptions(timing=args.timing, baud=args.baud, dfu_poll=not args.no_dfu_poll,
                        faults=Faults.parse(args.fault), endpoints=names,
-                       extra={"cloud_dialect": args.cloud_dialect, "cloud_save_begin": args.cloud_save_begin})
+                       extra={"cloud_dialect": args.cloud_dialect, "cloud_save_begin": args.cloud_save_begin,
+                              "serial_mode": args.serial_mode, "stock_save_address": args.stock_save_address})
     core = VirtualCore(args.state, opts)
     if args.server_key:
         host, _, port = args.server.rpartition(":") if args.server else ("127.0.0.1", "", "5683")

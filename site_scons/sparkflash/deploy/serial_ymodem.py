@@ -42,7 +42,7 @@ from sparkflash.protocols import ymodem as Y
 from sparkflash.transports.drive import drive
 from sparkflash.transports.serial_port import SerialLink, open_serial
 
-__all__ = ["SerialFlasher", "Plan", "plan_region", "plan_for_device", "deploy", "SENT_PROVES"]
+__all__ = ["SENT_PROVES", "Plan", "SerialFlasher", "deploy", "plan_for_device", "plan_region"]
 
 PROMPT_S = 10.0  # stock `f`: wait this long for the prompt or a 'C' (ymodem.md §7.1)
 ID_WAIT_S = 1.0  # for the id line after `i` (stock prints it at 1 ms per character)
@@ -165,7 +165,11 @@ class SerialFlasher:
         self.erase_max_s = ext.erase_max_s
         self._lines = L.LineBuffer()
         self.link: SerialLink | None = self.opener(port, baud)
-        self.caps = self.detect()
+        try:
+            self.caps = self.detect()
+        except BaseException:
+            self.close()
+            raise
 
     # -- detection ---------------------------------------------------------------------------
     def detect(self) -> C.Capabilities:
@@ -353,7 +357,7 @@ class SerialFlasher:
             t = Y.SenderTimeouts(start=t.start, header_ack=max(t.header_ack, Y.header_wait_s(
                 len(data), sector, self.erase_max_s, base=t.header_ack)), after_header=t.after_header,
                 block_ack=t.block_ack, eot_ack=t.eot_ack, end_c=t.end_c, end_ack=t.end_ack)
-        return Y.Sender(name, data, wait_for_c=wait_for_c, timeouts=t)
+        return Y.Sender(name, data, wait_for_c=wait_for_c, timeouts=t, stock_receiver=erases)
 
     def _run_sender(self, sender: Y.Sender, progress: ProgressFn, offset: int = 0, total: int | None = None) -> None:
         def on_event(ev: object) -> None:
@@ -365,6 +369,8 @@ class SerialFlasher:
         except ProtocolError as e:
             self._lines.receive_data(sender.take_rest())
             why = self._device_reason()
+            if why and L.FW_TOO_BIG in why:  # the receiver's size rule: a retry cannot help
+                raise _Refused(f"{e}; device says: {why}") from e
             raise _same_kind(e, f"{e}{'; device says: ' + why if why else ''}") from e
         self._lines.receive_data(rest)
 

@@ -18,8 +18,17 @@ from dataclasses import dataclass
 from sparkflash.errors import LocalProtocolError, RemoteProtocolError
 from sparkflash.protocols import listening as L
 
-__all__ = ["AGENT_TEXT", "SECTOR", "Capabilities", "parse_identity", "sector_pieces", "piece_crcs",
-           "encode_sums", "parse_sums", "changed_runs"]
+__all__ = [
+    "AGENT_TEXT",
+    "SECTOR",
+    "Capabilities",
+    "changed_runs",
+    "encode_sums",
+    "parse_identity",
+    "parse_sums",
+    "piece_crcs",
+    "sector_pieces",
+]
 
 AGENT_TEXT = "sparkflash-agent "
 SECTOR = 0x1000  # SUMS cuts ranges at 4 KiB boundaries

@@ -25,13 +25,43 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sparkflash.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, TransportTimeout
+from sparkflash.errors import (
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportTimeout,
+)
 
 __all__ = [
-    "SOH", "STX", "EOT", "ACK", "NAK", "CAN", "CRC_START", "SUB", "CANCEL",
-    "crc16", "encode_block", "encode_header", "parse_header", "END_OF_BATCH",
-    "NeedData", "NEED_DATA", "Progress", "Finished", "FileHeader", "FileData", "FileEnd", "BatchEnd",
-    "SenderTimeouts", "ReceiverTimeouts", "Sender", "Receiver", "MAX_NAME", "header_wait_s", "padded_size",
+    "ACK",
+    "CAN",
+    "CANCEL",
+    "CRC_START",
+    "END_OF_BATCH",
+    "EOT",
+    "MAX_NAME",
+    "NAK",
+    "NEED_DATA",
+    "SOH",
+    "STX",
+    "SUB",
+    "BatchEnd",
+    "FileData",
+    "FileEnd",
+    "FileHeader",
+    "Finished",
+    "NeedData",
+    "Progress",
+    "Receiver",
+    "ReceiverTimeouts",
+    "Sender",
+    "SenderTimeouts",
+    "crc16",
+    "encode_block",
+    "encode_header",
+    "header_wait_s",
+    "padded_size",
+    "parse_header",
 ]
 
 SOH, STX, EOT, ACK, NAK, CAN = 0x01, 0x02, 0x04, 0x06, 0x15, 0x18
@@ -228,8 +258,12 @@ class Sender(_Machine):
         wait_for_c: bool = True,
         timeouts: SenderTimeouts = SenderTimeouts(),
         retry_max: int = RETRY_MAX,
+        stock_receiver: bool = False,
     ) -> None:
         super().__init__()
+        # The peer is a Spark stock receiver (it erases before the header ACK, NAKs
+        # duplicates, says 'C' on its own timeouts): a 'C' awaiting the header ACK is a lost ACK.
+        self.stock_receiver = stock_receiver
         if block_size not in (128, 1024):
             raise LocalProtocolError(f"YMODEM block size must be 128 or 1024, not {block_size}")
         if not data:  # a Spark receiver reports an empty file as a failed transfer
@@ -242,7 +276,7 @@ class Sender(_Machine):
         self._block = b""  # the frame awaiting ACK
         self._tries = 0
         self._chunk_len = 0
-        self._timed_out = False  # the frame awaiting ACK was resent after a silence
+        self._timed_out = False  # the frame awaiting ACK was resent after a silence (or 'C')
         self.duplicates = 0  # resent frames the receiver NAKed because it already had them
         if not wait_for_c:  # a Spark receiver printed its prompt: it will not send 'C' for 5 s
             self._send_header()
@@ -329,6 +363,11 @@ class Sender(_Machine):
                     self._send_data_block()
             elif b == NAK:
                 self._resend("header NAKed")
+            elif b == CRC_START and self.stock_receiver:
+                # A Spark receiver sends ACK 'C' for the header; a 'C' alone means the ACK
+                # was lost (or the header was garbled): send it again; a NAK = it had it.
+                self._resend("header ACK lost ('C' alone)")
+                self._timed_out = True
         elif s == "after_header":
             if b == CRC_START:
                 self._send_data_block()
@@ -342,7 +381,10 @@ class Sender(_Machine):
                 self._events.append(Progress(self._offset, len(self.data)))
                 self._send_data_block()
             elif b in (NAK, CRC_START):
-                self._resend("block NAKed")
+                self._resend("block NAKed" if b == NAK else "receiver timed out ('C')")
+                # A Spark receiver says 'C' when its 0.5 s wait for the next block passes,
+                # which is also what a lost ACK looks like: a NAK of this resend = duplicate.
+                self._timed_out = b == CRC_START
         elif s == "eot_ack":
             if b == ACK:
                 self.state, self._tries = "end_c", 0

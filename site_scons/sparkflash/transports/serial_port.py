@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import time
 import warnings
+from typing import Any
 
 import serial
 from sparkflash.errors import DeviceGone, TransportError, TransportTimeout
 
-__all__ = ["SerialLink", "open_serial", "POLL_S"]
+__all__ = ["POLL_S", "SerialLink", "open_serial"]
 
 POLL_S = 0.05  # read-timeout slice: the granularity of every deadline on a serial port
 
@@ -71,10 +72,19 @@ class SerialLink:
             raise DeviceGone(f"serial port {self.name} vanished ({e})") from e
 
     def close(self) -> None:
-        try:
-            self.port.close()
-        except _GONE:
-            pass  # it is gone already
+        _close(self.port)
+
+
+def _close(port: serial.SerialBase) -> None:
+    """Close a port; for network URLs also the socket, which pyserial 3.5's RFC 2217 client
+    leaks when the peer has already gone (its shutdown() raises before close())."""
+    sock = getattr(port, "_socket", None)
+    try:
+        port.close()
+    except _GONE:
+        pass  # it is gone already
+    if sock is not None:
+        sock.close()
 
 
 def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -> SerialLink:
@@ -83,14 +93,18 @@ def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -
     TCP socket and block at most as long as the network does), so none is set there; an
     exclusive lock only exists for local ports."""
     url = port.split("://", 1)[0].lower() if "://" in port else ""
-    kw: dict[str, object] = {} if url == "rfc2217" else {"write_timeout": write_timeout}
+    kw: dict[str, Any] = {} if url == "rfc2217" else {"write_timeout": write_timeout}
     if not url:
         kw["exclusive"] = True
     try:
         p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, do_not_open=True, **kw)
         with warnings.catch_warnings():  # pyserial 3.5's rfc2217 client calls Thread.setDaemon
             warnings.simplefilter("ignore", DeprecationWarning)
-            p.open()
+            try:
+                p.open()
+            except BaseException:
+                _close(p)
+                raise
     except serial.SerialException as e:
         code = getattr(e, "errno", None)
         hint = _HINTS.get(code, "") if isinstance(code, int) else ""

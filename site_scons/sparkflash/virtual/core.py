@@ -32,6 +32,8 @@ class Endpoint(Protocol):
 
     def stop(self) -> None: ...
 
+STOCK_SERIAL = "sparkflash.virtual.serial_stock:StockSerialEndpoint"
+
 
 @dataclass
 class CoreOptions:
@@ -55,7 +57,10 @@ class VirtualCore:
 
     def start(self) -> VirtualCore:
         for name in self.options.endpoints:
-            mod, _, cls = ENDPOINTS[name].partition(":")
+            spec = ENDPOINTS[name]
+            if name == "serial" and str(self.options.extra.get("serial_mode", "agent")).startswith("stock"):
+                spec = STOCK_SERIAL  # extra serial_mode = "stock" | "stock-save"
+            mod, _, cls = spec.partition(":")
             ep: Endpoint = getattr(importlib.import_module(mod), cls)(self)
             ep.start()
             self.endpoints[name] = ep

@@ -62,7 +62,7 @@ def peers_dir() -> Path | None:
 
 def cut_function(text: str, signature: str, origin: str) -> str:
     """The definition starting at `signature` (at a line start), up to its matching brace."""
-    m = re.search(r"^" + re.escape(signature), text, re.M)
+    m = re.search(r"^" + re.escape(signature), text, re.MULTILINE)
     if m is None:
         raise RuntimeError(f"{origin}: no definition starting {signature!r}")
     open_at = text.index("{", m.start())

@@ -18,6 +18,7 @@ import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 FLASH_SIZE = 2 * 1024 * 1024
 INTERNAL_SIZE = 128 * 1024
@@ -45,6 +46,7 @@ class RealCore:
     program_us: float = 0
     device_id: str = DEVICE_ID
     drop_ack: int = -1  # line fault: the Nth ACK the device sends is lost (first boot only)
+    corrupt_at: int = -1  # line fault: received byte N (from 0) arrives XOR 0xFF (first boot only)
     resets: int = 0
     error: str | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -79,7 +81,7 @@ class RealCore:
             f.seek(address)
             f.write(data)
 
-    def start(self) -> RealCore:
+    def start(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         for p, n in ((self.flash_path, FLASH_SIZE), (self.internal_path, INTERNAL_SIZE)):
             if not p.exists():
@@ -98,7 +100,7 @@ class RealCore:
             self._thread.join(5)
         self._close_pty()
 
-    def __enter__(self) -> RealCore:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -113,7 +115,8 @@ class RealCore:
         self._fds = (master, slave)
         env = dict(os.environ, HARNESS_BAUD=str(self.baud), HARNESS_ERASE_US=str(self.erase_us),
                    HARNESS_PROGRAM_US=str(self.program_us), HARNESS_FD=str(master),
-                   HARNESS_DROP_ACK=str(self.drop_ack if self.resets == 0 else -1))
+                   HARNESS_DROP_ACK=str(self.drop_ack if self.resets == 0 else -1),
+                   HARNESS_CORRUPT_AT=str(self.corrupt_at if self.resets == 0 else -1))
         self._proc = subprocess.Popen(
             [str(self.exe), self.mode, str(self.flash_path), self.device_id, hex(self.address)],
             pass_fds=(master,), env=env, stdin=subprocess.DEVNULL)
