@@ -53,20 +53,19 @@ def test_a_valid_device_id_names_its_ledger_file(tmp_path: Path) -> None:
 
 
 def _fake_core(master: int, reply: bytes, stop: threading.Event) -> None:
-    """The device end of a pty: answers every line with `reply`."""
-    buf = b""
+    """The device end of a pty: answers the stock key `i` with `reply`."""
     while not stop.is_set():
         try:
             chunk = os.read(master, 64)
         except OSError:
             return
-        buf += chunk
-        while b"\n" in buf:
-            _, buf = buf.split(b"\n", 1)
+        if b"i" in chunk:
             os.write(master, reply)
 
 
-@pytest.mark.parametrize("reply", [b"OK pwned\r\n", b"OK ../../pwned-by-serial\r\n", b"OK x/y/z\r\n"])
+@pytest.mark.parametrize("reply", [b"Your core id is pwned\r\nsparkflash-agent 1\r\n",
+                                   b"Your core id is ../../pwned-by-serial\r\n",
+                                   b"Your core id is x/y/z\r\nsparkflash-agent 1\r\n"])
 def test_a_serial_id_reply_that_is_not_a_core_id_is_refused(tmp_path: Path, reply: bytes) -> None:
     import tty
 
@@ -78,10 +77,8 @@ def test_a_serial_id_reply_that_is_not_a_core_id_is_refused(tmp_path: Path, repl
     t = threading.Thread(target=_fake_core, args=(master, reply, stop), daemon=True)
     t.start()
     try:
-        f = SerialFlasher(os.ttyname(slave), load_board("spark-core"), timeout=2.0)
         with pytest.raises(RemoteProtocolError, match="not a 24-hex-digit core id"):
-            f.device_id()
-        f.link.close() if f.link is not None else None
+            SerialFlasher(os.ttyname(slave), load_board("spark-core"), timeout=2.0)
     finally:
         stop.set()
         os.close(slave)

@@ -195,6 +195,10 @@ class SerialFlasher:
                 buf += link.read(4096, left)
             if did is not None:
                 return C.Capabilities("agent" if ver == 1 else "stock", did, ver)
+            if L.ID_TEXT.encode() in buf:  # an id line whose id is not one: it must never name a file
+                line = bytes(buf[buf.index(L.ID_TEXT.encode()):]).split(b"\n", 1)[0]
+                raise RemoteProtocolError(f"serial port {self.port}: `i` answered {line[:80]!r}, "
+                                          "not a 24-hex-digit core id")
             # A 'C' (or nothing): a receiver. Cancel whatever session it is in.
             link.write(Y.CANCEL)
             after = bytearray()

@@ -22,7 +22,7 @@ def agent_objects(env: Any, out: str, tree: FirmwareTree, maps: list[str]) -> li
     -isystem: -Werror is for our code, not the tree's headers. The Core binding needs the
     spark_11-era wiring (USBSerial, Spark.function)."""
     firmware = tree.firmware
-    import SCons.Errors  # type: ignore[import-untyped]
+    import SCons.Errors
 
     if not (firmware.root / "inc" / "spark_wiring_usbserial.h").is_file():
         raise SCons.Errors.StopError(
