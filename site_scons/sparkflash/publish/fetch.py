@@ -104,13 +104,20 @@ def _fetch_blob(store: S3Store, root: S3Url, region: Region, cache: Path, on_eve
 
 
 def _verify_manifest(raw: bytes, sig_raw: bytes | None, origin: str, name: str, version: str,
-                     pinned: str | None, trust: TrustStore | None) -> Manifest:
+                     pinned: str | None, trust: TrustStore | None, require_signature: bool = True) -> Manifest:
     try:
         m = Manifest.from_bytes(raw, origin)
     except InputError as e:
         raise VerifyError(str(e)) from e
     if pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
         raise VerifyError(f"{origin}: manifest differs from the one the channel record pins (altered in the bucket?)")
+    if require_signature and trust is None:  # refused now, before a single blob is downloaded
+        if sig_raw is None:
+            raise VerifyError(f"{origin}: release has no {SIGNATURE_NAME}; refusing an unsigned release "
+                              "(nothing was downloaded but the manifest)")
+        kid = Signature.from_bytes(sig_raw, origin + ".sig").key_id
+        raise VerifyError(f"{origin}: signed by key {kid[:16]}…, but no key is trusted; pass --trust KEY.pub.pem "
+                          "(nothing was downloaded but the manifest)")
     if trust is not None:
         if sig_raw is None:
             raise VerifyError(f"{origin}: release has no {SIGNATURE_NAME}; refusing an unsigned release")
@@ -134,8 +141,11 @@ def fetch_release(
     client_options: ClientOptions | None = None,
     on_event: EventFn = _noop,
     store: S3Store | None = None,
+    require_signature: bool = True,
 ) -> Path:
-    """Download, verify and cache a release; the local manifest.json path (blobs/ beside it)."""
+    """Download, verify and cache a release; the local manifest.json path (blobs/ beside it).
+    The manifest and its signature are checked before any blob is downloaded; without a trust
+    store an unsigned or untrusted release is refused then (unless require_signature=False)."""
     cache = Path(cache) if cache is not None else default_cache()
     opts = client_options or ClientOptions(endpoint_url=endpoint_url)
     if store is None:
@@ -152,7 +162,7 @@ def fetch_release(
         have = store.list_children(root.key("releases", name))
         raise PublishError(f"{origin}: no such release" + (f" (versions: {', '.join(have)})" if have else ""))
     sig_raw = store.get(skey)
-    m = _verify_manifest(raw, sig_raw, origin, name, version, pinned, trust)
+    m = _verify_manifest(raw, sig_raw, origin, name, version, pinned, trust, require_signature)
     on_event({"event": "fetch-start", "release": name, "version": version, "url": origin})
     seen: dict[str, str] = {}
     for r in m.regions:

@@ -14,6 +14,7 @@ point leaves no manifest, and a rerun skips blobs already present (HEAD).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Release, Signature, blob_key, open_release
 from sparkflash.publish.channel import ChannelRecord, open_channel, sign_channel
-from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys, sha256_b64
+from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys
 
 __all__ = ["PublishOptions", "BlobResult", "PublishReport", "publish"]
 
@@ -63,6 +64,7 @@ class PublishReport:
     manifest_status: str = "pending"  # "created" | "unchanged"
     blobs: list[BlobResult] = field(default_factory=list)
     channel: dict[str, str] | None = None
+    replaced_orphan_signature: bool = False  # an interrupted publish had left a signature without manifest
 
     @property
     def bytes_uploaded(self) -> int:
@@ -75,6 +77,7 @@ class PublishReport:
             "blobs": [b.to_json() for b in self.blobs],
             "blobs_uploaded": sum(1 for b in self.blobs if b.status in ("uploaded", "repaired")),
             "bytes_uploaded": self.bytes_uploaded, "channel": self.channel,
+            "replaced_orphan_signature": self.replaced_orphan_signature,
         }
 
 
@@ -99,13 +102,33 @@ def _load_local(dist: Path, signer: Signer | None, trust: TrustStore | None) -> 
     return rel
 
 
+def _stored_digest_matches(store: S3Store, key: str, b: BlobResult, head: dict[str, Any]) -> bool:
+    """Does the object at `key` hold exactly the blob? A wrong size or stored whole-object SHA-256
+    says no at once; otherwise the object is read back and hashed while streaming (bounded
+    memory): a stored checksum is metadata, and a server that does not validate it (moto) can
+    hold other bytes under the right one. A same-size object with other bytes is repaired."""
+    if head.get("ContentLength") != b.size:
+        return False
+    stored = head.get("ChecksumSHA256")
+    if isinstance(stored, str) and "-" not in stored and stored != base64.b64encode(bytes.fromhex(b.sha256)).decode():
+        return False  # ("-N" is a composite multipart checksum, not the object's digest)
+    chunks = store.iter_get(key)
+    if chunks is None:
+        return False
+    h, n = hashlib.sha256(), 0
+    for c in chunks:
+        n += len(c)
+        if n > b.size:
+            return False
+        h.update(c)
+    return n == b.size and h.hexdigest() == b.sha256
+
+
 def _upload_blob(store: S3Store, key: str, data: bytes, b: BlobResult, opts: PublishOptions, on_event: EventFn) -> None:
     head = store.head(key)
     status = "uploaded"
     if head is not None:
-        stored = head.get("ChecksumSHA256")
-        whole = isinstance(stored, str) and "-" not in stored  # "-N": a composite multipart checksum
-        if head.get("ContentLength") == b.size and not (whole and stored != sha256_b64(data)):
+        if _stored_digest_matches(store, key, b, head):
             b.status = "present"
             on_event({"event": "blob-done", "sha256": b.sha256, "size": b.size, "status": b.status})
             return
@@ -137,15 +160,17 @@ def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, r
         if existing == rel.raw:
             report.manifest_status = "unchanged"  # the same release, signed by another trusted key
             return
-        if existing is None:
-            raise PublishError(
-                f"{where}: a different signature is stored but no manifest: another publish of {m.name} "
-                f"{m.version} is running or was interrupted; if none is running, delete s3://{store.bucket}/{skey}"
-            )
-        raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
-                           "a release is immutable: bump the version")
+        if existing is not None:
+            raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
+                               "a release is immutable: bump the version")
+        # A signature without its manifest is not a release (the manifest is the commit point):
+        # it is what an interrupted publish leaves behind, so this publish replaces it.
+        store.put(skey, sig_raw, if_none_match=False, content_type="application/json")
+        report.replaced_orphan_signature = True
     if store.put(mkey, rel.raw, if_none_match=True, content_type="application/json"):
         report.manifest_status = "created"
+        if store.get(skey) != sig_raw:  # a racing publisher replaced "our orphan" in between: put ours back
+            store.put(skey, sig_raw, if_none_match=False, content_type="application/json")
     elif store.get(mkey) == rel.raw:
         report.manifest_status = "unchanged"
     else:
