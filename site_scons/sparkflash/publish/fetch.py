@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import datetime, timezone
 import zlib
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Signature, atomic_write, blob_key
-from sparkflash.publish.channel import open_channel
+from sparkflash.publish.channel import ChannelMemory, open_channel
 from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys
 
 __all__ = ["default_cache", "parse_release_url", "resolve_channel", "fetch_release"]
@@ -54,8 +55,11 @@ def parse_release_url(url: str) -> tuple[S3Url, str, str]:
     return S3Url(loc.bucket, "/".join(parts[:-3])), names.release_name(parts[-2], url), names.version(parts[-1], url)
 
 
-def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | None) -> tuple[S3Url, str, str, str]:
-    """s3://BUCKET/PREFIX/NAME + channel -> (store root, name, version, pinned manifest sha256)."""
+def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | None,
+                    memory: ChannelMemory | None = None) -> tuple[S3Url, str, str, str]:
+    """s3://BUCKET/PREFIX/NAME + channel -> (store root, name, version, pinned manifest sha256).
+    A verified record must not be expired nor older (by sequence) than the last one `memory`
+    holds for this channel; it then becomes the last one."""
     loc = parse_s3_url(url)
     parts = loc.prefix.split("/") if loc.prefix else []
     if not parts:
@@ -69,9 +73,12 @@ def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | 
         have = [c.removesuffix(".json") for c in store.list_children(root.key("channels", name), folders=False)]
         raise PublishError(f"s3://{loc.bucket}/{key}: no channel {channel!r} for {name}"
                            + (f" (channels: {', '.join(have)})" if have else " (nothing published for it)"))
-    rec, _ = open_channel(raw, f"s3://{loc.bucket}/{key}", trust)
+    origin = f"s3://{loc.bucket}/{key}"
+    rec, _ = open_channel(raw, origin, trust, now=datetime.now(timezone.utc))
     if rec.name != name or rec.channel != channel:
-        raise VerifyError(f"s3://{loc.bucket}/{key}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
+        raise VerifyError(f"{origin}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
+    if trust is not None:  # only a verified sequence may advance what this host remembers
+        (memory or ChannelMemory()).check_and_remember(root.bucket, root.prefix, rec, origin)
     return root, name, rec.version, rec.manifest_sha256
 
 
@@ -142,6 +149,7 @@ def fetch_release(
     on_event: EventFn = _noop,
     store: S3Store | None = None,
     require_signature: bool = True,
+    channel_memory: ChannelMemory | None = None,
 ) -> Path:
     """Download, verify and cache a release; the local manifest.json path (blobs/ beside it).
     The manifest and its signature are checked before any blob is downloaded; without a trust
@@ -152,7 +160,7 @@ def fetch_release(
         store = open_store(parse_s3_url(url).bucket, opts)
     pinned: str | None = None
     if channel:
-        root, name, version, pinned = resolve_channel(store, url, channel, trust)
+        root, name, version, pinned = resolve_channel(store, url, channel, trust, channel_memory)
     else:
         root, name, version = parse_release_url(url)
     mkey, skey = release_keys(root, name, version)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +26,7 @@ from sparkflash import names
 from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
 from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Release, Signature, blob_key, open_release
-from sparkflash.publish.channel import ChannelRecord, open_channel, sign_channel
+from sparkflash.publish.channel import ChannelRecord, format_time, open_channel, sign_channel
 from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys
 
 __all__ = ["PublishOptions", "BlobResult", "PublishReport", "publish"]
@@ -42,6 +44,7 @@ class PublishOptions:
     multipart_threshold: int = 16 * MiB  # S3 needs parts >= 5 MiB (except the last)
     part_size: int = 8 * MiB
     create_bucket: bool = False
+    channel_ttl: timedelta = timedelta(days=30)  # a channel not moved again within this stops deploying
 
 
 @dataclass
@@ -63,7 +66,7 @@ class PublishReport:
     manifest_sha256: str
     manifest_status: str = "pending"  # "created" | "unchanged"
     blobs: list[BlobResult] = field(default_factory=list)
-    channel: dict[str, str] | None = None
+    channel: dict[str, Any] | None = None
     replaced_orphan_signature: bool = False  # an interrupted publish had left a signature without manifest
 
     @property
@@ -186,19 +189,31 @@ def _check_channel(channel: str, signer: Signer | None) -> Signer:
     return signer
 
 
-def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer) -> dict[str, str]:
+def _previous_sequence(raw: bytes) -> tuple[int, str]:
+    """(sequence, version) of the record being replaced; a v1 record (no sequence) counts as 0."""
+    try:
+        rec, _ = open_channel(raw, "previous", None)
+        return rec.sequence, rec.version
+    except VerifyError:
+        try:
+            doc = json.loads(raw)
+            return int(doc["record"].get("sequence", 0)), str(doc["record"].get("version", "?"))[:64]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return 0, "?"
+
+
+def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer,
+                  opts: PublishOptions) -> dict[str, Any]:
+    """The next record: sequence = the stored one's + 1, expiry = now + channel_ttl."""
     m = rel.manifest
     key = loc.key("channels", m.name, f"{channel}.json")
     previous = store.get(key)
-    prev_version = ""
-    if previous is not None:
-        try:
-            prev_version = open_channel(previous, key, None)[0].version
-        except VerifyError:
-            prev_version = "?"
-    rec = ChannelRecord(m.name, channel, m.version, hashlib.sha256(rel.raw).hexdigest())
+    seq, prev_version = _previous_sequence(previous) if previous is not None else (0, "")
+    expires = format_time(datetime.now(timezone.utc) + opts.channel_ttl)
+    rec = ChannelRecord(m.name, channel, m.version, hashlib.sha256(rel.raw).hexdigest(), seq + 1, expires)
     store.put(key, sign_channel(rec, signer), if_none_match=False, content_type="application/json")
-    return {"channel": channel, "url": f"s3://{store.bucket}/{key}", "version": m.version, "previous": prev_version}
+    return {"channel": channel, "url": f"s3://{store.bucket}/{key}", "version": m.version, "previous": prev_version,
+            "sequence": rec.sequence, "expires": rec.expires}
 
 
 def publish(
@@ -237,7 +252,7 @@ def publish(
     _commit_manifest(store, loc, rel, rel.signature, report)
     on_event({"event": "manifest-done", "url": report.url, "status": report.manifest_status})
     if channel and channel_signer is not None:
-        report.channel = _move_channel(store, loc, rel, channel, channel_signer)
+        report.channel = _move_channel(store, loc, rel, channel, channel_signer, opts)
         on_event({"event": "channel-done", **report.channel})
     on_event({"event": "publish-done", "bytes_uploaded": report.bytes_uploaded})
     return report
