@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def test_an_expired_channel_record_is_refused(make_release: MakeRelease, signer:
     from sparkflash.publish.channel import format_time
 
     sha = hashlib.sha256((dist / "manifest.json").read_bytes()).hexdigest()
-    past = format_time(datetime.now(timezone.utc) - timedelta(seconds=1))
+    past = format_time(datetime.now(UTC) - timedelta(seconds=1))
     s3_client.put_object(Bucket=BUCKET, Key=_channel_key(s3_url),
                          Body=sign_channel(ChannelRecord("tiny", "stable", "1.0.0", sha, 9, past), signer))
     with pytest.raises(VerifyError, match="expired at"):
@@ -69,7 +69,7 @@ def test_a_record_of_the_same_sequence_with_other_content_is_a_fork(tmp_path: Pa
     from sparkflash.publish.channel import ChannelMemory, format_time
 
     mem = ChannelMemory(tmp_path)
-    future = format_time(datetime.now(timezone.utc) + timedelta(days=1))
+    future = format_time(datetime.now(UTC) + timedelta(days=1))
     mem.check_and_remember("bucket", "p", ChannelRecord("tiny", "stable", "2.0.0", "a" * 64, 5, future), "x")
     with pytest.raises(VerifyError, match="forked"):
         mem.check_and_remember("bucket", "p", ChannelRecord("tiny", "stable", "2.0.1", "b" * 64, 5, future), "x")

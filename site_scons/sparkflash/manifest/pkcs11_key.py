@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sparkflash.errors import InputError
 
-__all__ = ["PKCS11_SCHEME", "Pkcs11Uri", "Pkcs11Signer", "parse_pkcs11_uri", "load_pkcs11_signer"]
+__all__ = ["PKCS11_SCHEME", "Pkcs11Signer", "Pkcs11Uri", "load_pkcs11_signer", "parse_pkcs11_uri"]
 
 PKCS11_SCHEME = "pkcs11:"
 _PATH_ATTRS = ("token", "manufacturer", "serial", "model", "object", "id", "type", "library-manufacturer",

@@ -17,7 +17,7 @@ import base64
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,14 @@ def _canonical(d: dict[str, Any]) -> bytes:
 
 
 def format_time(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime(_TIME_FORMAT)
+    return t.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
 def parse_time(s: object) -> datetime:
     """RFC 3339 UTC, whole seconds, `Z` (the only form written)."""
     if not isinstance(s, str) or len(s) != 20:
         raise ValueError(f"time {str(s)[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ")
-    return datetime.strptime(s, _TIME_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(s, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

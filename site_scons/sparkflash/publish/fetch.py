@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import datetime, timezone
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,11 +23,24 @@ from sparkflash import names
 from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
-from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Signature, atomic_write, blob_key
+from sparkflash.manifest.release import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Signature,
+    atomic_write,
+    blob_key,
+)
 from sparkflash.publish.channel import ChannelMemory, open_channel
-from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys
+from sparkflash.publish.store import (
+    ClientOptions,
+    S3Store,
+    S3Url,
+    open_store,
+    parse_s3_url,
+    release_keys,
+)
 
-__all__ = ["default_cache", "parse_release_url", "resolve_channel", "fetch_release"]
+__all__ = ["default_cache", "fetch_release", "parse_release_url", "resolve_channel"]
 
 EventFn = Callable[[dict[str, Any]], None]
 
@@ -74,7 +87,7 @@ def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | 
         raise PublishError(f"s3://{loc.bucket}/{key}: no channel {channel!r} for {name}"
                            + (f" (channels: {', '.join(have)})" if have else " (nothing published for it)"))
     origin = f"s3://{loc.bucket}/{key}"
-    rec, _ = open_channel(raw, origin, trust, now=datetime.now(timezone.utc))
+    rec, _ = open_channel(raw, origin, trust, now=datetime.now(UTC))
     if rec.name != name or rec.channel != channel:
         raise VerifyError(f"{origin}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
     if trust is not None:  # only a verified sequence may advance what this host remembers

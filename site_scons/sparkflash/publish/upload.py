@@ -18,18 +18,37 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
 from sparkflash import names
 from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
-from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Release, Signature, blob_key, open_release
-from sparkflash.publish.channel import ChannelRecord, format_time, open_channel, sign_channel
-from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys
+from sparkflash.manifest.release import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Release,
+    Signature,
+    blob_key,
+    open_release,
+)
+from sparkflash.publish.channel import (
+    ChannelRecord,
+    format_time,
+    open_channel,
+    sign_channel,
+)
+from sparkflash.publish.store import (
+    ClientOptions,
+    S3Store,
+    S3Url,
+    open_store,
+    parse_s3_url,
+    release_keys,
+)
 
-__all__ = ["PublishOptions", "BlobResult", "PublishReport", "publish"]
+__all__ = ["BlobResult", "PublishOptions", "PublishReport", "publish"]
 
 EventFn = Callable[[dict[str, Any]], None]
 MiB = 1024 * 1024
@@ -209,7 +228,7 @@ def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer
     key = loc.key("channels", m.name, f"{channel}.json")
     previous = store.get(key)
     seq, prev_version = _previous_sequence(previous) if previous is not None else (0, "")
-    expires = format_time(datetime.now(timezone.utc) + opts.channel_ttl)
+    expires = format_time(datetime.now(UTC) + opts.channel_ttl)
     rec = ChannelRecord(m.name, channel, m.version, hashlib.sha256(rel.raw).hexdigest(), seq + 1, expires)
     store.put(key, sign_channel(rec, signer), if_none_match=False, content_type="application/json")
     return {"channel": channel, "url": f"s3://{store.bucket}/{key}", "version": m.version, "previous": prev_version,
