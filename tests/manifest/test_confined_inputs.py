@@ -247,3 +247,20 @@ def test_ten_thousand_regions_print_a_bounded_summary(tmp_path: Path) -> None:
 
 
 MakeYaml = Callable[[str], Path]
+
+
+def test_a_huge_sparse_blob_in_a_release_dir_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from sparkflash.manifest.keys import generate_key
+
+    proj = _yaml(tmp_path, _region("{file: a.bin}")).parent
+    (proj / "a.bin").write_bytes(b"a" * 4096)
+    generate_key(tmp_path / "k.pem")
+    r = _cli("manifest", "build", str(proj / "release.yaml"), "--out", str(tmp_path / "dist"), "--key",
+             str(tmp_path / "k.pem"))
+    assert r.returncode == 0, r.stderr
+    (blob,) = (tmp_path / "dist" / "blobs" / "sha256").iterdir()
+    with open(blob, "r+b") as f:
+        f.truncate(3 << 30)
+    line = _one_clear_line(_cli("manifest", "verify", str(tmp_path / "dist"), "--trust", str(tmp_path / "k.pub.pem"),
+                                mem=1 << 30), 3)
+    assert f"{3 << 30} bytes, the manifest says 4096" in line
