@@ -90,6 +90,9 @@ class MemoryFlasher:
     def release_record(self) -> tuple[str, str, str] | None:
         return self.record
 
+    def set_release_record(self, name: str, version: str, sha256: str) -> None:
+        self.record = (name, version, sha256)
+
     def write_region(self, region: Region, data: bytes, progress: ProgressFn) -> WriteReport:
         self.flash[region.address] = data
         return WriteReport(bytes_sent=len(data))
@@ -111,6 +114,7 @@ def test_the_device_release_record_refuses_a_downgrade_from_a_fresh_host(make_re
         deploy_release(dev, rel, ledger=Ledger())
     assert dev.flash == {}
     assert deploy_release(dev, rel, ledger=Ledger(), allow_downgrade=True).ok
+    assert dev.record is not None and dev.record[:2] == ("tiny", "1.0.0")  # written after every region verified
 
 
 def test_an_adhoc_flash_never_resets_the_ledger(tmp_path: Path) -> None:

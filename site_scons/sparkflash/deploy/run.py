@@ -149,5 +149,8 @@ def deploy_release(
         flasher.finish()
         if ledger is not None and release.signature is not None:  # an unsigned ad-hoc flash names nothing
             ledger.record(device, m.name, m.version)
+        write_record = getattr(flasher, "set_release_record", None)
+        if release.signature is not None and callable(write_record):  # the device agent's `REC SET`
+            write_record(m.name, m.version, hashlib.sha256(release.raw).hexdigest())
     on_event({"event": "deploy-done", "ok": result.ok, "device": device})
     return result
