@@ -62,6 +62,9 @@ def plan_region(board: Board, region: Region) -> Plan:
     return Plan("save", L.save_range_error(mem, region.address, region.size, False) is not None)
 
 
+ABORT_SETTLE_S = 0.3  # after CAN CAN: time for the device's cancel message, then it is dropped
+
+
 class SerialFlasher:
     """A `Flasher` for one device on one serial port path."""
 
@@ -80,8 +83,20 @@ class SerialFlasher:
         self.reply_s = 10.0 if t is None else t
         self._lines = L.LineBuffer()
         self._id: str | None = None
-        self.link: SerialLink | None = self.opener(port, baud)
-        self.link.drain_input()
+        self.link: SerialLink | None = None
+        self._reconnect()  # the port may be re-enumerating: a Core resetting after a killed host's transfer
+        self._abort_stale_transfer()
+
+    def _abort_stale_transfer(self) -> None:
+        """A host killed mid-YMODEM leaves the device receiving (it would not answer `ID` for tens
+        of seconds): CAN CAN ends that session on stock firmware and the agent alike, the newline
+        ends a half-sent command line; whatever the device answers to that is dropped."""
+        link = self._link()
+        link.write(Y.CANCEL + b"\n")
+        end = time.monotonic() + ABORT_SETTLE_S
+        while (left := end - time.monotonic()) > 0:
+            link.read(4096, left)
+        link.drain_input()
 
     # -- Flasher ---------------------------------------------------------------------------
     def device_id(self) -> str:
