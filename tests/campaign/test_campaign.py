@@ -54,8 +54,13 @@ def test_fuzz_takes_its_seed_from_the_environment_and_records_it() -> None:
     assert bad.returncode == 2 and "must be a decimal integer" in bad.stderr
 
 
-def test_the_manifest_fuzzer_is_not_derandomized() -> None:
+def test_the_manifest_fuzzer_follows_the_profile_and_the_fuzz_profile_is_seeded() -> None:
+    """The fuzz profile (tools/fuzz) must not be derandomized, or --hypothesis-seed is ignored;
+    the manifest fuzzer must not pin derandomize itself (it used to pin True)."""
+    from hypothesis import settings
+
     sys.path.insert(0, str(ROOT / "tests" / "manifest"))
     import test_manifest_fuzz
 
-    assert not test_manifest_fuzz.FUZZ.derandomize
+    assert settings.get_profile("fuzz").derandomize is False
+    assert test_manifest_fuzz.FUZZ.derandomize == settings.default.derandomize
