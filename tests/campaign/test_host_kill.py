@@ -19,7 +19,6 @@ from sparkflash.manifest.keys import generate_key, load_signer
 from sparkflash.manifest.release import sign_manifest
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 
-
 BLOB = bytes(range(256)) * 256  # 64 KiB: ~6 s at 115200 baud
 
 
