@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Fuzz sizes: CI runs a modest number of cases per property; `tools/fuzz` selects the
 # "fuzz" profile (>= 10,000 cases each). Tests that pin max_examples keep their own.
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=10_000, deadline=None,
+settings.register_profile("fuzz", max_examples=10_000, deadline=None, derandomize=False,  # tools/fuzz: seeded
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -51,7 +51,7 @@ def _cli(*args: str, timeout: float = 60, mem: int | None = None) -> subprocess.
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 
     return subprocess.run([sys.executable, "-m", "sparkflash", *args], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=limit, env=os.environ)
+                          timeout=timeout, preexec_fn=limit, env=os.environ, check=False)
 
 
 def _one_clear_line(r: subprocess.CompletedProcess[str], code: int) -> str:
@@ -122,7 +122,8 @@ def test_an_unreadable_subdirectory_of_a_dir_source_fails(tmp_path: Path) -> Non
         if os.geteuid() == 0:
             r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                                 sys.executable, "-m", "sparkflash", "manifest", "build", str(y), "--out",
-                                str(root / "out")], capture_output=True, text=True, timeout=60, env=os.environ)
+                                str(root / "out")], capture_output=True, text=True, timeout=60, env=os.environ,
+                               check=False)
             line = _one_clear_line(r, 2)
         else:
             with pytest.raises(InputError) as e:
@@ -202,8 +203,8 @@ def test_a_5000_digit_address_on_the_command_line_is_one_line(tmp_path: Path) ->
 
 @pytest.mark.parametrize("board", [
     "name: custom\nmemories: [1, 2]\n", "- just\n- a list\n", "name: c\nmemories: {x: {base: 0, size: 1}}\n",
-    "name: c\nmemories: {x: {base: 0, size: 0x100000, sector_size: 0}}\nram: {base: 0, size: 1}\n"
-    "firmware: {memory: x, address: 0, max_size: 1}\n", ": : :\n",
+    ("name: c\nmemories: {x: {base: 0, size: 0x100000, sector_size: 0}}\nram: {base: 0, size: 1}\n"
+     "firmware: {memory: x, address: 0, max_size: 1}\n"), ": : :\n",
 ])
 def test_a_malformed_board_yaml_is_one_clear_error(tmp_path: Path, board: str) -> None:
     y = _yaml(tmp_path, _region("{file: a.bin}").replace("external", "x"))
@@ -246,3 +247,20 @@ def test_ten_thousand_regions_print_a_bounded_summary(tmp_path: Path) -> None:
 
 
 MakeYaml = Callable[[str], Path]
+
+
+def test_a_huge_sparse_blob_in_a_release_dir_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from sparkflash.manifest.keys import generate_key
+
+    proj = _yaml(tmp_path, _region("{file: a.bin}")).parent
+    (proj / "a.bin").write_bytes(b"a" * 4096)
+    generate_key(tmp_path / "k.pem")
+    r = _cli("manifest", "build", str(proj / "release.yaml"), "--out", str(tmp_path / "dist"), "--key",
+             str(tmp_path / "k.pem"))
+    assert r.returncode == 0, r.stderr
+    (blob,) = (tmp_path / "dist" / "blobs" / "sha256").iterdir()
+    with open(blob, "r+b") as f:
+        f.truncate(3 << 30)
+    line = _one_clear_line(_cli("manifest", "verify", str(tmp_path / "dist"), "--trust", str(tmp_path / "k.pub.pem"),
+                                mem=1 << 30), 3)
+    assert f"{3 << 30} bytes, the manifest says 4096" in line

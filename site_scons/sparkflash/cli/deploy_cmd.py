@@ -104,7 +104,8 @@ def open_source(args: argparse.Namespace) -> Release:
     if src.startswith("s3://"):
         fetch = importlib.import_module("sparkflash.publish.fetch")
         manifest_path: Path = fetch.fetch_release(src, channel=args.channel, cache=args.cache,
-                                                  endpoint_url=args.endpoint_url, trust=trust)
+                                                  endpoint_url=args.endpoint_url, trust=trust,
+                                                  require_signature=not args.no_verify_signature)
     else:
         manifest_path = Path(src)
         if manifest_path.is_dir():

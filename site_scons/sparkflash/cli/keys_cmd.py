@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sparkflash.errors import InputError
-from sparkflash.manifest.keys import generate_key, key_id, load_public_key
+from sparkflash.manifest.keys import FileSigner, generate_key, key_id, load_public_key, load_signer
 
 __all__ = ["register"]
 
@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       description="Print a public key's id: the sha256 of its raw 32 bytes, as signatures name it.")
     i.add_argument("public", type=Path, help="public key (.pub.pem)")
     i.set_defaults(func=_id)
+    e = ks.add_parser("export-public", help="write the public key of a private key or pkcs11: URI as PEM")
+    e.add_argument("key", help="PEM private key path or RFC 7512 pkcs11: URI")
+    e.add_argument("out", type=Path, help="where to write KEY.pub.pem (refuses to overwrite)")
+    e.set_defaults(func=_export)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -48,4 +52,20 @@ def _id(args: argparse.Namespace) -> int:
                          sort_keys=True))
     else:
         print(kid)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from sparkflash.manifest.pkcs11_key import Pkcs11Signer
+
+    signer = load_signer(args.key)
+    pub = signer.public_key if isinstance(signer, (FileSigner, Pkcs11Signer)) else None
+    if pub is None:
+        raise InputError(f"{args.key}: this kind of key cannot export its public key")
+    if args.out.exists():
+        raise InputError(f"{args.out}: exists; refusing to overwrite a key")
+    args.out.write_bytes(pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    print(f"public key {args.out}\nkey id     {signer.key_id}")
     return 0

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("-o", "--out", type=Path, required=True, help="output directory (holds one release)")
     b.add_argument("--meta", type=_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="pin extra metadata (e.g. a build date) into the manifest")
-    b.add_argument("--key", type=Path, help="also sign with this Ed25519 private key (PEM)")
+    b.add_argument("--key", help="also sign with this Ed25519 private key (PEM path or pkcs11: URI)")
     _add_inputs(b)
     b.set_defaults(func=_build)
 
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     g = ms.add_parser("sign", help="write manifest.json.sig next to the manifest")
     g.add_argument("release", type=Path, help="release dir or its manifest.json")
-    g.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    g.add_argument("--key", required=True, help="Ed25519 private key (PEM path or RFC 7512 pkcs11: URI)")
     g.set_defaults(func=_sign)
 
 

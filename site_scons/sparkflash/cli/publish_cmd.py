@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("dist", type=Path, help="signed release directory (manifest.json, .sig, blobs/) or its manifest.json")
     p.add_argument("url", help="s3://BUCKET/PREFIX")
     p.add_argument("--channel", help="also point channels/NAME/CHANNEL.json at this release (needs --key)")
-    p.add_argument("--key", type=Path, help="Ed25519 private key: checks the release signature, signs the channel record")
+    p.add_argument("--channel-expires-days", type=float, default=30.0, metavar="DAYS",
+                   help="the channel record expires after DAYS (default 30): a frozen channel stops deploying")
+    p.add_argument("--key", help="Ed25519 private key (PEM path or pkcs11: URI): checks the release signature, signs the channel record")
     p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key (.pub.pem) or directory")
     p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL(_S3), else AWS)")
     p.add_argument("--aws-region", help="AWS region (default: AWS_REGION / AWS config, else us-east-1)")
@@ -72,7 +75,8 @@ class _PublishPrinter:
             print(f"  manifest: {ev['status']}", file=sys.stderr)
         elif kind == "channel-done":
             prev = f" (was {ev['previous']})" if ev.get("previous") else ""
-            print(f"  channel {ev['channel']} -> {ev['version']}{prev}", file=sys.stderr)
+            print(f"  channel {ev['channel']} -> {ev['version']}{prev}, sequence {ev.get('sequence')}, "
+                  f"expires {ev.get('expires')}", file=sys.stderr)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -86,7 +90,8 @@ def _publish(args: argparse.Namespace) -> int:
     printer = (lambda ev: None) if args.quiet else _PublishPrinter()
     report = publish(args.dist, args.url, signer=signer, trust=trust, channel=args.channel,
                      client_options=ClientOptions(endpoint_url=args.endpoint_url, region=args.aws_region),
-                     options=PublishOptions(create_bucket=args.create_bucket),
+                     options=PublishOptions(create_bucket=args.create_bucket,
+                                            channel_ttl=timedelta(days=args.channel_expires_days)),
                      on_event=rep if rep is not None else printer)
     doc = report.to_json()
     if rep is not None:

@@ -102,4 +102,12 @@ def _run(args: argparse.Namespace) -> int:
         if bridge is not None:
             bridge.stop()
         core.stop()
+        if args.json:  # what the faults did, for tools/campaign's "faults landed" count
+            f, st = opts.faults, core.state
+            fired = {"drop": "drop" in " ".join(args.fault) and f.drop_after is None,
+                     "corrupt": "corrupt" in " ".join(args.fault) and f.corrupt_at is None,
+                     "reset": "reset" in " ".join(args.fault) and None in (st.internal.reset_after_programs,
+                                                                           st.external.reset_after_programs)}
+            print(json.dumps({"event": "stopped", "fired": [k for k, v in fired.items() if v], "rx_bytes": f.rx_count,
+                              "programs": st.internal.program_count + st.external.program_count}), flush=True)
     return 0

@@ -27,7 +27,7 @@ from sparkflash.errors import InputError, SparkflashError, VerifyError
 from sparkflash.manifest.model import Region, parse_version
 from sparkflash.manifest.release import Release, atomic_write
 
-__all__ = ["deploy_release", "select_regions", "Ledger"]
+__all__ = ["Ledger", "deploy_release", "refuse_device_downgrade", "select_regions"]
 
 
 def _noop(_: dict[str, Any]) -> None:
@@ -80,6 +80,20 @@ class Ledger:
         atomic_write(self._path(device), (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
 
 
+def refuse_device_downgrade(flasher: Flasher, device: str, name: str, version: str) -> None:
+    """The device's own release record (`REC`, where the flasher can read one: the device agent)
+    outranks any host's ledger: another host or SPARKFLASH_HOME cannot downgrade past it."""
+    read = getattr(flasher, "release_record", None)
+    if not callable(read):
+        return
+    rec = read()  # (name, version, sha256) or None when the device holds no record
+    if rec is None:
+        return
+    rname, rversion = names.release_name(rec[0], "device release record"), names.version(rec[1], "device release record")
+    if rname == name and parse_version(version) < parse_version(rversion):
+        raise InputError(f"release {name} {version} is older than {rversion}, which device {device} records as "
+                         "installed; pass --allow-downgrade to deploy it anyway")
+
 
 def select_regions(regions: tuple[Region, ...], only: list[str] | None = None, memory: str | None = None) -> list[Region]:
     out = [r for r in regions if memory is None or r.memory == memory]
@@ -106,8 +120,10 @@ def deploy_release(
     m = release.manifest
     todo = list(m.regions) if regions is None else regions
     device = flasher.device_id()
-    if ledger is not None and not allow_downgrade:
-        ledger.refuse_downgrade(device, m.name, m.version)
+    if not allow_downgrade:
+        if ledger is not None:
+            ledger.refuse_downgrade(device, m.name, m.version)
+        refuse_device_downgrade(flasher, device, m.name, m.version)
     blobs = {r.name: release.blob(r) for r in todo}  # every digest checked before any write
     result = DeployResult(m.name, m.version, device, flasher.via, [], accepted)
     on_event({"event": "deploy-start", "release": m.name, "version": m.version, "device": device,
@@ -145,7 +161,10 @@ def deploy_release(
         on_event({"event": "region-done", **rr.to_json()})
     if not failed:
         flasher.finish()
-        if ledger is not None and result.ok:
+        if ledger is not None and result.ok and release.signature is not None:  # an unsigned ad-hoc flash names nothing
             ledger.record(device, m.name, m.version)
+        write_record = getattr(flasher, "set_release_record", None)
+        if release.signature is not None and callable(write_record):  # the device agent's `REC SET`
+            write_record(m.name, m.version, hashlib.sha256(release.raw).hexdigest())
     on_event({"event": "deploy-done", "ok": result.ok, "device": device})
     return result

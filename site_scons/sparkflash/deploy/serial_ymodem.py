@@ -216,6 +216,17 @@ class SerialFlasher:
     def device_id(self) -> str:
         return self.caps.device_id or _safe_port_name(self.port)
 
+    def release_record(self) -> tuple[str, str, str] | None:
+        """The device's own record of its last verified release (`REC`; only the agent has one)."""
+        if self.caps.kind != "agent":
+            return None
+        return L.parse_rec(self._command(L.encode_rec(), "REC"), f"{self.port}: REC")
+
+    def set_release_record(self, name: str, version: str, sha256: str) -> None:
+        """After a verified signed deploy: `REC SET`, so any host can refuse a downgrade later."""
+        if self.caps.kind == "agent":
+            self._command(L.encode_rec_set(name, version, sha256), "REC SET")
+
     def write_region(self, region: Region, data: bytes, progress: ProgressFn) -> WriteReport:
         plan = plan_for_device(self.board, [region], self.caps, self.stock_save_address)[0]
         where = f"region {region.name!r} at 0x{region.address:08x}"

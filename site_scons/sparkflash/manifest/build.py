@@ -58,11 +58,13 @@ def _read_source(spec: RegionSpec, base: Path, artifacts: Mapping[str, Path], or
             return generate(src.value, dict(src.params))
         except InputError as e:
             raise InputError(f"{here}: {e}") from None
+    p: Path = base
     if src.kind == "build":
-        p = artifacts.get(src.value)
-        if p is None:
+        given = artifacts.get(src.value)
+        if given is None:
             hint = "--firmware PATH" if src.value == "firmware" else f"--artifact {src.value}=PATH"
             raise InputError(f"{here}: build output {src.value!r} not given; pass {hint} (scons manifest does)")
+        p = given
     try:
         if src.kind != "build":  # file: and dir: come from the YAML: confined to the project
             p = confine(base, src.value, allowed, src.kind)

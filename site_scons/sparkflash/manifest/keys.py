@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sparkflash.errors import InputError
 
-__all__ = ["Signer", "FileSigner", "generate_key", "load_signer", "load_public_key", "key_id", "TrustStore"]
+__all__ = ["Signer", "FileSigner", "generate_key", "load_signer", "load_file_signer", "load_public_key", "key_id", "TrustStore"]
 
 
 class Signer(Protocol):
@@ -40,6 +40,10 @@ class FileSigner:
     def key_id(self) -> str:
         return key_id(self.private.public_key())
 
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
     def sign(self, payload: bytes) -> bytes:
         return self.private.sign(payload)
 
@@ -60,7 +64,16 @@ def generate_key(private_path: Path) -> tuple[Path, str]:
     return pub_path, key_id(k.public_key())
 
 
-def load_signer(path: Path, password: bytes | None = None) -> FileSigner:
+def load_signer(path: Path | str, password: bytes | None = None) -> Signer:
+    """A PEM private key file, or an RFC 7512 `pkcs11:` URI for a key kept on a token (HSM)."""
+    if str(path).startswith("pkcs11:"):
+        from sparkflash.manifest.pkcs11_key import load_pkcs11_signer
+
+        return load_pkcs11_signer(str(path))
+    return load_file_signer(Path(path), password)
+
+
+def load_file_signer(path: Path, password: bytes | None = None) -> FileSigner:
     try:
         k = serialization.load_pem_private_key(path.read_bytes(), password)
     except FileNotFoundError as e:

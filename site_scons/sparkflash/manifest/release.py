@@ -106,9 +106,17 @@ class Release:
         """The region's bytes, checked against the signed digest and size."""
         p = self.blob_dir / blob_key(region.sha256)
         try:
-            data = p.read_bytes()
+            size = p.stat().st_size
         except FileNotFoundError as e:
             raise VerifyError(f"region {region.name!r}: blob {p} is missing") from e
+        if size != region.size:  # checked before reading: a huge or sparse file is never read
+            raise VerifyError(f"region {region.name!r}: blob {p} is {size} bytes, the manifest says {region.size}")
+        try:
+            from sparkflash.manifest.sources import read_regular
+
+            data = read_regular(p, region.size)
+        except InputError as e:
+            raise VerifyError(f"region {region.name!r}: {e}") from None
         sha, crc = digests(data)
         if sha != region.sha256 or len(data) != region.size or crc != region.crc32:
             raise VerifyError(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sparkflash.errors import InputError
 
-__all__ = ["SPECIAL_ROOTS", "confine", "read_regular", "collect_tree"]
+__all__ = ["SPECIAL_ROOTS", "collect_tree", "confine", "read_regular"]
 
 SPECIAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))  # never sources, even when "allowed"
 _CHUNK = 1 << 16

@@ -16,6 +16,7 @@ import hashlib
 import os
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,24 @@ from sparkflash import names
 from sparkflash.errors import InputError, NoSuchChannel, PublishError, VerifyError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
-from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Signature, atomic_write, blob_key
-from sparkflash.publish.channel import open_channel
-from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys
+from sparkflash.manifest.release import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Signature,
+    atomic_write,
+    blob_key,
+)
+from sparkflash.publish.channel import ChannelMemory, open_channel
+from sparkflash.publish.store import (
+    ClientOptions,
+    S3Store,
+    S3Url,
+    open_store,
+    parse_s3_url,
+    release_keys,
+)
 
-__all__ = ["default_cache", "parse_release_url", "resolve_channel", "fetch_release"]
+__all__ = ["default_cache", "fetch_release", "parse_release_url", "resolve_channel"]
 
 EventFn = Callable[[dict[str, Any]], None]
 
@@ -55,8 +69,11 @@ def parse_release_url(url: str) -> tuple[S3Url, str, str]:
     return S3Url(loc.bucket, "/".join(parts[:-3])), names.release_name(parts[-2], url), names.version(parts[-1], url)
 
 
-def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | None) -> tuple[S3Url, str, str, str]:
-    """s3://BUCKET/PREFIX/NAME + channel -> (store root, name, version, pinned manifest sha256)."""
+def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | None,
+                    memory: ChannelMemory | None = None) -> tuple[S3Url, str, str, str]:
+    """s3://BUCKET/PREFIX/NAME + channel -> (store root, name, version, pinned manifest sha256).
+    A verified record must not be expired nor older (by sequence) than the last one `memory`
+    holds for this channel; it then becomes the last one."""
     loc = parse_s3_url(url)
     parts = loc.prefix.split("/") if loc.prefix else []
     if not parts:
@@ -70,9 +87,12 @@ def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | 
         have = [c.removesuffix(".json") for c in store.list_children(root.key("channels", name), folders=False)]
         raise NoSuchChannel(f"s3://{loc.bucket}/{key}: no channel {channel!r} for {name}"
                            + (f" (channels: {', '.join(have)})" if have else " (nothing published for it)"))
-    rec, _ = open_channel(raw, f"s3://{loc.bucket}/{key}", trust)
+    origin = f"s3://{loc.bucket}/{key}"
+    rec, _ = open_channel(raw, origin, trust, now=datetime.now(UTC))
     if rec.name != name or rec.channel != channel:
-        raise VerifyError(f"s3://{loc.bucket}/{key}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
+        raise VerifyError(f"{origin}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
+    if trust is not None:  # only a verified sequence may advance what this host remembers
+        (memory or ChannelMemory()).check_and_remember(root.bucket, root.prefix, rec, origin)
     return root, name, rec.version, rec.manifest_sha256
 
 
@@ -105,13 +125,20 @@ def _fetch_blob(store: S3Store, root: S3Url, region: Region, cache: Path, on_eve
 
 
 def _verify_manifest(raw: bytes, sig_raw: bytes | None, origin: str, name: str, version: str,
-                     pinned: str | None, trust: TrustStore | None) -> Manifest:
+                     pinned: str | None, trust: TrustStore | None, require_signature: bool = True) -> Manifest:
     try:
         m = Manifest.from_bytes(raw, origin)
     except InputError as e:
         raise VerifyError(str(e)) from e
     if pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
         raise VerifyError(f"{origin}: manifest differs from the one the channel record pins (altered in the bucket?)")
+    if require_signature and trust is None:  # refused now, before a single blob is downloaded
+        if sig_raw is None:
+            raise VerifyError(f"{origin}: release has no {SIGNATURE_NAME}; refusing an unsigned release "
+                              "(nothing was downloaded but the manifest)")
+        kid = Signature.from_bytes(sig_raw, origin + ".sig").key_id
+        raise VerifyError(f"{origin}: signed by key {kid[:16]}…, but no key is trusted; pass --trust KEY.pub.pem "
+                          "(nothing was downloaded but the manifest)")
     if trust is not None:
         if sig_raw is None:
             raise VerifyError(f"{origin}: release has no {SIGNATURE_NAME}; refusing an unsigned release")
@@ -135,15 +162,19 @@ def fetch_release(
     client_options: ClientOptions | None = None,
     on_event: EventFn = _noop,
     store: S3Store | None = None,
+    require_signature: bool = True,
+    channel_memory: ChannelMemory | None = None,
 ) -> Path:
-    """Download, verify and cache a release; the local manifest.json path (blobs/ beside it)."""
+    """Download, verify and cache a release; the local manifest.json path (blobs/ beside it).
+    The manifest and its signature are checked before any blob is downloaded; without a trust
+    store an unsigned or untrusted release is refused then (unless require_signature=False)."""
     cache = Path(cache) if cache is not None else default_cache()
     opts = client_options or ClientOptions(endpoint_url=endpoint_url)
     if store is None:
         store = open_store(parse_s3_url(url).bucket, opts)
     pinned: str | None = None
     if channel:
-        root, name, version, pinned = resolve_channel(store, url, channel, trust)
+        root, name, version, pinned = resolve_channel(store, url, channel, trust, channel_memory)
     else:
         root, name, version = parse_release_url(url)
     mkey, skey = release_keys(root, name, version)
@@ -153,7 +184,7 @@ def fetch_release(
         have = store.list_children(root.key("releases", name))
         raise PublishError(f"{origin}: no such release" + (f" (versions: {', '.join(have)})" if have else ""))
     sig_raw = store.get(skey)
-    m = _verify_manifest(raw, sig_raw, origin, name, version, pinned, trust)
+    m = _verify_manifest(raw, sig_raw, origin, name, version, pinned, trust, require_signature)
     on_event({"event": "fetch-start", "release": name, "version": version, "url": origin})
     seen: dict[str, str] = {}
     for r in m.regions:

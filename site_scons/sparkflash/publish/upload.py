@@ -14,20 +14,42 @@ point leaves no manifest, and a rerun skips blobs already present (HEAD).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sparkflash import names
 from sparkflash.errors import InputError, PublishError, VerifyError
 from sparkflash.manifest.keys import Signer, TrustStore
-from sparkflash.manifest.release import MANIFEST_NAME, SIGNATURE_NAME, Release, Signature, blob_key, open_release
-from sparkflash.publish.channel import ChannelRecord, open_channel, sign_channel
-from sparkflash.publish.store import ClientOptions, S3Store, S3Url, open_store, parse_s3_url, release_keys, sha256_b64
+from sparkflash.manifest.release import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Release,
+    Signature,
+    blob_key,
+    open_release,
+)
+from sparkflash.publish.channel import (
+    ChannelRecord,
+    format_time,
+    open_channel,
+    sign_channel,
+)
+from sparkflash.publish.store import (
+    ClientOptions,
+    S3Store,
+    S3Url,
+    open_store,
+    parse_s3_url,
+    release_keys,
+)
 
-__all__ = ["PublishOptions", "BlobResult", "PublishReport", "publish"]
+__all__ = ["BlobResult", "PublishOptions", "PublishReport", "publish"]
 
 EventFn = Callable[[dict[str, Any]], None]
 MiB = 1024 * 1024
@@ -42,6 +64,7 @@ class PublishOptions:
     multipart_threshold: int = 16 * MiB  # S3 needs parts >= 5 MiB (except the last)
     part_size: int = 8 * MiB
     create_bucket: bool = False
+    channel_ttl: timedelta = timedelta(days=30)  # a channel not moved again within this stops deploying
 
 
 @dataclass
@@ -63,7 +86,8 @@ class PublishReport:
     manifest_sha256: str
     manifest_status: str = "pending"  # "created" | "unchanged"
     blobs: list[BlobResult] = field(default_factory=list)
-    channel: dict[str, str] | None = None
+    channel: dict[str, Any] | None = None
+    replaced_orphan_signature: bool = False  # an interrupted publish had left a signature without manifest
 
     @property
     def bytes_uploaded(self) -> int:
@@ -76,6 +100,7 @@ class PublishReport:
             "blobs": [b.to_json() for b in self.blobs],
             "blobs_uploaded": sum(1 for b in self.blobs if b.status in ("uploaded", "repaired")),
             "bytes_uploaded": self.bytes_uploaded, "channel": self.channel,
+            "replaced_orphan_signature": self.replaced_orphan_signature,
         }
 
 
@@ -100,13 +125,33 @@ def _load_local(dist: Path, signer: Signer | None, trust: TrustStore | None) -> 
     return rel
 
 
+def _stored_digest_matches(store: S3Store, key: str, b: BlobResult, head: dict[str, Any]) -> bool:
+    """Does the object at `key` hold exactly the blob? A wrong size or stored whole-object SHA-256
+    says no at once; otherwise the object is read back and hashed while streaming (bounded
+    memory): a stored checksum is metadata, and a server that does not validate it (moto) can
+    hold other bytes under the right one. A same-size object with other bytes is repaired."""
+    if head.get("ContentLength") != b.size:
+        return False
+    stored = head.get("ChecksumSHA256")
+    if isinstance(stored, str) and "-" not in stored and stored != base64.b64encode(bytes.fromhex(b.sha256)).decode():
+        return False  # ("-N" is a composite multipart checksum, not the object's digest)
+    chunks = store.iter_get(key)
+    if chunks is None:
+        return False
+    h, n = hashlib.sha256(), 0
+    for c in chunks:
+        n += len(c)
+        if n > b.size:
+            return False
+        h.update(c)
+    return n == b.size and h.hexdigest() == b.sha256
+
+
 def _upload_blob(store: S3Store, key: str, data: bytes, b: BlobResult, opts: PublishOptions, on_event: EventFn) -> None:
     head = store.head(key)
     status = "uploaded"
     if head is not None:
-        stored = head.get("ChecksumSHA256")
-        whole = isinstance(stored, str) and "-" not in stored  # "-N": a composite multipart checksum
-        if head.get("ContentLength") == b.size and not (whole and stored != sha256_b64(data)):
+        if _stored_digest_matches(store, key, b, head):
             b.status = "present"
             on_event({"event": "blob-done", "sha256": b.sha256, "size": b.size, "status": b.status})
             return
@@ -138,15 +183,17 @@ def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, r
         if existing == rel.raw:
             report.manifest_status = "unchanged"  # the same release, signed by another trusted key
             return
-        if existing is None:
-            raise PublishError(
-                f"{where}: a different signature is stored but no manifest: another publish of {m.name} "
-                f"{m.version} is running or was interrupted; if none is running, delete s3://{store.bucket}/{skey}"
-            )
-        raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
-                           "a release is immutable: bump the version")
+        if existing is not None:
+            raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
+                               "a release is immutable: bump the version")
+        # A signature without its manifest is not a release (the manifest is the commit point):
+        # it is what an interrupted publish leaves behind, so this publish replaces it.
+        store.put(skey, sig_raw, if_none_match=False, content_type="application/json")
+        report.replaced_orphan_signature = True
     if store.put(mkey, rel.raw, if_none_match=True, content_type="application/json"):
         report.manifest_status = "created"
+        if store.get(skey) != sig_raw:  # a racing publisher replaced "our orphan" in between: put ours back
+            store.put(skey, sig_raw, if_none_match=False, content_type="application/json")
     elif store.get(mkey) == rel.raw:
         report.manifest_status = "unchanged"
     else:
@@ -162,19 +209,31 @@ def _check_channel(channel: str, signer: Signer | None) -> Signer:
     return signer
 
 
-def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer) -> dict[str, str]:
+def _previous_sequence(raw: bytes) -> tuple[int, str]:
+    """(sequence, version) of the record being replaced; a v1 record (no sequence) counts as 0."""
+    try:
+        rec, _ = open_channel(raw, "previous", None)
+        return rec.sequence, rec.version
+    except VerifyError:
+        try:
+            doc = json.loads(raw)
+            return int(doc["record"].get("sequence", 0)), str(doc["record"].get("version", "?"))[:64]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return 0, "?"
+
+
+def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer,
+                  opts: PublishOptions) -> dict[str, Any]:
+    """The next record: sequence = the stored one's + 1, expiry = now + channel_ttl."""
     m = rel.manifest
     key = loc.key("channels", m.name, f"{channel}.json")
     previous = store.get(key)
-    prev_version = ""
-    if previous is not None:
-        try:
-            prev_version = open_channel(previous, key, None)[0].version
-        except VerifyError:
-            prev_version = "?"
-    rec = ChannelRecord(m.name, channel, m.version, hashlib.sha256(rel.raw).hexdigest())
+    seq, prev_version = _previous_sequence(previous) if previous is not None else (0, "")
+    expires = format_time(datetime.now(UTC) + opts.channel_ttl)
+    rec = ChannelRecord(m.name, channel, m.version, hashlib.sha256(rel.raw).hexdigest(), seq + 1, expires)
     store.put(key, sign_channel(rec, signer), if_none_match=False, content_type="application/json")
-    return {"channel": channel, "url": f"s3://{store.bucket}/{key}", "version": m.version, "previous": prev_version}
+    return {"channel": channel, "url": f"s3://{store.bucket}/{key}", "version": m.version, "previous": prev_version,
+            "sequence": rec.sequence, "expires": rec.expires}
 
 
 def publish(
@@ -213,7 +272,7 @@ def publish(
     _commit_manifest(store, loc, rel, rel.signature, report)
     on_event({"event": "manifest-done", "url": report.url, "status": report.manifest_status})
     if channel and channel_signer is not None:
-        report.channel = _move_channel(store, loc, rel, channel, channel_signer)
+        report.channel = _move_channel(store, loc, rel, channel, channel_signer, opts)
         on_event({"event": "channel-done", **report.channel})
     on_event({"event": "publish-done", "bytes_uploaded": report.bytes_uploaded})
     return report
