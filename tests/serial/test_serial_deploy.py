@@ -217,3 +217,34 @@ def test_flash_failure_on_the_device_is_reported_never_done(serial_core: Virtual
     assert rc == 5 and done["status"] == "failed"  # RemoteProtocolError: the device refused
     assert "region 'stuck.bin' at 0x00090000: failed after 3 attempts" in done["error"]
     assert "ERR 3 sector 0x00091000 is write-protected" in done["error"]
+
+
+def test_a_verified_deploy_writes_the_release_record_and_it_refuses_a_downgrade_from_any_host(
+        serial_core: VirtualCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The device's REC (not a host's ledger) is what another SPARKFLASH_HOME checks."""
+    import hashlib
+
+    from sparkflash.manifest.build import build_release
+    from sparkflash.manifest.keys import generate_key, load_signer
+    from sparkflash.manifest.release import sign_manifest
+
+    pub, _ = generate_key(tmp_path / "keys" / "release.pem")
+    yaml = "name: recdemo\nversion: \"{v}\"\nboard: spark-core\nregions:\n  - name: blob\n    memory: external\n    address: 0x90000\n    source: {{file: blob.bin}}\n"
+    (tmp_path / "blob.bin").write_bytes(os.urandom(5000))
+    manifests = {}
+    for v in ("2.0.0", "1.0.0"):
+        (tmp_path / f"rel-{v}.yaml").write_text(yaml.format(v=v))
+        m = build_release(tmp_path / f"rel-{v}.yaml", tmp_path / f"out-{v}").manifest_path
+        sign_manifest(m, load_signer(tmp_path / "keys" / "release.pem"))
+        manifests[v] = m
+    port = serial_core.endpoints["serial"].port  # type: ignore[attr-defined]
+    assert main(["deploy", str(manifests["2.0.0"]), "--via", "serial", "--port", port, "--trust", str(pub)]) == 0
+    sha = hashlib.sha256(manifests["2.0.0"].read_bytes()).hexdigest()
+    assert ask(port, b"REC\n") == f"OK recdemo 2.0.0 {sha}"
+    monkeypatch.setenv("SPARKFLASH_HOME", str(tmp_path / "another-host"))  # no ledger there
+    capsys.readouterr()
+    rc = main(["deploy", str(manifests["1.0.0"]), "--via", "serial", "--port", port, "--trust", str(pub), "--json"])
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert rc == 2 and "records as installed" in last["error"], last
+    assert ask(port, b"REC\n") == f"OK recdemo 2.0.0 {sha}"
