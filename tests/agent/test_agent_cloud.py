@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+
 from sparkflash.protocols import listening as L
 from sparkflash.protocols import release_record as RR
 

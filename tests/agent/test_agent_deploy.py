@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sfa_harness import HostAgent, ask
+
 from sparkflash.cli import main
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.release import open_release
@@ -45,7 +46,8 @@ def test_example_release_and_an_unaligned_file(host_agent: HostAgent, signed_exa
     assert [(e["region"], e["status"]) for e in done] == [(r.name, "verified") for r in rel.manifest.regions]
     for r in rel.manifest.regions:
         blob = rel.blob(r)
-        got = host_agent.read_internal(r.address, r.size) if r.memory == "internal" else host_agent.read_external(r.address, r.size)
+        read = host_agent.read_internal if r.memory == "internal" else host_agent.read_external
+        got = read(r.address, r.size)
         assert got == blob, r.name
         sum_of(port, r.address, blob)  # the device's own digest, asked again
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from sparkflash import device_agent
 from sparkflash.boards import load_board
 from sparkflash.device_agent.cost import RAM_GOAL

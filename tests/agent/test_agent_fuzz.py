@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from sparkflash import device_agent
 from sparkflash.protocols import listening as L
 from sparkflash.protocols import ymodem as Y

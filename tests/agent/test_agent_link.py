@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fault_proxy import FaultProxy
 from sfa_harness import HostAgent, ask
+
 from sparkflash.boards import load_board
 from sparkflash.deploy.serial_ymodem import SerialFlasher
 from sparkflash.manifest.model import Region

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from sfa_harness import HostAgent
+
 from sparkflash.protocols import listening as L
 from sparkflash.protocols import ymodem as Y
 from sparkflash.transports.serial_port import open_serial

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from sfa_harness import Device
+
 from sparkflash.errors import DeviceError
 from sparkflash.protocols import listening as L
 from sparkflash.protocols import release_record as RR

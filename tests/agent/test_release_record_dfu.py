@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sfa_harness import ask
+
 from sparkflash.boards import load_board
 from sparkflash.deploy.dfu_session import DfuSession, open_pipes
 from sparkflash.errors import InputError, LocalProtocolError

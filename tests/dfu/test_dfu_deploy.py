@@ -19,7 +19,6 @@ from sparkflash.manifest.release import Release, digests, open_release, store_bl
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 from sparkflash.virtual.faults import Faults
 
-
 VECTORS = struct.pack("<II", 0x20005000, 0x08005131)  # initial SP in RAM, Thumb reset handler in the app
 
 

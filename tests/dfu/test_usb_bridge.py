@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 from sparkflash.virtual.usb_attach import UsbBridge
 

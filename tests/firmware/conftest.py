@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from firmware_peers import BuiltSet, unpack_set
+
 from sparkflash.firmware.workspace import make_checkout, run_make, run_scons
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from sparkflash.firmware.coretree import COMMON, COMMUNICATION
 from sparkflash.firmware.workspace import make_checkout, run_make, run_scons
 

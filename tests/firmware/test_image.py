@@ -7,6 +7,7 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 from intelhex import IntelHex
+
 from sparkflash.boards import load_board
 
 BOARD = load_board("spark-core")

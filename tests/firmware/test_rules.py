@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sparkflash.boards import load_board
 from sparkflash.errors import InputError, ToolchainError
 from sparkflash.firmware.coretree import BuildOptions, load_tree

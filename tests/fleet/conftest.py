@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sparkflash.fleet import Store, open_store
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.fleet import Store
 from sparkflash.fleet.key_import import import_key_dir
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.cli import main
 from sparkflash.fleet.lightcore import (
     KEY_SECTORS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sparkflash.errors import InputError
 from sparkflash.fleet import rollout as m
 from sparkflash.fleet.records import Device, Phase, Rollout, Target

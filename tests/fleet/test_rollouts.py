@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.errors import InputError
 from sparkflash.fleet import Store
 from sparkflash.fleet.records import Phase, Target
@@ -20,7 +21,8 @@ _KEY = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def register(store: Store, n: int, instances: tuple[str, ...] = ("a",), labels: Callable[[int], list[str]] = lambda i: []) -> list[str]:
+def register(store: Store, n: int, instances: tuple[str, ...] = ("a",),
+             labels: Callable[[int], list[str]] = lambda i: []) -> list[str]:
     out = []
     with store.transaction():
         for i in range(n):

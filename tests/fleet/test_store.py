@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.errors import InputError
 from sparkflash.fleet import Store, StoreError, open_store
 from sparkflash.fleet.records import Phase, Target
@@ -48,7 +49,8 @@ def test_schema_is_migrated_once_and_a_newer_one_refused(store: Store, make_stor
 
 def test_devices_labels_presence_and_verified_release(store: Store) -> None:
     d = store.put_device(dev(1), _KEY, labels=["lab", "north"], capabilities=["files"], generation="ccl", now=5.0)
-    assert (d.id, d.labels, d.capabilities, d.generation, d.instance, d.release) == (dev(1), ("lab", "north"), ("files",), "ccl", None, None)
+    assert (d.id, d.labels, d.capabilities, d.generation, d.instance, d.release) == (
+        dev(1), ("lab", "north"), ("files",), "ccl", None, None)
     store.put_device(dev(2), _KEY, labels=["north"])
     assert [x.id for x in store.devices(label="north")] == [dev(1), dev(2)]
     assert [x.id for x in store.devices(label="lab")] == [dev(1)]

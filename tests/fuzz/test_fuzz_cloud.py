@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sparkflash.errors import RemoteProtocolError, SparkflashError
 from sparkflash.protocols import cloud_handshake as hs
 from sparkflash.protocols import coap, ota

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sparkflash.errors import RemoteProtocolError
 from sparkflash.protocols import listening as L
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from sparkflash.deploy.run import Ledger
 from sparkflash.errors import InputError
 from sparkflash.manifest.build import build_release, plan_release

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from sparkflash.errors import InputError
 from sparkflash.manifest.keys import TrustStore, load_signer
 from sparkflash.manifest.pkcs11_key import parse_pkcs11_uri

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 from sparkflash.cloud.server import Limits
 from sparkflash.protocols.cloud_handshake import server_public_der
@@ -86,7 +87,7 @@ def _make_release(store: Path, parts: list[tuple[str, int, bytes]], name: str = 
 
 # -- the real device protocol code built for the host (tests/peers/ota_harness) ----------
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers" / "ota_harness"))
-import realcore
+import realcore  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -36,9 +36,11 @@ def test_keygen_register_serve_deploy(make_release: Callable[..., Any], tmp_path
         state = tmp_path / "core"
         assert main(["cloud", "register", str(state), "--devices", str(devices), "--server-key", str(key) + ".pub",
                      "--server", f"127.0.0.1:{port}", "--save-begin"]) == 0
-        assert json.loads((devices / f"{json.loads((state / 'core.json').read_text())['device_id']}.json").read_text()) == {"save_begin": True}
+        ident = json.loads((state / "core.json").read_text())["device_id"]
+        assert json.loads((devices / f"{ident}.json").read_text()) == {"save_begin": True}
         # a 0.3.x-protocol Core with the flasher_additions library and the agent
-        core = VirtualCore(state, CoreOptions(endpoints=("cloud",), extra={"cloud_dialect": "ccl", "cloud_save_begin": True})).start()
+        opts = CoreOptions(endpoints=("cloud",), extra={"cloud_dialect": "ccl", "cloud_save_begin": True})
+        core = VirtualCore(state, opts).start()
         assert core.endpoints["cloud"].connected.wait(20)  # type: ignore[attr-defined]
         data = os.urandom(10_000)
         store = tmp_path / "store"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 from sparkflash.cloud.server import Limits, load_or_create_token
 from sparkflash.deploy.ota import AdminClient

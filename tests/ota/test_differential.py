@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.cloud import CloudServer
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.coap import Message

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.protocols.cloud_handshake import server_public_der
 
 HERE = Path(__file__).resolve().parent

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sparkflash.cloud import CloudServer
 from sparkflash.deploy.base import DeployResult
 from sparkflash.deploy.ota import deploy

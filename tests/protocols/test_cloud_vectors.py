@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.protocols import cloud_handshake as hs
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import Opener, Sealer, decrypt, encrypt

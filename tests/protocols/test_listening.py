@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sparkflash.boards import load_board
 from sparkflash.errors import RemoteProtocolError
 from sparkflash.protocols import listening as L

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sparkflash.cli import main
 from sparkflash.manifest.keys import FileSigner, TrustStore
 from sparkflash.manifest.release import blob_key

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sparkflash.cli.deploy_cmd import adhoc_release
 from sparkflash.deploy.base import ProgressFn, WriteReport
 from sparkflash.deploy.run import Ledger, deploy_release

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 from sparkflash.virtual.faults import Faults
 
 HARNESS = Path(__file__).resolve().parents[1] / "peers" / "serial_harness"
 sys.path.insert(0, str(HARNESS))
 
-import receiver_build
-from receiver_runner import RealCore
+import receiver_build  # noqa: E402
+from receiver_runner import RealCore  # noqa: E402
 
 
 def start_core(core_dir: Path, faults: list[str] | None = None, baud: int | None = None,

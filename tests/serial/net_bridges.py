@@ -12,8 +12,9 @@ import threading
 import time
 from collections.abc import Iterator
 
-import serial
 import serial.rfc2217
+
+import serial
 
 
 def free_port() -> int:

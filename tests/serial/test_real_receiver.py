@@ -15,10 +15,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from receiver_runner import ERASE_MAX_US, RealCore
+
 from sparkflash.cli import main
 
 
-def flash(capsys: pytest.CaptureFixture[str], port: str, address: int, file: Path, *flags: str) -> tuple[int, list[dict[str, Any]]]:
+def flash(capsys: pytest.CaptureFixture[str], port: str, address: int, file: Path,
+          *flags: str) -> tuple[int, list[dict[str, Any]]]:
     rc = main(["flash", "--via", "serial", "--port", port, "--address", hex(address), str(file), "--json", *flags])
     out = capsys.readouterr()
     events = [json.loads(x) for x in out.out.splitlines() if x.startswith("{")]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from sparkflash.cli import main
 from sparkflash.deploy.base import (
     DEFAULT_ACCEPTED,

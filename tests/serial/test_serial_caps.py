@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 
 import pytest
+
 from sparkflash.errors import RemoteProtocolError
 from sparkflash.protocols import listening as L
 from sparkflash.protocols import serial_caps as C

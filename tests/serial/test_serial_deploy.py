@@ -230,7 +230,8 @@ def test_a_verified_deploy_writes_the_release_record_and_it_refuses_a_downgrade_
     from sparkflash.manifest.release import sign_manifest
 
     pub, _ = generate_key(tmp_path / "keys" / "release.pem")
-    yaml = "name: recdemo\nversion: \"{v}\"\nboard: spark-core\nregions:\n  - name: blob\n    memory: external\n    address: 0x90000\n    source: {{file: blob.bin}}\n"
+    yaml = ("name: recdemo\nversion: \"{v}\"\nboard: spark-core\nregions:\n"
+            "  - name: blob\n    memory: external\n    address: 0x90000\n    source: {{file: blob.bin}}\n")
     (tmp_path / "blob.bin").write_bytes(os.urandom(5000))
     manifests = {}
     for v in ("2.0.0", "1.0.0"):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from sparkflash.cli import main
 from sparkflash.virtual.core import VirtualCore
 
@@ -60,7 +61,8 @@ def test_rerun_after_killed_host_resyncs(make_core: Callable[..., VirtualCore], 
     f = tmp_path / "data.bin"
     data = os.urandom(64 * 1024)
     f.write_bytes(data)
-    host = subprocess.Popen([sys.executable, "-c", "import sys; from sparkflash.cli import main; sys.exit(main(sys.argv[1:]))", "flash", "--via", "serial", "--port", port,
+    cli = "import sys; from sparkflash.cli import main; sys.exit(main(sys.argv[1:]))"
+    host = subprocess.Popen([sys.executable, "-c", cli, "flash", "--via", "serial", "--port", port,
                              "--address", "0x80000", str(f), "--json"], stdout=subprocess.PIPE, text=True)
     assert host.stdout is not None
     for line in host.stdout:  # kill it in the middle of the YMODEM transfer

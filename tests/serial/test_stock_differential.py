@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sparkflash.virtual.core import VirtualCore
 from test_real_receiver import firmware, flash, region_done
+
+from sparkflash.virtual.core import VirtualCore
 
 CLI = "import sys; from sparkflash.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -258,7 +259,8 @@ def test_virtual_core_command_selects_the_stock_mode(tmp_path: Path) -> None:
     from sparkflash.protocols import serial_caps as C
     from sparkflash.transports.serial_port import open_serial
 
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "virtual-core", "--state", str(tmp_path / "core"), "--endpoints", "serial",
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "virtual-core", "--state", str(tmp_path / "core"),
+                             "--endpoints", "serial",
                              "--serial-mode", "stock", "--json"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from sparkflash import names
 from sparkflash.boards import load_board
 from sparkflash.deploy.run import Ledger

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.boards import load_board
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 from sparkflash.cloud.flasher import CloudFlasher, OtaOptions

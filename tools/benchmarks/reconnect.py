@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
 from sparkflash.cloud.server import Limits
 from sparkflash.protocols import coap

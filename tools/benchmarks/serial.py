@@ -126,6 +126,7 @@ def _real_receiver(root: Path, data: bytes, baud: int, repeat: int) -> dict[str,
     sys.path.insert(0, str(HARNESS))
     import receiver_build
     from receiver_runner import ERASE_TYP_US, PROGRAM_TYP_US, RealCore
+
     from sparkflash.protocols import ymodem as Y
     from sparkflash.transports.drive import drive
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import serial
 from serial.tools.miniterm import Miniterm
 
+import serial
 from sparkflash.errors import DeviceGone
 
 __all__ = ["register"]

@@ -116,7 +116,8 @@ class Reporter:
                 msg += f" ({ev['proves']})"
             print(msg, file=sys.stderr)
         elif kind == "deploy-done":
-            print("Done: every region ok (see each status)." if ev["ok"] else "FAILED: see the region errors above.", file=sys.stderr)
+            print("Done: every region ok (see each status)." if ev["ok"] else "FAILED: see the region errors above.",
+                  file=sys.stderr)
         elif kind == "message":
             print(ev["text"], file=sys.stderr)
 

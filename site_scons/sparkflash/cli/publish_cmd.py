@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--channel", help="also point channels/NAME/CHANNEL.json at this release (needs --key)")
     p.add_argument("--channel-expires-days", type=float, default=30.0, metavar="DAYS",
                    help="the channel record expires after DAYS (default 30): a frozen channel stops deploying")
-    p.add_argument("--key", help="Ed25519 private key (PEM path or pkcs11: URI): checks the release signature, signs the channel record")
+    p.add_argument("--key", help="Ed25519 private key (PEM path or pkcs11: URI): checks the release signature, "
+                                 "signs the channel record")
     p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key (.pub.pem) or directory")
     p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL(_S3), else AWS)")
     p.add_argument("--aws-region", help="AWS region (default: AWS_REGION / AWS config, else us-east-1)")

@@ -255,10 +255,10 @@ def adhoc_release(targets: list[tuple[int | None, Path]], board_name: str, store
             pieces.append(p)
             names.append(_region_name(p, path.name, len(got) > 1))
     if len(set(names)) != len(names):
-        names = [f"{n}@0x{p.address:08x}" for n, p in zip(names, pieces)]
+        names = [f"{n}@0x{p.address:08x}" for n, p in zip(names, pieces, strict=True)]
     mems = check_pieces(board, pieces, allow_protected=allow_protected, allow_text=allow_text, raw=frozenset(raw))
     regions = []
-    for p, mem, name in zip(pieces, mems, names):
+    for p, mem, name in zip(pieces, mems, names, strict=True):
         sha, crc = digests(p.data)
         store_blob(store, p.data)
         kind = "firmware" if mem.name == board.firmware_memory and p.address == board.firmware_address else "data"

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sparkflash import names
 from sparkflash.boards import Board, load_board
 from sparkflash.deploy.base import DeployResult, EventFn, ProgressFn, Unverifiable, WriteReport, accepted_statuses
 from sparkflash.deploy.run import Ledger, deploy_release

@@ -160,7 +160,7 @@ def _components(plan: MakePlan) -> tuple[list[Component], Component, Link]:
     for item in link.args:
         if isinstance(item, tuple) and item[0] in ("libdir", "lib"):
             for comp in comps.values():
-                if comp not in order and comp.archive and (item[1] == comp.archive.output.parent or item[1] == comp.archive.output):
+                if comp not in order and comp.archive and item[1] in (comp.archive.output.parent, comp.archive.output):
                     order.append(comp)
     order += [c for c in comps.values() if c not in order]
     return order, firmware, link

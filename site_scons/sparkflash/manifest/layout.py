@@ -183,7 +183,8 @@ def _check_pairs(placed: list[Placed], rel: ReleaseSpec) -> list[str]:
     shared = sorted(((k, v) for k, v in by_sector.items() if len(v) > 1), key=lambda kv: (order[id(kv[1][1])], kv[0][1]))
     warnings: list[str] = []
     for (_, sector), (a, b, *more) in shared:
-        others = f" and {len(more)} more regions ({', '.join(repr(m.spec.name) for m in more[:3])}{', …' if len(more) > 3 else ''})" if more else ""
+        listed = ", ".join(repr(m.spec.name) for m in more[:3]) + (", …" if len(more) > 3 else "")
+        others = f" and {len(more)} more regions ({listed})" if more else ""
         msg = (f"{b.where(rel.origin)}: shares the {b.memory.sector_size:#x}-byte sector at 0x{sector:08x} with "
                f"region {a.spec.name!r} (line {a.spec.line}){others}; erasing one destroys the other there. "
                "Move a region to a sector boundary")

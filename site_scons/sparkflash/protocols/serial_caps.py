@@ -96,7 +96,7 @@ def parse_sums(reply: L.Reply, expected: int, context: str) -> list[int]:
 def changed_runs(address: int, data: bytes, device: list[int]) -> list[tuple[int, int]]:
     """Contiguous (address, length) runs of the pieces whose CRC differs from the device's."""
     runs: list[tuple[int, int]] = []
-    for (a, n), want, have in zip(sector_pieces(address, len(data)), piece_crcs(address, data), device):
+    for (a, n), want, have in zip(sector_pieces(address, len(data)), piece_crcs(address, data), device, strict=False):
         if want == have:
             continue
         if runs and runs[-1][0] + runs[-1][1] == a:

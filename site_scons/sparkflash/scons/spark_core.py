@@ -36,7 +36,8 @@ def spark_core_variables(arguments: dict[str, str]) -> Variables:
     v.Add("CORE_FIRMWARE", "core-firmware tree (siblings ../core-common-lib, ../core-communication-lib)", DEFAULT_TREE)
     v.Add("APP", "build applications/<APP>/ instead of src/application.cpp (as make APP=)", "")
     v.Add("TEST", "build tests/<TEST>/ with the unit-test library (as make TEST=)", "")
-    v.Add(EnumVariable("VARIANT", "release (RELEASE_BUILD) or debug (make DEBUG_BUILD=y)", "release", allowed_values=("release", "debug")))
+    v.Add(EnumVariable("VARIANT", "release (RELEASE_BUILD) or debug (make DEBUG_BUILD=y)", "release",
+                       allowed_values=("release", "debug")))
     v.Add("ARM_TOOLCHAIN", "directory holding bin/arm-none-eabi-gcc (default: PATH)", "")
     v.Add("BOARD", "board whose application flash and RAM limit the size", "spark-core")
     v.Add(BoolVariable("USE_SWD_JTAG", "define USE_SWD_JTAG (as make USE_SWD_JTAG=y)", False))

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from sparkflash import device_agent
-from sparkflash.firmware.coretree import FirmwareTree
 from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL, agent_cost
+from sparkflash.firmware.coretree import FirmwareTree
 
 __all__ = ["WRAP_FLAGS", "agent_objects", "agent_size_action"]
 

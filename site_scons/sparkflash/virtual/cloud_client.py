@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.errors import SparkflashError
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
@@ -324,7 +325,7 @@ class CloudClient:
             self.result = f"OK {d[0]:08x} {d[1].hex()}".encode()
             return 0
         cuts = [address] + list(range(address - address % f.sector_size + f.sector_size, address + size, f.sector_size))
-        crcs = [ota.crc32(f.read(a, min(b, address + size) - a)) for a, b in zip(cuts, cuts[1:] + [address + size])]
+        crcs = [ota.crc32(f.read(a, min(b, address + size) - a)) for a, b in zip(cuts, cuts[1:] + [address + size], strict=True)]
         text = f"OK {len(crcs)} " + " ".join(f"{c:08x}" for c in crcs)
         if len(text) > 622:  # the string variable's limit on a Core
             self.result = b"ERR 2"

@@ -23,6 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sparkflash.boards import Board, load_board
 from sparkflash.protocols.core_keys import generate_device_key
 from sparkflash.virtual.nor_flash import SST25VF016B_TIMING, STM32F1_TIMING, NorFlash
@@ -105,7 +106,8 @@ class CoreState:
         self.internal.program(boot.start, image)
         self.internal.protected = prot
         key = generate_device_key()  # one the Core's fixed-offset key reader reads back exactly
-        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
         self.external.write_erased(0x2000, der.ljust(DEVICE_KEY_SLOT, b"\x00"))
         self.save()
 

@@ -33,7 +33,7 @@ from typing import Any
 import gi  # type: ignore[import-not-found]
 
 gi.require_version("UMockdev", "1.0")
-from gi.repository import GLib, UMockdev  # type: ignore[import-not-found]
+from gi.repository import GLib, UMockdev  # type: ignore[import-not-found]  # noqa: E402
 
 PRELOAD = "libumockdev-preload.so.0"
 BUS, DEVNUM = 1, 2

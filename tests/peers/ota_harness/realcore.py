@@ -119,7 +119,8 @@ def build(kind: str, workdir: Path, extra_sources: Sequence[Path] = (), extra_fl
     for s in sources:
         o = objs / (s.stem + ".o")
         lang = ["-x", "c++"] if s.suffix == ".c" else []
-        procs.append(subprocess.Popen(["nice", "g++", "-O1", "-w", *flags, f"-D{k.dialect}", *isys, *lang, "-c", str(s), "-o", str(o)],
+        procs.append(subprocess.Popen(["nice", "g++", "-O1", "-w", *flags, f"-D{k.dialect}", *isys, *lang,
+                                       "-c", str(s), "-o", str(o)],
                                       stderr=subprocess.PIPE, text=True))
         out.append(o)
     for p in procs:
