@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sparkflash.firmware.workspace import run_scons
 
 STARTUP = "examples/core-firmware/src/startup/startup_stm32f10x_md.S"
