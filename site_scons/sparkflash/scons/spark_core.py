@@ -9,11 +9,13 @@ tree gets is data in sparkflash.firmware.coretree; this file only turns it into 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import SCons.Action
 import SCons.Errors
+import SCons.Node
 import SCons.Script
 from SCons.Variables import BoolVariable, EnumVariable, Variables
 
@@ -148,6 +150,74 @@ def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path
     return " ".join(words), scripts
 
 
+def _toolchain_node(env: Any, tree: FirmwareTree) -> Any:
+    """One Value node standing for the content of every toolchain file that can shape an
+    output (headers, libraries, specs, cc1/as/ld: sparkflash.firmware.toolinputs)."""
+    from sparkflash.firmware.toolchain import Toolchain
+    from sparkflash.firmware.toolinputs import content_digest, toolchain_inputs
+
+    mflags = tuple(dict.fromkeys(a for c in tree.firmware.compiles for a in c.args if a.startswith("-m")))
+    cache = Path(env.Dir("#build/.sparkflash").abspath)
+    pending: list[Callable[[], None]] = []
+    files = toolchain_inputs(Toolchain(Path(env["ARM_TOOLCHAIN_BIN"])), mflags, cache, pending)
+    digest = content_digest(files, cache / "toolchain-content.json", pending)
+    _after_build(lambda: [w() for w in pending], only_if_ok=False)
+    return env.Value(f"toolchain {digest}")
+
+
+def _after_build(action: Callable[[], object], only_if_ok: bool) -> None:
+    """Run `action` at exit if the build phase ran (not after a stop while reading the
+    SConstruct, not under -n); with only_if_ok, only if no target failed."""
+    import atexit
+
+    import SCons.Script.Main
+
+    def run() -> None:
+        failures = SCons.Script.GetBuildFailures()
+        if SCons.Script.GetOption("no_exec") or (only_if_ok and failures):
+            return
+        if SCons.Script.Main.exit_status and not failures:
+            return  # stopped before building (a refused variable, a missing tree)
+        action()
+
+    atexit.register(run)
+
+
+def _rescan_if_include_dirs_changed(env: Any, tree: FirmwareTree) -> None:
+    """With --implicit-cache SCons keeps each file's resolved #include list, so a header
+    added earlier on the include path (shadowing one found before) would go unnoticed.
+    Every include directory and source directory is stat'ed (an added, removed or renamed
+    entry changes its mtime); if any changed since the last completed build, this run
+    rescans all includes. The record is written only after a build without failures."""
+    import json
+
+    dirs = sorted({d for comp in tree.components for c in comp.compiles
+                   for d in (*_include_dirs(c.args), str(c.source.parent))})
+    sig: dict[str, list[int]] = {}
+    for d in dirs:
+        try:
+            st = os.stat(d)
+            sig[d] = [st.st_ino, st.st_mtime_ns]
+        except OSError:
+            sig[d] = []
+    record = Path(env.Dir("#build/.sparkflash").abspath) / f"include-dirs-{env['VARIANT']}.json"
+    try:
+        old = json.loads(record.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old == sig:
+        return
+    # SetOption("implicit_deps_changed") is not applied after the SConscripts are read
+    # (SCons 4 Main copies it to SCons.Node before); set what the scanner consults
+    SCons.Node.implicit_deps_changed = True
+
+    def save() -> None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(sig))
+
+    _after_build(save, only_if_ok=True)
+
+
 def _firmware(env: Any) -> dict[str, Any]:
     """Nodes for the whole build; see the module docstring."""
     try:
@@ -187,7 +257,8 @@ def _firmware(env: Any) -> dict[str, Any]:
     hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
     env.Depends([binary, hexfile], size)  # an image over the limit or without a vector table is never produced
     every = [*built, *objs.values(), *archives.values(), elf, binary, hexfile]
-    env.Depends(every, env["ARM_TOOL_FILES"])
+    env.Depends(every, [*env["ARM_TOOL_FILES"], _toolchain_node(env, tree)])
+    _rescan_if_include_dirs_changed(env, tree)
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
             "objects": [*built, *objs.values()]}
 
