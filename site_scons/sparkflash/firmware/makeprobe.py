@@ -49,6 +49,9 @@ class Compile:
     output: Path
     lang: str
     args: tuple[str, ...]
+    #: (absolute dir, make's spelling) for each ../ depth its relative paths use: what
+    #: -fmacro-prefix-map needs so __FILE__ reads as under make (the unit tests print it)
+    macro_maps: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def _parse_compile(cwd: Path, argv: list[str], where: str) -> Compile:
     args: list[str] = []
     output: Path | None = None
     sources: list[Path] = []
+    raw: list[str] = []
     i = 1
     while i < len(argv):
         tok = argv[i]
@@ -108,6 +112,7 @@ def _parse_compile(cwd: Path, argv: list[str], where: str) -> Compile:
                 pass  # make's dependency files: SCons scans headers itself
             elif tok in _PATH_ARG:
                 args += [tok, str(_abs(cwd, val))]
+                raw.append(val)
             else:
                 args += [tok, val]
             continue
@@ -115,15 +120,29 @@ def _parse_compile(cwd: Path, argv: list[str], where: str) -> Compile:
         joined = _split_option(tok)
         if joined:
             args.append(joined[0] + str(_abs(cwd, joined[1])))
+            raw.append(joined[1])
         elif tok in _DEP_FLAGS or tok.startswith("-MF"):
             continue
         elif not tok.startswith("-") and Path(tok).suffix in _SOURCE_SUFFIXES:
             sources.append(_abs(cwd, tok))
+            raw.append(tok)
         else:
             args.append(tok)
     if output is None or len(sources) != 1:
         raise InputError(f"{where}: cannot read this compile command (need one -o and one source): {shlex.join(argv)}")
-    return Compile(cwd, sources[0], output, _SOURCE_SUFFIXES[sources[0].suffix], tuple(args))
+    return Compile(cwd, sources[0], output, _SOURCE_SUFFIXES[sources[0].suffix], tuple(args), _macro_maps(cwd, raw))
+
+
+def _macro_maps(cwd: Path, raw: list[str]) -> tuple[tuple[str, str], ...]:
+    ups: set[int] = set()
+    for tok in raw:
+        parts = [p for p in tok.split("/") if p not in ("", ".")] if not tok.startswith("/") else []
+        k = 0
+        while k < len(parts) and parts[k] == "..":
+            k += 1
+        if k:
+            ups.add(k)
+    return tuple((str(cwd.parents[k - 1]), "/".join([".."] * k)) for k in sorted(ups, reverse=True) if k <= len(cwd.parents))
 
 
 def _parse_archive(cwd: Path, argv: list[str], where: str) -> Archive:

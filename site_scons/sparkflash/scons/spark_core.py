@@ -56,8 +56,9 @@ def _prefix_maps(env: Any, tree_roots: tuple[Path, ...]) -> list[str]:
     top = Path(env.Dir("#").abspath)
     dirs = {top: "."} | {r.parent: os.path.relpath(r.parent, top) for r in tree_roots if not r.is_relative_to(top)}
     ordered = sorted(dirs, key=lambda d: len(str(d)))  # gcc: the last matching map wins
-    # -fdebug-prefix-map too: gcc hands only that one to the assembler for .S files
-    return [f"-f{kind}-prefix-map={d}={dirs[d]}" for d in ordered for kind in ("file", "debug")]
+    # macro + debug rather than -ffile-prefix-map: gcc ranks a file map above any macro
+    # map, and the per-compile macro maps (__FILE__ as make spells it) must win
+    return [f"-f{kind}-prefix-map={d}={dirs[d]}" for d in ordered for kind in ("macro", "debug")]
 
 
 def _include_dirs(args: tuple[str, ...]) -> list[str]:
@@ -88,15 +89,18 @@ def _escape(arg: str) -> str:
 
 def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], maps: list[str]) -> dict[Path, Any]:
     """One Object per make compile; compiles with the same flags share one environment."""
-    groups: dict[tuple[str, ...], Any] = {}
+    groups: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], Any] = {}
     nodes: dict[Path, Any] = {}
     for c in comp.compiles:
-        cenv = groups.get(c.args)
+        key = (c.args, c.macro_maps)
+        cenv = groups.get(key)
         if cenv is None:
             com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
-            cenv = groups[c.args] = env.Clone(
+            cenv = groups[key] = env.Clone(
                 CPPPATH=_include_dirs(c.args),
-                SPARK_ARGS=[*prefix, *(_escape(a) for a in c.args), *maps],
+                # last matching map wins: the macro maps (deeper dirs) after the general ones
+                SPARK_ARGS=[*prefix, *(_escape(a) for a in c.args), *maps,
+                            *(f"-fmacro-prefix-map={d}={rel}" for d, rel in c.macro_maps)],
                 CCCOM=com, CXXCOM=com, ASPPCOM=com, ASCOM=com, SHCCCOM=com,
             )
         nodes[c.output] = cenv.Object(f"{obj_dir}/{comp.object_path(c)}", str(c.source))[0]
