@@ -35,6 +35,7 @@ DEFAULT_TREE = "examples/core-firmware"
 def spark_core_variables(arguments: dict[str, str]) -> Variables:
     """The command-line variables `scons NAME=value` understands."""
     v = Variables(None, arguments)
+    v.FormatVariableHelpText = _one_line_help
     v.Add("CORE_FIRMWARE", "core-firmware tree (siblings ../core-common-lib, ../core-communication-lib)", DEFAULT_TREE)
     v.Add("APP", "build applications/<APP>/ instead of src/application.cpp (as make APP=)", "")
     v.Add("TEST", "build tests/<TEST>/ with the unit-test library (as make TEST=)", "")
@@ -47,7 +48,27 @@ def spark_core_variables(arguments: dict[str, str]) -> Variables:
     v.Add(BoolVariable("NEWLIB_COMPAT", "GCC 12/newlib 3.3 defines and nosys specs (docs/build.md)", True))
     v.Add(BoolVariable("IMPLICIT_CACHE", "reuse scanned #include lists of unchanged files", True))
     v.Add(BoolVariable("VERBOSE", "print full command lines", False))
+    v.Add("CFLAGS", "extra flags for every C and C++ compile, after the makefiles' own", "")
+    v.Add("CPPDEFINES", "extra defines for every C and C++ compile (NAME or NAME=value, space separated)", "")
+    v.Add("LINKFLAGS", "extra flags for the link, after the makefile's own", "")
+    v.Add("CACHE_DIR", "SCons build cache: objects, .elf, .map, .bin, .hex and size report are reused from it", "")
     return v
+
+
+_USER_FLAGS = ("CFLAGS", "CPPDEFINES", "LINKFLAGS")
+
+
+def _one_line_help(env: Any, key: str, text: str, default: Any, actual: Any, aliases: Any = None) -> str:
+    return f"  {key:<25} {text} [{actual}]\n"
+
+
+def _words(env: Any, name: str) -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(env[f"SPARK_USER_{name}"])
+    except ValueError as e:
+        raise InputError(f"{name}={env[f'SPARK_USER_{name}']}: {e}") from None
 
 
 def _prefix_maps(env: Any, tree_roots: tuple[Path, ...]) -> list[str]:
@@ -57,8 +78,20 @@ def _prefix_maps(env: Any, tree_roots: tuple[Path, ...]) -> list[str]:
     dirs = {top: "."} | {r.parent: os.path.relpath(r.parent, top) for r in tree_roots if not r.is_relative_to(top)}
     ordered = sorted(dirs, key=lambda d: len(str(d)))  # gcc: the last matching map wins
     # macro + debug rather than -ffile-prefix-map: gcc ranks a file map above any macro
-    # map, and the per-compile macro maps (__FILE__ as make spells it) must win
-    return [f"-f{kind}-prefix-map={d}={dirs[d]}" for d in ordered for kind in ("macro", "debug")]
+    # map, and the per-compile macro maps (__FILE__ as make spells it) must win. The
+    # checkout's own map is left out of the signature ($( $)): its value is "." wherever
+    # the checkout is, so a build cache serves another clone too.
+    out: list[str] = []
+    for d in ordered:
+        pair = [f"-f{kind}-prefix-map={d}={dirs[d]}" for kind in ("macro", "debug")]
+        out += ["$(", *pair, "$)"] if d == top else pair
+    return out
+
+
+def _relative_to_top(arg: str, top: str) -> str:
+    """Paths inside the checkout, relative to it (SCons runs there): the command lines,
+    and so the signatures and cache keys, do not depend on where the checkout is."""
+    return arg.replace(top + "/", "").replace(top, ".") if top in arg else arg
 
 
 def _include_dirs(args: tuple[str, ...]) -> list[str]:
@@ -87,9 +120,11 @@ def _escape(arg: str) -> str:
     return arg.replace("$", "$$")
 
 
-def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], maps: list[str]) -> dict[Path, Any]:
+def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], maps: list[str],
+             extra: list[str]) -> dict[Path, Any]:
     """One Object per make compile; compiles with the same flags share one environment."""
     groups: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], Any] = {}
+    top = env.Dir("#").abspath
     nodes: dict[Path, Any] = {}
     for c in comp.compiles:
         key = (c.args, c.macro_maps)
@@ -97,10 +132,11 @@ def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], m
         if cenv is None:
             com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
             cenv = groups[key] = env.Clone(
-                CPPPATH=_include_dirs(c.args),
+                CPPPATH=[_relative_to_top(d, top) for d in _include_dirs(c.args)],
                 # last matching map wins: the macro maps (deeper dirs) after the general ones
-                SPARK_ARGS=[*prefix, *(_escape(a) for a in c.args), *maps,
-                            *(f"-fmacro-prefix-map={d}={rel}" for d, rel in c.macro_maps)],
+                SPARK_ARGS=[*prefix, *(_escape(_relative_to_top(a, top)) for a in c.args),
+                            *(extra if c.lang != "asm" else []), *maps,
+                            *(f"-fmacro-prefix-map={_relative_to_top(d, top)}={rel}" for d, rel in c.macro_maps)],
                 CCCOM=com, CXXCOM=com, ASPPCOM=com, ASCOM=com, SHCCCOM=com,
             )
         nodes[c.output] = cenv.Object(f"{obj_dir}/{comp.object_path(c)}", str(c.source))[0]
@@ -129,14 +165,15 @@ def _options(env: Any) -> BuildOptions:
     )
 
 
-def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path, Any], map_file: Any) -> tuple[str, list[Any]]:
+def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path, Any], map_file: Any,
+                  extra: list[str], top: str) -> tuple[str, list[Any]]:
     """make's link line with our nodes in place of its objects, archives, map and output."""
     lib_dirs = {a.parent: node.dir for a, node in archives.items()}
     words: list[str] = ["$LINK", *tree.link_prefix]
     scripts: list[Any] = []
     for item in tree.link.args:
         if isinstance(item, str):
-            words.append(_escape(item))
+            words.append(_escape(_relative_to_top(item, top)))
             continue
         kind, path = item
         if kind == "obj":
@@ -148,9 +185,9 @@ def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path
         elif kind == "map":
             words.append(f"-Wl,-Map,{map_file.path}")
         elif kind == "script":
-            words.append(f"-T{path}")
+            words.append(f"-T{_relative_to_top(str(path), top)}")
             scripts.append(str(path))
-    words += ["--output", "$TARGET"]
+    words += [*extra, "--output", "$TARGET"]
     return " ".join(words), scripts
 
 
@@ -222,14 +259,40 @@ def _rescan_if_include_dirs_changed(env: Any, tree: FirmwareTree) -> None:
     _after_build(save, only_if_ok=True)
 
 
+def _help_placeholders(env: Any) -> dict[str, Any]:
+    """`scons -h` must work without a toolchain or a tree: no graph, just the names."""
+    out = env.Dir(f"#build/{env['VARIANT']}")
+    return {k: out.File(f"firmware.{k}") for k in ("elf", "bin", "hex", "map", "size")} | {
+        "dir": out, "tree": None, "objects": []}
+
+
+HELP_HEAD = """\
+Spark Core firmware (sparkflash): builds a core-firmware tree and its two sibling
+libraries with the commands their own makefiles run (docs/build.md).
+
+Targets:
+  (default)   build/<variant>/firmware.{elf,map,bin,hex,size}
+  compiledb   compile_commands.json for editors and clang tools
+  manifest, sign, publish, flash ...   release and deploy targets (below)
+
+Variables (NAME=value; current value in brackets):
+"""
+
+
 def _firmware(env: Any) -> dict[str, Any]:
     """Nodes for the whole build; see the module docstring."""
+    if SCons.Script.GetOption("help"):
+        return _help_placeholders(env)
     try:
         opts = _options(env)
         tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts)
         board = load_board(env["BOARD"])
+        extra = [_escape(w) for w in _words(env, "CFLAGS")] + [f"-D{_escape(d)}" for d in _words(env, "CPPDEFINES")]
+        link_extra = [_escape(w) for w in _words(env, "LINKFLAGS")]
     except SparkflashError as e:
         raise SCons.Errors.StopError(str(e)) from None
+    if env["CACHE_DIR"]:
+        env.CacheDir(env.Dir("#").Dir(env["CACHE_DIR"]).abspath)
     variant = f"#build/{env['VARIANT']}"
     out = variant
     if opts.app:
@@ -240,21 +303,20 @@ def _firmware(env: Any) -> dict[str, Any]:
     archives: dict[Path, Any] = {}
     built: list[Any] = []
     for comp in tree.libraries:
-        lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps)
+        lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps, extra)
         built += lib_objs.values()
         if comp.archive:
             members = [lib_objs[m] for m in comp.archive.members]
             archives[comp.archive.output] = env.StaticLibrary(f"{variant}/{comp.name}/{comp.archive.output.name}", members)[0]
-    objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps)
+    objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps, extra)
     map_file = env.File(f"{out}/firmware.map")
-    command, scripts = _link_command(tree, objs, archives, map_file)
+    command, scripts = _link_command(tree, objs, archives, map_file, link_extra, env.Dir("#").abspath)
     # the archives lead the .elf's sources, so SCons builds the libraries (and runs ar)
-    # while the firmware objects compile; the command keeps make's order
-    elf = env.Command(f"{out}/firmware.elf", [*archives.values(), *objs.values()],
+    # while the firmware objects compile; the command keeps make's order. The .map is a
+    # target too, so a build cache restores it with the .elf.
+    elf = env.Command([f"{out}/firmware.elf", map_file], [*archives.values(), *objs.values()],
                       SCons.Action.Action(command, "$LINKCOMSTR"))[0]
     env.Depends(elf, scripts)
-    env.SideEffect(map_file, elf)
-    env.Clean(elf, map_file)
     size = env.SizeCheck(f"{out}/firmware.size", elf, BOARD=env["BOARD"])[0]
     env.Depends(size, [str(PACKAGE_DIR / "sizereport.py"), str(PACKAGE_DIR / "imagecheck.py"), str(board.source)])
     binary = env.ElfToBin(f"{out}/firmware.bin", elf)[0]
@@ -272,6 +334,8 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     variables = spark_core_variables(arguments or {})
     variables.Update(env)  # other NAME=value arguments belong to the release/deploy tools
     env["SPARK_CORE_VARIABLES"] = variables
+    for name in _USER_FLAGS:  # SCons' cc/link tools (loaded next) reset these names
+        env[f"SPARK_USER_{name}"] = str(env[name])
     env.Tool("arm_gcc")
     # "content", not "content-timestamp": SCons stores whole-second mtimes, so an .elf
     # relinked within the same second as the last build would look unchanged. max_drift=1
@@ -280,6 +344,10 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     SCons.Script.SetOption("max_drift", 1)
     if env["IMPLICIT_CACHE"]:
         SCons.Script.SetOption("implicit_cache", 1)  # a no-op stays under 0.5 s (docs/build.md)
+    env.Tool("compilation_db")
+    env.Alias("compiledb", env.CompilationDatabase("#compile_commands.json"))
+    SCons.Script.Help(HELP_HEAD + variables.GenerateHelpText(env, sort=False)
+                      + "\nSCons' own options: scons -H\n", append=False)
     env.AddMethod(_firmware, "SparkCoreFirmware")
     env.AddMethod(_check_arguments, "CheckArguments")
 
