@@ -166,6 +166,24 @@ def _components(plan: MakePlan) -> tuple[list[Component], Component, Link]:
     return order, firmware, link
 
 
+def _refuse_device_os(root: Path) -> None:
+    """Device OS (particle-iot/device-os, `make PLATFORM=core` in main/) is refused: its
+    makefiles do not build with this toolchain, so there is no image to be identical to."""
+    for d in (root, root.parent):
+        if (d / "build" / "platform-id.mk").is_file() and (d / "main").is_dir():
+            version = "?"
+            vm = d / "build" / "version.mk"
+            for line in vm.read_text(errors="replace").splitlines() if vm.is_file() else []:
+                if line.startswith("VERSION_STRING"):
+                    version = line.split("=", 1)[1].strip()
+            raise InputError(
+                f"{d}: Device OS {version} is not supported: its own `make PLATFORM=core` fails with GCC 12 "
+                "even with the newlib overrides (-Werror=register in CMSIS core_cmFunc.h, 'NULL' not declared in "
+                "wiring/src/spark_wiring_rgb.cpp, -Werror=address-of-packed-member in hal, -Werror=array-parameter "
+                "in mbedtls), so there is no image to match byte for byte; build it with its makefiles and the GCC "
+                "4.9 it was written for, or give a core-firmware tree (docs/build.md)")
+
+
 def load_tree(firmware_root: str | Path, opts: BuildOptions = BuildOptions()) -> FirmwareTree:
     """Resolve a core-firmware checkout and its siblings by asking make what it builds.
 
@@ -175,6 +193,7 @@ def load_tree(firmware_root: str | Path, opts: BuildOptions = BuildOptions()) ->
     root = Path(firmware_root).resolve()
     if not root.is_dir():
         raise InputError(f"CORE_FIRMWARE={firmware_root}: no such directory {root}")
+    _refuse_device_os(root)
     _check_siblings(root)
     build_dir = _build_dir(root)
     for var, sub in (("APP", "applications"), ("TEST", "tests")):
