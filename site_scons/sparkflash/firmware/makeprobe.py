@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,4 +304,89 @@ def probe(build_dir: Path, variables: dict[str, str], goal: tuple[str, ...] = ()
     plan = parse(r.stdout, build_dir.resolve())
     if not plan.links:
         raise InputError(f"{build_dir}: make -n printed no link command: is this a core-firmware build directory?")
+    return plan
+
+
+_WATCHED = ("makefile", "Makefile", "GNUmakefile")
+
+
+def _signature(roots: list[Path], variables: dict[str, str]) -> dict[str, object]:
+    """What `make -n -B` output depends on, cheaply: every directory of the trees (an
+    entry added, removed or renamed changes its mtime: wildcards and new build.mk files),
+    every makefile and *.mk (content edits), the variables, make and this parser."""
+    entries: dict[str, list[int]] = {}
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            st = os.stat(dirpath)
+            entries[dirpath] = [st.st_ino, st.st_mtime_ns]
+            for f in filenames:
+                if f in _WATCHED or f.endswith(".mk"):
+                    p = os.path.join(dirpath, f)
+                    st = os.stat(p)
+                    entries[p] = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    tools = [make_program(), __file__, str(PROBE_SCRIPT)]
+    return {"variables": variables, "entries": entries,
+            "tools": {t: [os.stat(t).st_size, os.stat(t).st_mtime_ns] for t in tools}}
+
+
+def _to_json(plan: MakePlan) -> dict[str, object]:
+    def link_arg(a: str | tuple[str, Path]) -> object:
+        return a if isinstance(a, str) else [a[0], str(a[1])]
+
+    return {
+        "compiles": [[str(c.cwd), str(c.source), str(c.output), c.lang, list(c.args), [list(m) for m in c.macro_maps]]
+                     for c in plan.compiles],
+        "archives": [[str(a.cwd), str(a.output), [str(m) for m in a.members]] for a in plan.archives],
+        "links": [[str(k.cwd), str(k.output), [link_arg(a) for a in k.args]] for k in plan.links],
+        "commands": plan.commands,
+    }
+
+
+def _from_json(d: dict[str, object]) -> MakePlan:
+    plan = MakePlan(commands=int(d["commands"]))  # type: ignore[call-overload]
+    for cwd, src, out, lang, args, maps in d["compiles"]:  # type: ignore[attr-defined]
+        plan.compiles.append(Compile(Path(cwd), Path(src), Path(out), lang, tuple(args), tuple((a, b) for a, b in maps)))
+    for cwd, out, members in d["archives"]:  # type: ignore[attr-defined]
+        plan.archives.append(Archive(Path(cwd), Path(out), tuple(Path(m) for m in members)))
+    for cwd, out, args in d["links"]:  # type: ignore[attr-defined]
+        plan.links.append(Link(Path(cwd), Path(out), tuple(a if isinstance(a, str) else (a[0], Path(a[1])) for a in args)))
+    return plan
+
+
+def _roots(plan: MakePlan, build_dir: Path) -> list[Path]:
+    dirs = {c.cwd for c in plan.compiles} | {a.cwd for a in plan.archives} | {k.cwd for k in plan.links} | {build_dir}
+    return sorted({d.parent if d.name == "build" else d for d in dirs})
+
+
+def cached_probe(build_dir: Path, variables: dict[str, str], cache_dir: Path,
+                 pending: list[Callable[[], None]] | None = None) -> MakePlan:
+    """`probe()`, reused while nothing it depends on changed (see `_signature`): running
+    make and its sub-makes costs 0.1-0.2 s, a third of a no-op build."""
+    import hashlib
+    import json
+
+    build_dir = build_dir.resolve()
+    key = hashlib.sha256(json.dumps([str(build_dir), variables], sort_keys=True).encode()).hexdigest()[:16]
+    cache = cache_dir / f"makeplan-{key}.json"
+    try:
+        rec = json.loads(cache.read_text())
+        if rec["signature"] == json.loads(json.dumps(_signature([Path(r) for r in rec["roots"]], variables))):
+            return _from_json(rec["plan"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    plan = probe(build_dir, variables)
+    roots = _roots(plan, build_dir)
+    record = {"roots": [str(r) for r in roots], "signature": _signature(roots, variables), "plan": _to_json(plan)}
+
+    def write() -> None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(cache)
+
+    if pending is None:
+        write()
+    else:
+        pending.append(write)
     return plan

@@ -285,7 +285,10 @@ def _firmware(env: Any) -> dict[str, Any]:
         return _help_placeholders(env)
     try:
         opts = _options(env)
-        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts)
+        pending: list[Callable[[], None]] = []
+        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts,
+                         Path(env.Dir("#build/.sparkflash").abspath), pending)
+        _after_build(lambda: [w() for w in pending], only_if_ok=False)
         board = load_board(env["BOARD"])
         extra = [_escape(w) for w in _words(env, "CFLAGS")] + [f"-D{_escape(d)}" for d in _words(env, "CPPDEFINES")]
         link_extra = [_escape(w) for w in _words(env, "LINKFLAGS")]
@@ -344,8 +347,9 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     SCons.Script.SetOption("max_drift", 1)
     if env["IMPLICIT_CACHE"]:
         SCons.Script.SetOption("implicit_cache", 1)  # a no-op stays under 0.5 s (docs/build.md)
-    env.Tool("compilation_db")
-    env.Alias("compiledb", env.CompilationDatabase("#compile_commands.json"))
+    if "compiledb" in SCons.Script.COMMAND_LINE_TARGETS:  # its emitter costs every build ~20 ms
+        env.Tool("compilation_db")
+        env.Alias("compiledb", env.CompilationDatabase("#compile_commands.json"))
     SCons.Script.Help(HELP_HEAD + variables.GenerateHelpText(env, sort=False)
                       + "\nSCons' own options: scons -H\n", append=False)
     env.AddMethod(_firmware, "SparkCoreFirmware")
