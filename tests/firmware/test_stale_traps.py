@@ -75,7 +75,14 @@ def toolchain_copy(tmp_path: Path, tool: Callable[[str], str]) -> Path:
 
 
 def _own_copy(path: Path) -> Path:
-    """Replace a symlink in the toolchain copy by a real copy of its file, to edit it."""
+    """Replace a symlink in the toolchain copy by a real copy of its file, to edit it.
+
+    Refuses unless the link's directory is a real directory inside the copy: through a
+    symlinked directory, unlinking would delete the INSTALLED file."""
+    root = next(p for p in path.parents if p.name == "toolchain")
+    parent = Path(os.path.realpath(path.parent))
+    if parent != path.parent or not parent.is_relative_to(root) or not path.is_symlink():
+        raise AssertionError(f"{path}: not a symlink in a real directory of the toolchain copy {root}")
     target = path.resolve(strict=True)
     path.unlink()
     shutil.copy2(target, path)
