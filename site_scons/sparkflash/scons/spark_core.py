@@ -2,8 +2,10 @@
 
 `env.Tool('spark_core', arguments=ARGUMENTS)` reads the command-line variables (see
 `spark_core_variables`), loads arm_gcc, and adds `env.SparkCoreFirmware()`, which returns
-the nodes of build/<variant>/firmware.{elf,bin,hex,map,size}. Which sources and flags each
-tree gets is data in sparkflash.firmware.coretree; this file only turns it into nodes.
+the nodes of build/<variant>/firmware.{elf,bin,hex,map,size}. Which commands each tree
+runs comes from its own makefiles (sparkflash.firmware.makeprobe via coretree); this file
+turns them into nodes and adds what make lacks: the toolchain and include-directory
+dependencies, the image check after the link, the cache and compiledb.
 """
 
 from __future__ import annotations
