@@ -26,6 +26,9 @@ CONFIGS = [
      ["SPARK_PRODUCT_ID=42", "PRODUCT_FIRMWARE_VERSION=7"], "core-firmware", "release/firmware"),
     ("build_mk_flags", [], [], "core-firmware", "release/firmware"),
 ]
+#: configurations the tree's own makefile fails to build with GCC 12 (libstdc++ 12 headers
+#: break under the flasher_hal unit-test library), with the error both must report
+MAKE_FAILS = {("flasher_hal", "test"): "'__count_if' is not a member of 'std'"}
 #: appended to the firmware's src/build.mk for "build_mk_flags": both change the image
 BUILD_MK_FLAGS = "\nCPPFLAGS += -fno-optimize-sibling-calls\nLDFLAGS += -u strtok\n"
 
@@ -64,9 +67,15 @@ def test_configuration_byte_identical(name: str, cid: str, make_args: list[str],
     try:
         assert run_make(firmware, "clean").returncode == 0
         made = run_make(firmware, "-j2", *make_args)
-        assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
         checkout = make_checkout(tmp_path / "checkout")
         built = run_scons(checkout, "-j2", f"CORE_FIRMWARE={firmware}", *scons_args)
+        if (name, cid) in MAKE_FAILS:
+            # the tree's own make cannot build it with this toolchain: neither may scons
+            assert made.returncode != 0 and MAKE_FAILS[(name, cid)] in made.stderr
+            assert built.returncode != 0 and MAKE_FAILS[(name, cid)] in built.stderr
+            assert not (checkout / "build" / f"{scons_out}.bin").exists()
+            return
+        assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
         assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
         for ext in ("bin", "hex"):
             theirs = (firmware / "build" / f"{make_out}.{ext}").read_bytes()
