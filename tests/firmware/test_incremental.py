@@ -91,3 +91,19 @@ def test_variants_and_app_build_side_by_side(built_example: Path, tmp_path: Path
     assert (out / "firmware.bin").read_bytes() != (built_example / "build/release/firmware.bin").read_bytes()
     app_obj = out / "core-firmware/obj/applications/blink/application.o"
     assert app_obj.exists() and not (out / "core-firmware/obj/src/application.o").exists()
+
+
+def test_new_source_and_build_mk_edit_are_seen(fresh_checkout: Path) -> None:
+    """make's plan is cached between runs; a file a wildcard now matches, and a build.mk
+    edit that keeps the old mtime, must reach the next build."""
+    _build(fresh_checkout, "-j2")
+    extra = fresh_checkout / "examples/core-firmware/src/extra.cpp"
+    extra.write_text("int sparkflash_extra() { return 1; }\n")
+    assert ("CXX", "extra.cpp") in _ran(_build(fresh_checkout))
+    mk = fresh_checkout / "examples/core-firmware/src/build.mk"
+    before = mk.stat()
+    mk.write_text(mk.read_text() + "CPPFLAGS += -DSPARKFLASH_FROM_BUILD_MK=1\n")
+    os.utime(mk, ns=(before.st_atime_ns, before.st_mtime_ns))
+    ran = _ran(_build(fresh_checkout))
+    assert {("CXX", "application.cpp"), ("CXX", "main.cpp"), ("CXX", "extra.cpp")} <= set(ran)
+    assert ("CC", "crc32.c") not in ran

@@ -110,3 +110,18 @@ def test_size_check_says_by_how_many_bytes() -> None:
     over = SizeReport("fw.elf", 0, 0, 0, 0x08005000, 110600, board.firmware_max_size, 20500, board.ram_size)
     with pytest.raises(InputError, match="by 8 bytes.*by 20 bytes"):
         check_fits(over)
+
+
+def test_device_os_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """Device OS v0.4.9 (PLATFORM=core) does not build with GCC 12 under its own makefiles."""
+    import tarfile
+
+    from firmware_peers import require_peers
+
+    peers = require_peers("device-os-v0.4.9.tar.gz")
+    with tarfile.open(peers / "device-os-v0.4.9.tar.gz") as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(("device-os/build/", "device-os/main/"))]
+        tar.extractall(tmp_path, members=members, filter="data")
+    for root in (tmp_path / "device-os", tmp_path / "device-os" / "main"):
+        with pytest.raises(InputError, match=r"Device OS 0\.4\.9 is not supported: its own `make PLATFORM=core` fails"):
+            load_tree(root)

@@ -11,11 +11,19 @@ that turn a tree that cannot build into an error naming what is missing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparkflash.errors import InputError
-from sparkflash.firmware.makeprobe import Archive, Compile, Link, MakePlan, probe
+from sparkflash.firmware.makeprobe import (
+    Archive,
+    Compile,
+    Link,
+    MakePlan,
+    cached_probe,
+    probe,
+)
 
 __all__ = [
     "COMMON",
@@ -166,22 +174,45 @@ def _components(plan: MakePlan) -> tuple[list[Component], Component, Link]:
     return order, firmware, link
 
 
-def load_tree(firmware_root: str | Path, opts: BuildOptions = BuildOptions()) -> FirmwareTree:
+def _refuse_device_os(root: Path) -> None:
+    """Device OS (particle-iot/device-os, `make PLATFORM=core` in main/) is refused: its
+    makefiles do not build with this toolchain, so there is no image to be identical to."""
+    for d in (root, root.parent):
+        if (d / "build" / "platform-id.mk").is_file() and (d / "main").is_dir():
+            version = "?"
+            vm = d / "build" / "version.mk"
+            for line in vm.read_text(errors="replace").splitlines() if vm.is_file() else []:
+                if line.startswith("VERSION_STRING"):
+                    version = line.split("=", 1)[1].strip()
+            raise InputError(
+                f"{d}: Device OS {version} is not supported: its own `make PLATFORM=core` fails with GCC 12 "
+                "even with the newlib overrides (-Werror=register in CMSIS core_cmFunc.h, 'NULL' not declared in "
+                "wiring/src/spark_wiring_rgb.cpp, -Werror=address-of-packed-member in hal, -Werror=array-parameter "
+                "in mbedtls), so there is no image to match byte for byte; build it with its makefiles and the GCC "
+                "4.9 it was written for, or give a core-firmware tree (docs/build.md)")
+
+
+def load_tree(firmware_root: str | Path, opts: BuildOptions = BuildOptions(), cache_dir: Path | None = None,
+              pending: list[Callable[[], None]] | None = None) -> FirmwareTree:
     """Resolve a core-firmware checkout and its siblings by asking make what it builds.
 
     Raises InputError naming what is missing: the tree, a sibling, an APP/TEST directory,
     or whatever make itself reports (a source a build.mk lists, a linker script...).
+    With `cache_dir`, make's plan is reused while the trees' directories and makefiles
+    are unchanged (writes deferred to `pending` when given).
     """
     root = Path(firmware_root).resolve()
     if not root.is_dir():
         raise InputError(f"CORE_FIRMWARE={firmware_root}: no such directory {root}")
+    _refuse_device_os(root)
     _check_siblings(root)
     build_dir = _build_dir(root)
     for var, sub in (("APP", "applications"), ("TEST", "tests")):
         name = opts.app if var == "APP" else opts.test
         if name and not (root / sub / name).is_dir():
             raise InputError(f"{var}={name}: no such {'application' if var == 'APP' else 'test'} directory {root / sub / name}")
-    plan = probe(build_dir, opts.make_variables())
+    variables = opts.make_variables()
+    plan = probe(build_dir, variables) if cache_dir is None else cached_probe(build_dir, variables, cache_dir, pending)
     libraries, firmware, link = _components(plan)
     for c in firmware.compiles + tuple(x for lib in libraries for x in lib.compiles):
         if not c.source.is_file():

@@ -2,18 +2,22 @@
 
 `env.Tool('spark_core', arguments=ARGUMENTS)` reads the command-line variables (see
 `spark_core_variables`), loads arm_gcc, and adds `env.SparkCoreFirmware()`, which returns
-the nodes of build/<variant>/firmware.{elf,bin,hex,map,size}. Which sources and flags each
-tree gets is data in sparkflash.firmware.coretree; this file only turns it into nodes.
+the nodes of build/<variant>/firmware.{elf,bin,hex,map,size}. Which commands each tree
+runs comes from its own makefiles (sparkflash.firmware.makeprobe via coretree); this file
+turns them into nodes and adds what make lacks: the toolchain and include-directory
+dependencies, the image check after the link, the cache and compiledb.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import SCons.Action
 import SCons.Errors
+import SCons.Node
 import SCons.Script
 from SCons.Variables import BoolVariable, EnumVariable, Variables
 
@@ -33,6 +37,7 @@ DEFAULT_TREE = "examples/core-firmware"
 def spark_core_variables(arguments: dict[str, str]) -> Variables:
     """The command-line variables `scons NAME=value` understands."""
     v = Variables(None, arguments)
+    v.FormatVariableHelpText = _one_line_help
     v.Add("CORE_FIRMWARE", "core-firmware tree (siblings ../core-common-lib, ../core-communication-lib)", DEFAULT_TREE)
     v.Add("APP", "build applications/<APP>/ instead of src/application.cpp (as make APP=)", "")
     v.Add("TEST", "build tests/<TEST>/ with the unit-test library (as make TEST=)", "")
@@ -47,7 +52,27 @@ def spark_core_variables(arguments: dict[str, str]) -> Variables:
     v.Add(BoolVariable("IMPLICIT_CACHE", "reuse scanned #include lists of unchanged files", True))
     v.Add(BoolVariable("VERBOSE", "print full command lines", False))
     v.Add(BoolVariable("AGENT", "link the sparkflash device agent into the application (docs/device-agent.md)", False))
+    v.Add("CFLAGS", "extra flags for every C and C++ compile, after the makefiles' own", "")
+    v.Add("CPPDEFINES", "extra defines for every C and C++ compile (NAME or NAME=value, space separated)", "")
+    v.Add("LINKFLAGS", "extra flags for the link, after the makefile's own", "")
+    v.Add("CACHE_DIR", "SCons build cache: objects, .elf, .map, .bin, .hex and size report are reused from it", "")
     return v
+
+
+_USER_FLAGS = ("CFLAGS", "CPPDEFINES", "LINKFLAGS")
+
+
+def _one_line_help(env: Any, key: str, text: str, default: Any, actual: Any, aliases: Any = None) -> str:
+    return f"  {key:<25} {text} [{actual}]\n"
+
+
+def _words(env: Any, name: str) -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(env[f"SPARK_USER_{name}"])
+    except ValueError as e:
+        raise InputError(f"{name}={env[f'SPARK_USER_{name}']}: {e}") from None
 
 
 def _prefix_maps(env: Any, tree_roots: tuple[Path, ...]) -> list[str]:
@@ -56,8 +81,21 @@ def _prefix_maps(env: Any, tree_roots: tuple[Path, ...]) -> list[str]:
     top = Path(env.Dir("#").abspath)
     dirs = {top: "."} | {r.parent: os.path.relpath(r.parent, top) for r in tree_roots if not r.is_relative_to(top)}
     ordered = sorted(dirs, key=lambda d: len(str(d)))  # gcc: the last matching map wins
-    # -fdebug-prefix-map too: gcc hands only that one to the assembler for .S files
-    return [f"-f{kind}-prefix-map={d}={dirs[d]}" for d in ordered for kind in ("file", "debug")]
+    # macro + debug rather than -ffile-prefix-map: gcc ranks a file map above any macro
+    # map, and the per-compile macro maps (__FILE__ as make spells it) must win. The
+    # checkout's own map is left out of the signature ($( $)): its value is "." wherever
+    # the checkout is, so a build cache serves another clone too.
+    out: list[str] = []
+    for d in ordered:
+        pair = [f"-f{kind}-prefix-map={d}={dirs[d]}" for kind in ("macro", "debug")]
+        out += ["$(", *pair, "$)"] if d == top else pair
+    return out
+
+
+def _relative_to_top(arg: str, top: str) -> str:
+    """Paths inside the checkout, relative to it (SCons runs there): the command lines,
+    and so the signatures and cache keys, do not depend on where the checkout is."""
+    return arg.replace(top + "/", "").replace(top, ".") if top in arg else arg
 
 
 def _include_dirs(args: tuple[str, ...]) -> list[str]:
@@ -86,17 +124,23 @@ def _escape(arg: str) -> str:
     return arg.replace("$", "$$")
 
 
-def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], maps: list[str]) -> dict[Path, Any]:
+def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], maps: list[str],
+             extra: list[str]) -> dict[Path, Any]:
     """One Object per make compile; compiles with the same flags share one environment."""
-    groups: dict[tuple[str, ...], Any] = {}
+    groups: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], Any] = {}
+    top = env.Dir("#").abspath
     nodes: dict[Path, Any] = {}
     for c in comp.compiles:
-        cenv = groups.get(c.args)
+        key = (c.args, c.macro_maps)
+        cenv = groups.get(key)
         if cenv is None:
             com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
-            cenv = groups[c.args] = env.Clone(
-                CPPPATH=_include_dirs(c.args),
-                SPARK_ARGS=[*prefix, *(_escape(a) for a in c.args), *maps],
+            cenv = groups[key] = env.Clone(
+                CPPPATH=[_relative_to_top(d, top) for d in _include_dirs(c.args)],
+                # last matching map wins: the macro maps (deeper dirs) after the general ones
+                SPARK_ARGS=[*prefix, *(_escape(_relative_to_top(a, top)) for a in c.args),
+                            *(extra if c.lang != "asm" else []), *maps,
+                            *(f"-fmacro-prefix-map={_relative_to_top(d, top)}={rel}" for d, rel in c.macro_maps)],
                 CCCOM=com, CXXCOM=com, ASPPCOM=com, ASCOM=com, SHCCCOM=com,
             )
         nodes[c.output] = cenv.Object(f"{obj_dir}/{comp.object_path(c)}", str(c.source))[0]
@@ -126,17 +170,16 @@ def _options(env: Any) -> BuildOptions:
 
 
 def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path, Any], map_file: Any,
-                  extra: tuple[list[Any], list[str]] = ([], [])) -> tuple[str, list[Any]]:
+                  extra: list[str], top: str, extra_objs: tuple[Any, ...] = ()) -> tuple[str, list[Any]]:
     """make's link line with our nodes in place of its objects, archives, map and output;
-    `extra` objects follow make's last object and extra flags come before the output."""
-    extra_objs, extra_flags = extra
+    `extra_objs` (the device agent's) follow make's last object, `extra` flags precede the output."""
     last_obj = max((i for i, item in enumerate(tree.link.args) if isinstance(item, tuple) and item[0] == "obj"), default=-1)
     lib_dirs = {a.parent: node.dir for a, node in archives.items()}
     words: list[str] = ["$LINK", *tree.link_prefix]
     scripts: list[Any] = []
     for i, item in enumerate(tree.link.args):
         if isinstance(item, str):
-            words.append(_escape(item))
+            words.append(_escape(_relative_to_top(item, top)))
             continue
         kind, path = item
         if kind == "obj":
@@ -150,20 +193,117 @@ def _link_command(tree: FirmwareTree, objs: dict[Path, Any], archives: dict[Path
         elif kind == "map":
             words.append(f"-Wl,-Map,{map_file.path}")
         elif kind == "script":
-            words.append(f"-T{path}")
+            words.append(f"-T{_relative_to_top(str(path), top)}")
             scripts.append(str(path))
-    words += [*extra_flags, "--output", "$TARGET"]
+    words += [*extra, "--output", "$TARGET"]
     return " ".join(words), scripts
+
+
+def _toolchain_node(env: Any, tree: FirmwareTree) -> Any:
+    """One Value node standing for the content of every toolchain file that can shape an
+    output (headers, libraries, specs, cc1/as/ld: sparkflash.firmware.toolinputs)."""
+    from sparkflash.firmware.toolchain import Toolchain
+    from sparkflash.firmware.toolinputs import content_digest, toolchain_inputs
+
+    mflags = tuple(dict.fromkeys(a for c in tree.firmware.compiles for a in c.args if a.startswith("-m")))
+    cache = Path(env.Dir("#build/.sparkflash").abspath)
+    pending: list[Callable[[], None]] = []
+    files = toolchain_inputs(Toolchain(Path(env["ARM_TOOLCHAIN_BIN"])), mflags, cache, pending)
+    digest = content_digest(files, cache / "toolchain-content.json", pending)
+    _after_build(lambda: [w() for w in pending], only_if_ok=False)
+    return env.Value(f"toolchain {digest}")
+
+
+def _after_build(action: Callable[[], object], only_if_ok: bool) -> None:
+    """Run `action` at exit if the build phase ran (not after a stop while reading the
+    SConstruct, not under -n); with only_if_ok, only if no target failed."""
+    import atexit
+
+    import SCons.Script.Main
+
+    def run() -> None:
+        failures = SCons.Script.GetBuildFailures()
+        if SCons.Script.GetOption("no_exec") or (only_if_ok and failures):
+            return
+        if SCons.Script.Main.exit_status and not failures:
+            return  # stopped before building (a refused variable, a missing tree)
+        action()
+
+    atexit.register(run)
+
+
+def _rescan_if_include_dirs_changed(env: Any, tree: FirmwareTree) -> None:
+    """With --implicit-cache SCons keeps each file's resolved #include list, so a header
+    added earlier on the include path (shadowing one found before) would go unnoticed.
+    Every include directory and source directory is stat'ed (an added, removed or renamed
+    entry changes its mtime); if any changed since the last completed build, this run
+    rescans all includes. The record is written only after a build without failures."""
+    import json
+
+    dirs = sorted({d for comp in tree.components for c in comp.compiles
+                   for d in (*_include_dirs(c.args), str(c.source.parent))})
+    sig: dict[str, list[int]] = {}
+    for d in dirs:
+        try:
+            st = os.stat(d)
+            sig[d] = [st.st_ino, st.st_mtime_ns]
+        except OSError:
+            sig[d] = []
+    record = Path(env.Dir("#build/.sparkflash").abspath) / f"include-dirs-{env['VARIANT']}.json"
+    try:
+        old = json.loads(record.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old == sig:
+        return
+    # SetOption("implicit_deps_changed") is not applied after the SConscripts are read
+    # (SCons 4 Main copies it to SCons.Node before); set what the scanner consults
+    SCons.Node.implicit_deps_changed = True
+
+    def save() -> None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(sig))
+
+    _after_build(save, only_if_ok=True)
+
+
+def _help_placeholders(env: Any) -> dict[str, Any]:
+    """`scons -h` must work without a toolchain or a tree: no graph, just the names."""
+    out = env.Dir(f"#build/{env['VARIANT']}")
+    return {k: out.File(f"firmware.{k}") for k in ("elf", "bin", "hex", "map", "size")} | {
+        "dir": out, "tree": None, "objects": []}
+
+
+HELP_HEAD = """\
+Spark Core firmware (sparkflash): builds a core-firmware tree and its two sibling
+libraries with the commands their own makefiles run (docs/build.md).
+
+Targets:
+  (default)   build/<variant>/firmware.{elf,map,bin,hex,size}
+  compiledb   compile_commands.json for editors and clang tools
+  manifest, sign, publish, flash ...   release and deploy targets (below)
+
+Variables (NAME=value; current value in brackets):
+"""
 
 
 def _firmware(env: Any) -> dict[str, Any]:
     """Nodes for the whole build; see the module docstring."""
+    if SCons.Script.GetOption("help"):
+        return _help_placeholders(env)
     try:
         opts = _options(env)
-        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts)
+        pending: list[Callable[[], None]] = []
+        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts,
+                         Path(env.Dir("#build/.sparkflash").abspath), pending)
+        _after_build(lambda: [w() for w in pending], only_if_ok=False)
         board = load_board(env["BOARD"])
+        extra = [_escape(w) for w in _words(env, "CFLAGS")] + [f"-D{_escape(d)}" for d in _words(env, "CPPDEFINES")]
+        link_extra = [_escape(w) for w in _words(env, "LINKFLAGS")]
     except SparkflashError as e:
         raise SCons.Errors.StopError(str(e)) from None
+    if env["CACHE_DIR"]:
+        env.CacheDir(env.Dir("#").Dir(env["CACHE_DIR"]).abspath)
     variant = f"#build/{env['VARIANT']}"
     out = variant
     if opts.app:
@@ -174,37 +314,38 @@ def _firmware(env: Any) -> dict[str, Any]:
     archives: dict[Path, Any] = {}
     built: list[Any] = []
     for comp in tree.libraries:
-        lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps)
+        lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps, extra)
         built += lib_objs.values()
         if comp.archive:
             members = [lib_objs[m] for m in comp.archive.members]
             archives[comp.archive.output] = env.StaticLibrary(f"{variant}/{comp.name}/{comp.archive.output.name}", members)[0]
-    objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps)
-    agent: tuple[list[Any], list[str]] = ([], [])
+    objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps, extra)
+    agent_objs: tuple[Any, ...] = ()
     if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and the setup/loop wraps
         from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
 
-        agent = (agent_objects(env, out, tree, maps), WRAP_FLAGS)
+        agent_objs = tuple(agent_objects(env, out, tree, maps))
+        link_extra += WRAP_FLAGS
     map_file = env.File(f"{out}/firmware.map")
-    command, scripts = _link_command(tree, objs, archives, map_file, agent)
+    command, scripts = _link_command(tree, objs, archives, map_file, link_extra, env.Dir("#").abspath, agent_objs)
     # the archives lead the .elf's sources, so SCons builds the libraries (and runs ar)
-    # while the firmware objects compile; the command keeps make's order
-    elf = env.Command(f"{out}/firmware.elf", [*archives.values(), *objs.values(), *agent[0]],
+    # while the firmware objects compile; the command keeps make's order. The .map is a
+    # target too, so a build cache restores it with the .elf.
+    elf = env.Command([f"{out}/firmware.elf", map_file], [*archives.values(), *objs.values(), *agent_objs],
                       SCons.Action.Action(command, "$LINKCOMSTR"))[0]
     env.Depends(elf, scripts)
-    env.SideEffect(map_file, elf)
-    env.Clean(elf, map_file)
     size = env.SizeCheck(f"{out}/firmware.size", elf, BOARD=env["BOARD"])[0]
     env.Depends(size, [str(PACKAGE_DIR / "sizereport.py"), str(PACKAGE_DIR / "imagecheck.py"), str(board.source)])
     binary = env.ElfToBin(f"{out}/firmware.bin", elf)[0]
     hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
     env.Depends([binary, hexfile], size)  # an image over the limit or without a vector table is never produced
-    every = [*built, *objs.values(), *agent[0], *archives.values(), elf, binary, hexfile]
-    env.Depends(every, env["ARM_TOOL_FILES"])
+    every = [*built, *objs.values(), *agent_objs, *archives.values(), elf, binary, hexfile]
+    env.Depends(every, [*env["ARM_TOOL_FILES"], _toolchain_node(env, tree)])
     if env["AGENT"]:
         from sparkflash.scons.sparkflash_agent import agent_size_action
 
         env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
+    _rescan_if_include_dirs_changed(env, tree)
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
             "objects": [*built, *objs.values()]}
 
@@ -214,6 +355,8 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     variables = spark_core_variables(arguments or {})
     variables.Update(env)  # other NAME=value arguments belong to the release/deploy tools
     env["SPARK_CORE_VARIABLES"] = variables
+    for name in _USER_FLAGS:  # SCons' cc/link tools (loaded next) reset these names
+        env[f"SPARK_USER_{name}"] = str(env[name])
     env.Tool("arm_gcc")
     # "content", not "content-timestamp": SCons stores whole-second mtimes, so an .elf
     # relinked within the same second as the last build would look unchanged. max_drift=1
@@ -222,6 +365,11 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     SCons.Script.SetOption("max_drift", 1)
     if env["IMPLICIT_CACHE"]:
         SCons.Script.SetOption("implicit_cache", 1)  # a no-op stays under 0.5 s (docs/build.md)
+    if "compiledb" in SCons.Script.COMMAND_LINE_TARGETS:  # its emitter costs every build ~20 ms
+        env.Tool("compilation_db")
+        env.Alias("compiledb", env.CompilationDatabase("#compile_commands.json"))
+    SCons.Script.Help(HELP_HEAD + variables.GenerateHelpText(env, sort=False)
+                      + "\nSCons' own options: scons -H\n", append=False)
     env.AddMethod(_firmware, "SparkCoreFirmware")
     env.AddMethod(_check_arguments, "CheckArguments")
 

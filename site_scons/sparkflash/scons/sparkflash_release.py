@@ -92,6 +92,30 @@ def _release_inputs(env: Any, yaml_node: Any) -> list[Any]:
     return nodes
 
 
+def _content_node(env: Any, nodes: list[Any]) -> Any:
+    """The release's own inputs (YAML, boards, blobs) decided by content, every run.
+
+    SCons records whole-second mtimes and, with the short max_drift the firmware build
+    sets, trusts a recorded hash when the mtime matches: an edit undone within the same
+    second would keep the signed manifest of the edit. A Value of their sha256, computed
+    now, cannot be fooled that way. Files SCons builds itself (the firmware .bin) are
+    left to SCons: it hashes what it just built."""
+    import hashlib
+
+    total = hashlib.sha256()
+    for node in nodes:
+        if node.has_builder():
+            continue
+        path = node.srcnode().abspath
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            digest = "missing"
+        total.update(f"{path}\0{digest}\0".encode())
+    return env.Value(f"release inputs {total.hexdigest()}")
+
+
 def _library_files(env: Any) -> list[Any]:
     """The modules that produce the bytes: SCons hashes only the action's own code."""
     root = Path(sparkflash.__file__).parent
@@ -131,8 +155,9 @@ def generate(env: Any) -> None:
     sources = [yaml_node]
     if env.get("SPARKFLASH_FIRMWARE_BIN") and not _cleaning_release_only():
         sources.append(env.File(env["SPARKFLASH_FIRMWARE_BIN"]))
-    manifest = env.SparkflashManifest(dist.File(MANIFEST_NAME), sources + _release_inputs(env, yaml_node))
-    env.Depends(manifest, _library_files(env))
+    inputs = sources + _release_inputs(env, yaml_node)
+    manifest = env.SparkflashManifest(dist.File(MANIFEST_NAME), inputs)
+    env.Depends(manifest, [*_library_files(env), _content_node(env, inputs)])
     env.Clean(manifest, dist)  # the content-addressed blobs are side outputs
 
     key = env.File(env["SPARKFLASH_KEY"])

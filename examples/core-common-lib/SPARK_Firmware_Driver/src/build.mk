@@ -1,5 +1,5 @@
 # Sources of this directory, in the format of the spark_11 core-common-lib build.mk files
-# (read by site_scons/sparkflash/firmware/makefrag.py, and by make).
+# (included by ../../build/makefile; scons reads the result through make -n).
 TARGET_SPARK_PATH = SPARK_Firmware_Driver
 TARGET_SPARK_SRC_PATH = $(TARGET_SPARK_PATH)/src
 
