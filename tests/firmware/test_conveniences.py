@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
+
 from sparkflash.firmware.coretree import load_tree
 from sparkflash.firmware.workspace import make_checkout, run_scons
 

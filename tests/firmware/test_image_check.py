@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sparkflash.firmware.workspace import run_scons
 
 STARTUP = "examples/core-firmware/src/startup/startup_stm32f10x_md.S"
@@ -36,7 +37,8 @@ def test_startup_object_missing_is_refused(fresh_checkout: Path) -> None:
     ("old", "new", "message"),
     [
         ("    .word _estack\n", "    .word 0x30000000\n", "initial SP 0x30000000 (word 0 at 0x08005000) is not inside RAM"),
-        ("    .word Reset_Handler\n", "    .word 0x08005200\n", "reset vector 0x08005200 (word 1 at 0x08005004) lacks the Thumb bit"),
+        ("    .word Reset_Handler\n", "    .word 0x08005200\n",
+         "reset vector 0x08005200 (word 1 at 0x08005004) lacks the Thumb bit"),
         ("    .word Reset_Handler\n", "    .word 0x08000201\n", "reset vector 0x08000201 points outside the application area"),
     ],
     ids=["sp-outside-ram", "reset-not-thumb", "reset-outside-app"],

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.firmware.workspace import run_scons
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from firmware_peers import TREE_SETS
+
 from sparkflash.firmware.workspace import make_checkout, run_make, run_scons
 
 pytestmark = pytest.mark.slow

@@ -150,7 +150,8 @@ def _tree_set(source: Path, work: Path, repeat: int) -> dict[str, object]:
     make_clean, scons_clean = _make(fw_make, "clean"), _clean_scons(checkout)
     clean = _interleaved({"make": (make_clean, _make(fw_make, "-j2")),
                           "scons": (scons_clean, _scons(checkout, "-j2", variables))}, repeat)
-    noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")), "scons": (_nothing, _scons(checkout, "-j2", variables))}, repeat)
+    noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")),
+                         "scons": (_nothing, _scons(checkout, "-j2", variables))}, repeat)
     edit = _interleaved(
         {
             "make": (_editor(fw_make / CORE_EDIT), _make(fw_make, "-j2")),
