@@ -37,6 +37,7 @@ LEAVES = leaves(build_parser())
 ERRORS: dict[tuple[str, ...], tuple[Argv, int]] = {
     ("keys", "generate"): (lambda t: [], 2),
     ("keys", "id"): (lambda t: [str(t / "missing.pub.pem")], 2),
+    ("keys", "export-public"): (lambda t: [str(t / "missing.pem"), str(t / "out.pub.pem")], 2),
     ("manifest", "build"): (lambda t: [str(t / "missing.yaml"), "--out", str(t / "out")], 2),
     ("manifest", "show"): (lambda t: [str(t / "missing.yaml")], 2),
     ("manifest", "verify"): (lambda t: [str(t / "missing"), "--trust", str(t / "missing.pub.pem")], 2),

@@ -165,9 +165,11 @@ def test_elf_for_another_machine_is_refused(tmp_path: Path) -> None:
         load_pieces(Path(sys.executable).resolve(), None, "elf")
 
 
-def test_flash_stays_out_of_the_release_ledger(core: VirtualCore, tmp_path: Path, example_release: Path,
+def test_flash_stays_out_of_the_release_ledger(core: VirtualCore, tmp_path: Path, signed_example: tuple[Path, Path],
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """#15: flashing example.bin recorded a release "example" 0.0.0 and refused the next deploy."""
+    """#15: flashing example.bin recorded a release "example" 0.0.0 and refused the next deploy.
+    (Only a signed release names a ledger entry: an unsigned one's name vouches for nothing.)"""
+    example_release, pub = signed_example
     f = tmp_path / "example.bin"
     f.write_bytes(os.urandom(4096))
     assert flash(core, "0x80000", str(f)) == 0
@@ -175,7 +177,7 @@ def test_flash_stays_out_of_the_release_ledger(core: VirtualCore, tmp_path: Path
     ledger = Ledger()
     assert not (ledger.root / "devices").exists()
     argv = ["deploy", str(example_release), "--via", "dfu", "--device", f"virtual:{core.state.path}",
-            "--no-verify-signature", "--json"]
+            "--trust", str(pub), "--json"]
     assert main(argv) == 0
     doc = result(capsys)
     assert ledger.last(device, doc["deployments"][0]["release"]) == doc["deployments"][0]["version"]
