@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,10 @@ def test_node_server_256_byte_chunks_accepted(spark_protocol: Path, tmp_path: Pa
         finally:
             node.kill()
         assert out.strip().splitlines()[-1] == "done", out[-2000:]
+        # the Core answers UpdateDone, then resets: the bootloader's copy may still be under way
+        deadline = time.monotonic() + 20
+        while v.state.internal.read(FW, len(fw)) != fw and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert v.state.internal.read(FW, len(fw)) == fw  # installed by the bootloader after the reset
         assert v.endpoints["cloud"].chunks_seen == -(-len(fw) // 256)  # type: ignore[attr-defined]
     finally:
