@@ -29,9 +29,14 @@ def socat_server(socat: str, tty: str) -> Iterator[str]:
     proc = subprocess.Popen([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
                              f"FILE:{tty},raw,echo=0"], stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
-                break
+        # Ready once the port is taken. Never probe by connecting: with `fork` that would start a
+        # second socat child on the same tty, racing the host's for the device's reply bytes.
+        for _ in range(200):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    break
             time.sleep(0.05)
         yield f"socket://127.0.0.1:{port}"
     finally:

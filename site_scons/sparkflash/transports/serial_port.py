@@ -12,6 +12,8 @@ import time
 import warnings
 from typing import Any
 
+import serial.rfc2217
+
 import serial
 from sparkflash.errors import DeviceGone, TransportError, TransportTimeout
 
@@ -87,6 +89,19 @@ def _close(port: serial.SerialBase) -> None:
         sock.close()
 
 
+class _Rfc2217(serial.rfc2217.Serial):
+    """pyserial 3.5's RFC 2217 client, closing its socket even when shutdown() fails (a peer
+    gone mid-negotiation): its own close() then drops the socket unclosed."""
+
+    def close(self) -> None:
+        sock: Any = getattr(self, "_socket", None)
+        try:
+            super().close()
+        finally:
+            if sock is not None:
+                sock.close()
+
+
 def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -> SerialLink:
     """Open a port path or pyserial URL (`socket://`, `rfc2217://`, `spy://`), raw 8N1, no
     flow control. pyserial's RFC 2217 client refuses a write timeout (its writes go to a
@@ -97,7 +112,12 @@ def open_serial(port: str, baud: int = 115200, *, write_timeout: float = 30.0) -
     if not url:
         kw["exclusive"] = True
     try:
-        p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, do_not_open=True, **kw)
+        p: Any  # a serial.Serial, or the RFC 2217 client (same methods, another base in the stubs)
+        if url == "rfc2217":
+            p = _Rfc2217(None, baudrate=baud, timeout=POLL_S)
+            p.port = port
+        else:
+            p = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, do_not_open=True, **kw)
         with warnings.catch_warnings():  # pyserial 3.5's rfc2217 client calls Thread.setDaemon
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
