@@ -9,8 +9,9 @@ claimer, and how another instance is woken.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sparkflash.errors import SparkflashError
@@ -33,9 +34,31 @@ class Backend(abc.ABC):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement (`?` placeholders); its rows, or [] when it returns none."""
 
+    _lock: threading.RLock
+    _depth: int = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction: committed on exit, rolled back on an exception; a nested one
+        joins the transaction around it."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self._outer_transaction():
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
+
     @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[None]:
-        """A write transaction: committed on exit, rolled back on an exception."""
+    def _outer_transaction(self) -> AbstractContextManager[None]:
+        """The driver's own transaction (the outermost `transaction`)."""
 
     @abc.abstractmethod
     def migration_lock(self) -> None:

@@ -57,23 +57,12 @@ class PostgresBackend(Backend):
                 raise StoreError(f"{self.url}: {str(e).strip()}") from None
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            try:
-                with self._db.transaction():
-                    yield
-            except self._psycopg.Error as e:
-                raise StoreError(f"{self.url}: {str(e).strip()}") from None
-            finally:
-                self._depth = 0
+    def _outer_transaction(self) -> Iterator[None]:
+        try:
+            with self._db.transaction():
+                yield
+        except self._psycopg.Error as e:
+            raise StoreError(f"{self.url}: {str(e).strip()}") from None
 
     def migration_lock(self) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
