@@ -13,44 +13,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
-import stat
 from pathlib import Path
 
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import SIGNATURE_NAME, Manifest
 from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key
+from sparkflash.manifest.sources import read_regular
 
-__all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "read_regular", "release_from_dir", "release_from_post"]
+__all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "release_from_dir", "release_from_post"]
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MANIFEST_CAP = 256 * 1024
 BLOB_CAP = 2 * 1024 * 1024  # the largest thing a Core holds (its external flash)
-
-
-def read_regular(path: Path, cap: int) -> bytes:
-    """The bytes of a regular file of at most `cap` bytes; InputError for anything else.
-
-    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path}: not a regular file")
-        if st.st_size > cap:
-            raise InputError(f"{path}: {st.st_size} bytes, more than the {cap}-byte limit")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(cap + 1)
-        if len(data) > cap:
-            raise InputError(f"{path}: more than the {cap}-byte limit")
-        return data
-    finally:
-        os.close(fd)
 
 
 class BlobStore:

@@ -57,10 +57,9 @@ def read_regular(path: Path, limit: int) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path}: not a regular file (a FIFO, device, socket or directory cannot be a source)")
+            raise InputError(f"{path}: not a regular file (a FIFO, device, socket or directory is never read)")
         if st.st_size > limit:
-            raise InputError(f"{path}: {st.st_size} bytes, more than the {limit} bytes that fit (the board's "
-                             "largest memory); nothing was read")
+            raise InputError(f"{path}: {st.st_size} bytes, more than the {limit}-byte limit; nothing was read")
         os.set_blocking(fd, True)
         parts, total = [], 0
         while True:
