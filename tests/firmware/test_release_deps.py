@@ -35,7 +35,7 @@ def test_edit_undone_within_a_second_is_seen(fresh_checkout: Path) -> None:
     second = _manifest(fresh_checkout)
     assert second != first and b"1.0.1" in second
     _set(yaml, original, mtime_ns=stamp)  # undone "within the same second": same mtime
-    time.sleep(1.2)  # past the firmware build's max_drift, so SCons would trust its record
+    time.sleep(1.2)  # the restored mtime is a second older than the records: SCons would trust them
     assert _manifest(fresh_checkout) == first
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,3 +153,20 @@ def test_new_header_shadowing_another_rebuilds(fresh_checkout: Path, tmp_path: P
     assert {("CXX", "application.cpp"), ("CXX", "main.cpp"), ("LINK", "firmware.elf")} <= again
     _same_as_clean_build(fresh_checkout, tmp_path)
     assert _build(fresh_checkout) == set()
+
+
+def test_header_rewritten_in_the_second_of_the_last_build_is_seen(fresh_checkout: Path, tmp_path: Path) -> None:
+    """SCons records whole-second mtimes: a header recorded by a build that ended in second S
+    and rewritten (same size) later in S must still be hashed again, not trusted. The
+    timing is set with utime so the race happens every run: the header and the records
+    of the second build both fall in S, the rewrite after them in S too."""
+    header = fresh_checkout / "examples/core-common-lib/SPARK_Firmware_Driver/inc/hw_config.h"
+    _build(fresh_checkout)
+    second = int(time.time()) - 3
+    os.utime(header, (second + 0.2, second + 0.2))
+    assert ("CXX", "application.cpp") not in _build(fresh_checkout)  # same content: nothing to do, S recorded
+    os.utime(fresh_checkout / ".sconsign.dblite", (second + 0.9, second + 0.9))
+    header.write_text(header.read_text().replace("LED_GREEN = 2", "LED_GREEN = 6"))
+    os.utime(header, (second + 0.5, second + 0.5))
+    assert ("CXX", "application.cpp") in _build(fresh_checkout)
+    _same_as_clean_build(fresh_checkout, tmp_path)

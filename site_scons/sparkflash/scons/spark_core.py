@@ -30,6 +30,7 @@ from sparkflash.firmware.coretree import (
     FirmwareTree,
     load_tree,
 )
+from sparkflash.scons import stored_hashes
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -359,10 +360,10 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
         env[f"SPARK_USER_{name}"] = str(env[name])
     env.Tool("arm_gcc")
     # "content", not "content-timestamp": SCons stores whole-second mtimes, so an .elf
-    # relinked within the same second as the last build would look unchanged. max_drift=1
-    # lets a file untouched for 1 s reuse its recorded hash (default: 2 days of rehashing).
+    # relinked within the same second as the last build would look unchanged. Recorded
+    # hashes are reused only where that cannot hide a write (sparkflash.scons.stored_hashes).
     env.Decider("content")
-    SCons.Script.SetOption("max_drift", 1)
+    stored_hashes.install()
     if env["IMPLICIT_CACHE"]:
         SCons.Script.SetOption("implicit_cache", 1)  # a no-op stays under 0.5 s (docs/build.md)
     if "compiledb" in SCons.Script.COMMAND_LINE_TARGETS:  # its emitter costs every build ~20 ms

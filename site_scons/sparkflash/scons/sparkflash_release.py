@@ -95,9 +95,9 @@ def _release_inputs(env: Any, yaml_node: Any) -> list[Any]:
 def _content_node(env: Any, nodes: list[Any]) -> Any:
     """The release's own inputs (YAML, boards, blobs) decided by content, every run.
 
-    SCons records whole-second mtimes and, with the short max_drift the firmware build
-    sets, trusts a recorded hash when the mtime matches: an edit undone within the same
-    second would keep the signed manifest of the edit. A Value of their sha256, computed
+    SCons records whole-second mtimes and trusts a recorded hash when the mtime matches
+    (sparkflash.scons.stored_hashes): an edit undone with its mtime restored would keep
+    the signed manifest of the edit. A Value of their sha256, computed
     now, cannot be fooled that way. Files SCons builds itself (the firmware .bin) are
     left to SCons: it hashes what it just built."""
     import hashlib

@@ -1,0 +1,52 @@
+"""When SCons may reuse a file's recorded content hash instead of reading the file again.
+
+SCons records whole-second mtimes. Its own rule (max_drift) reuses a recorded hash when the
+file's mtime equals the recorded one and is older than max_drift seconds *now*; a file
+rewritten within the same second as that record (an object recompiled by a build that
+follows the last one within a second, an editor saving twice) keeps the old hash, and the
+output built from it is stale. This module applies git's racy-index rule instead: a
+recorded hash is trusted only for a file whose mtime second ended before the last build
+wrote its records (the .sconsign database's mtime), so no write after that build can hide
+behind it. Everything else is hashed again, which costs a read of files changed recently.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import SCons.dblite
+import SCons.Node.FS
+import SCons.SConsign
+
+_last_write: list[int] = []  # whole second of the .sconsign database as this run found it
+
+
+def _records_written() -> int:
+    """The second the previous build wrote its records; 0 (trust nothing) if unknown."""
+    if not _last_write:
+        name = SCons.SConsign.DB_Name or ".sconsign"
+        if SCons.SConsign.DB_Module is SCons.dblite and not name.endswith(".dblite"):
+            name += ".dblite"
+        top = SCons.Node.FS.get_default_fs().Top.abspath
+        try:
+            _last_write.append(int(os.stat(os.path.join(top, name)).st_mtime))
+        except OSError:
+            _last_write.append(0)
+    return _last_write[0]
+
+
+def _stored_csig(node: Any) -> str:
+    """The recorded hash if the file is as recorded and was last written before that
+    record was saved; "" to make SCons hash it."""
+    ninfo = getattr(node.get_stored_info(), "ninfo", None)
+    csig = getattr(ninfo, "csig", None)
+    stamp = getattr(ninfo, "timestamp", None)
+    if not csig or not stamp or stamp != node.get_timestamp() or getattr(ninfo, "size", None) != node.get_size():
+        return ""
+    return str(csig) if stamp < _records_written() else ""
+
+
+def install() -> None:
+    """Replace SCons' max_drift rule for every File node of this run."""
+    SCons.Node.FS.File.get_max_drift_csig = _stored_csig
