@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sparkflash.boards import Board
 from sparkflash.deploy.base import ProgressFn, Unverifiable, WriteReport
@@ -23,13 +23,21 @@ from sparkflash.manifest.model import Region
 from sparkflash.protocols import ota
 
 if TYPE_CHECKING:
-    from sparkflash.cloud.server import CloudServer
     from sparkflash.cloud.session import DeviceInfo, DeviceSession
 
-__all__ = ["OtaOptions", "CloudFlasher", "write_region", "region_digest", "refusal", "device_info", "KEY_AREAS"]
+__all__ = ["OtaOptions", "CloudFlasher", "write_region", "region_digest", "refusal", "device_info", "KEY_AREAS", "Sessions"]
 
 SECTOR = 4096
 T = TypeVar("T")
+
+
+class Sessions(Protocol):
+    """Where a transfer finds the device's live session (the server)."""
+
+    loop: asyncio.AbstractEventLoop | None
+
+    async def wait_session(self, device: str, timeout: float, *,
+                           not_before: DeviceSession | None = None) -> DeviceSession: ...
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,7 @@ async def _changed_pieces(s: DeviceSession, region: Region, data: bytes, plan: _
     return runs
 
 
-async def device_info(server: CloudServer, device: str, opts: OtaOptions = OtaOptions()) -> DeviceInfo:
+async def device_info(server: Sessions, device: str, opts: OtaOptions = OtaOptions()) -> DeviceInfo:
     """What the connected device is, after Describe (waits for it to connect)."""
     s = await server.wait_session(device, opts.connect_s)
     await s.describe()
@@ -133,7 +141,7 @@ async def device_info(server: CloudServer, device: str, opts: OtaOptions = OtaOp
     return s.info
 
 
-async def write_region(server: CloudServer, board: Board, device: str, region: Region, data: bytes,
+async def write_region(server: Sessions, board: Board, device: str, region: Region, data: bytes,
                        progress: ProgressFn, opts: OtaOptions = OtaOptions()) -> WriteReport:
     s = await server.wait_session(device, opts.connect_s)
     plan = _plan(board, region, s, opts)
@@ -196,7 +204,7 @@ async def write_region(server: CloudServer, board: Board, device: str, region: R
     return report
 
 
-async def region_digest(server: CloudServer, board: Board, device: str, region: Region,
+async def region_digest(server: Sessions, board: Board, device: str, region: Region,
                         opts: OtaOptions = OtaOptions()) -> tuple[int, str]:
     """The agent's digest of the region; Unverifiable when the device has no agent."""
     for attempt in range(3):
@@ -219,7 +227,7 @@ class CloudFlasher:
 
     via = "ota"
 
-    def __init__(self, server: CloudServer, board: Board, device: str, opts: OtaOptions = OtaOptions()) -> None:
+    def __init__(self, server: Sessions, board: Board, device: str, opts: OtaOptions = OtaOptions()) -> None:
         self.server, self.board, self.device, self.opts = server, board, device, opts
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:

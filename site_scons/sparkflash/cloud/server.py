@@ -14,13 +14,14 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sparkflash.cloud.admin import handle_http
+from sparkflash.cloud.limits import Limits
 from sparkflash.cloud.registry import DeviceRegistry
 from sparkflash.cloud.releases import BlobStore
 from sparkflash.cloud.rsa_pool import RsaPool
@@ -50,19 +51,6 @@ def load_server_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one peer may cost the server (everything from outside is hostile)."""
-
-    per_peer: int = 64  # live connections from one IP address
-    handshake_s: float = 20.0  # nonce to device Hello
-    idle_s: float = 60.0  # nothing from a device for this long: gone (it pings every 15 s when idle)
-    frame: int = 640  # a Core's whole protocol buffer: it cannot send a longer frame
-    pending_max: int = 100  # offered keys kept for approval
-    pending_per_s: float = 1.0  # ...at most this many new ones per second (burst pending_burst)
-    pending_burst: int = 10
-
-
 def load_or_create_token(path: Path) -> str:
     """The admin API's bearer token: created 0600 on first use, then read."""
     try:
@@ -82,17 +70,17 @@ class CloudServer:
     def __init__(self, key: rsa.RSAPrivateKey, registry: DeviceRegistry, *, host: str = "127.0.0.1",
                  port: int = 5683, admin: tuple[str, int] | None = ("127.0.0.1", 8683),
                  trust: TrustStore | None = None, token: str | None = None, store: Path | None = None,
-                 insecure_unsigned: bool = False, limits: Limits = Limits(), rsa_workers: int = 0) -> None:
+                 insecure_unsigned: bool = False, limits: Limits | None = None, rsa_workers: int = 0) -> None:
         self.key, self.registry, self.trust = key, registry, trust
         self.host, self.port, self.admin_addr = host, port, admin
         self.token = token or secrets.token_urlsafe(32)
         self.insecure_unsigned = insecure_unsigned  # tests only: deploy unsigned releases
-        self.limits = limits
+        self.limits = limits or Limits()
         self.rsa = RsaPool(key, rsa_workers)  # 0: handshakes on the event loop
         self.store = BlobStore(store or registry.root / ".store")
         self.ledger = Ledger(self.store.root / "ledger")  # last version deployed per device, by this server
         self.peers: dict[str, int] = {}
-        self._bucket, self._bucket_t = float(limits.pending_burst), time.monotonic()
+        self._bucket, self._bucket_t = float(self.limits.pending_burst), time.monotonic()
         self.sessions: dict[str, DeviceSession] = {}
         self.deployments: dict[str, Any] = {}
         self._changed: asyncio.Condition | None = None
@@ -102,8 +90,6 @@ class CloudServer:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        from sparkflash.cloud.admin import handle_http
-
         self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Condition()
         await asyncio.to_thread(self.rsa.warm)
@@ -160,6 +146,16 @@ class CloudServer:
             return False
         self._bucket -= 1
         return True
+
+    # -- SessionHost: what sessions report ---------------------------------------------
+    def device_key(self, device_id: str) -> rsa.RSAPublicKey | None:
+        return self.registry.lookup(device_id)
+
+    def device_properties(self, device_id: str) -> dict[str, Any]:
+        return self.registry.properties(device_id)
+
+    def refuse(self, device_id: str, peer: str, reason: str, offered_der: bytes | None = None) -> None:
+        self.registry.refuse(device_id, peer, reason, offered_der if offered_der and self.pending_allowed() else None)
 
     def attach(self, s: DeviceSession) -> None:
         assert s.info is not None

@@ -15,8 +15,12 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from sparkflash.cloud.limits import Limits
+from sparkflash.cloud.rsa_pool import RsaPool
 from sparkflash.errors import DeviceGone, RemoteProtocolError, TransportTimeout
 from sparkflash.protocols import coap, ota
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
@@ -28,10 +32,7 @@ from sparkflash.protocols.cloud_handshake import (
 )
 from sparkflash.protocols.coap import Message, MessageIds
 
-if TYPE_CHECKING:
-    from sparkflash.cloud.server import CloudServer
-
-__all__ = ["AGENT_CAPS", "AGENT_FUNCTION", "AGENT_RESULT", "DeviceInfo", "DeviceSession"]
+__all__ = ["AGENT_CAPS", "AGENT_FUNCTION", "AGENT_RESULT", "DeviceInfo", "DeviceSession", "SessionHost"]
 
 log = logging.getLogger("sparkflash.cloud")
 HANDSHAKE_S = 30.0
@@ -77,8 +78,35 @@ class DeviceInfo:
         return self.generation == "ccl" and (self.save_begin_declared or "save" in self.agent_caps)
 
 
+class SessionHost(Protocol):
+    """What a session needs from the server that accepted it, and all it reports back.
+
+    Sessions know nothing else of the server (no import of it): the server implements this."""
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def rsa(self) -> RsaPool: ...
+
+    def device_key(self, device_id: str) -> RSAPublicKey | None:
+        """The registered key of a device, None if it is not registered."""
+
+    def device_properties(self, device_id: str) -> dict[str, Any]:
+        """What the operator declared for the device (e.g. save_begin)."""
+
+    def refuse(self, device_id: str, peer: str, reason: str, offered_der: bytes | None = None) -> None:
+        """A handshake refused; `offered_der` is the key a Device OS Core offered (kept for approval if allowed)."""
+
+    def attach(self, session: DeviceSession) -> None:
+        """The session finished its handshake and Hello: the device is reachable through it."""
+
+    def detach(self, session: DeviceSession) -> None:
+        """The session ended."""
+
+
 class DeviceSession:
-    def __init__(self, server: CloudServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: SessionHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server, self.reader, self.writer = server, reader, writer
         self.peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         self.info: DeviceInfo | None = None
@@ -121,13 +149,12 @@ class DeviceSession:
         block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), limit)
         hello = await self.server.rsa.open_hello(nonce, block)
         device = hello.device_id.hex()
-        pub = self.server.registry.lookup(device)
+        pub = self.server.device_key(device)
         if pub is None:
-            keep = hello.public_key_der if self.server.pending_allowed() else None
-            self.server.registry.refuse(device, self.peer, "not registered", keep)
+            self.server.refuse(device, self.peer, "not registered", hello.public_key_der)
             return False
         if hello.public_key_der is not None and hello.public_key_der != device_public_spki(pub):
-            self.server.registry.refuse(device, self.peer, "offered a key that differs from the registered one")
+            self.server.refuse(device, self.peer, "offered a key that differs from the registered one")
             return False
         material = secrets.token_bytes(SESSION_LEN)
         self.writer.write(await self.server.rsa.reply(pub, material))
@@ -139,7 +166,7 @@ class DeviceSession:
             raise RemoteProtocolError(f"device {device}: first message {coap.code_str(m.code)} /{m.path}, expected Hello")
         p = m.payload
         self.info = DeviceInfo(device, hello.generation, hello_len=len(p),
-                               save_begin_declared=bool(self.server.registry.properties(device).get("save_begin")))
+                               save_begin_declared=bool(self.server.device_properties(device).get("save_begin")))
         if (len(p) >= 8) != (hello.generation == "os"):
             log.warning("device %s: %d-byte Hello after a %s handshake", device, len(p), hello.generation)
         if len(p) >= 6:
