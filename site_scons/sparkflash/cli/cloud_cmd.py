@@ -44,7 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="deploy only releases signed by these keys (required unless --insecure-unsigned)")
     s.add_argument("--insecure-unsigned", action="store_true",
                    help="TESTS ONLY: also deploy unsigned releases (anyone with the token can then flash anything)")
-    s.add_argument("--store", type=Path, help="blob store and downgrade record (default DEVICES/.store)")
+    s.add_argument("--store", type=Path, help="state directory: blob store, downgrade record and the default "
+                                              "database (default DEVICES/.store)")
+    s.add_argument("--database", metavar="URL",
+                   help="fleet database: a SQLite file (default STORE/fleet.db) or postgresql://USER@HOST/DB; holds "
+                        "devices, deployments and rollouts, progress, events (a restart resumes from it)")
+    s.add_argument("--instance", default="local",
+                   help="this server's name in the database (its claims and connections; default 'local')")
+    s.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint for releases named by reference (default: "
+                                                         "AWS_ENDPOINT_URL or AWS)")
     s.add_argument("--max-per-peer", type=int, default=64, help="live device connections per IP address (default 64)")
     s.add_argument("--rsa-workers", type=int, default=os.cpu_count() or 1,
                    help="processes for the RSA handshakes (default: one per CPU; 0 = on the event loop)")
@@ -86,13 +94,15 @@ def _serve(args: argparse.Namespace) -> int:
     srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=host, port=port,
                       admin=args.admin, trust=trust, token=load_or_create_token(token_path), store=args.store,
                       insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer),
-                      rsa_workers=args.rsa_workers)
+                      rsa_workers=args.rsa_workers, database=args.database, instance=args.instance,
+                      s3_endpoint=args.s3_endpoint)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with ServerThread(srv):
         admin_host, admin_port = srv.admin_addr or ("", 0)
-        info = {"devices": f"{host}:{srv.port}", "admin": f"http://{admin_host}:{admin_port}", "token_file": str(token_path)}
+        info = {"devices": f"{host}:{srv.port}", "admin": f"http://{admin_host}:{admin_port}", "token_file": str(token_path),
+                "database": srv.db.dialect, "instance": srv.instance}
         print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
         while not stop.wait(0.5):
             pass

@@ -1,12 +1,19 @@
 """The admin API on loopback: a deliberately small HTTP/1.1 server (one request per connection).
 
-    GET  /v1/devices                     registered/connected devices and refused attempts
+    GET  /v1/devices                     registered devices (the store), their connections, refused attempts
+    PUT  /v1/devices/ID/labels           {"labels": [...]}: the device's groups, for rollout targets
     PUT  /v1/blobs/SHA256                {"data": base64}: into the server's store, digest checked
-    POST /v1/deployments                 {"manifest_json": TEXT, "signature_json": TEXT} or {"manifest": PATH}
-                                         (a release directory on this host), "devices": [ID...], optional
+    POST /v1/deployments                 {"release": REF} (s3://... or channel:...#name), or
+                                         {"manifest_json": TEXT, "signature_json": TEXT}, or {"manifest": PATH}
+                                         (a release directory on this host); "devices": [ID...], optional
                                          "regions", "chunk_size", "fast", "connect_timeout", "allow_downgrade"
     GET  /v1/deployments/ID              status and per-device results
     GET  /v1/deployments/ID/events       JSON Lines, streamed until the deployment ends (?after=N)
+    POST /v1/rollouts                    {"release": REF, "id", "target": {"devices", "labels", "percent"},
+                                         "phases": [{"percent", "threshold"}...], options as above}
+    GET  /v1/rollouts                    every rollout (state, phase, reason)
+    GET  /v1/rollouts/ID                 the rollout, each phase (threshold, counts, state), each device
+    POST /v1/rollouts/ID/pause|resume|abort   resume takes {"retry_failed": bool}
 
 Every request needs `Authorization: Bearer TOKEN` (the token file beside the server key);
 a body must be `Content-Type: application/json` (a browser cannot send that cross-site
@@ -23,11 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from sparkflash.cloud.deployments import Deployment
-from sparkflash.cloud.flasher import OtaOptions
+from sparkflash.cloud import deployments
 from sparkflash.cloud.registry import normalise_id
 from sparkflash.cloud.releases import release_from_dir, release_from_post
-from sparkflash.errors import InputError, SparkflashError
+from sparkflash.errors import SparkflashError
+from sparkflash.fleet import ids as fleet_ids
+from sparkflash.fleet.records import Phase, Target
+from sparkflash.fleet.rollouts import DEFAULT_PHASES, Rollouts
 from sparkflash.manifest.release import Release
 
 if TYPE_CHECKING:
@@ -40,6 +49,7 @@ STATUS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 40
           405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
           500: "Internal Server Error"}
 _BLOB = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # a deployment's or rollout's id (fleet.ids.rollout_id)
 
 
 class _HttpError(Exception):
@@ -62,51 +72,121 @@ def _json(writer: asyncio.StreamWriter, status: int, doc: dict[str, Any]) -> Non
     writer.write(_head(status, "application/json", len(body)) + body)
 
 
-def _open(server: CloudServer, body: dict[str, Any]) -> Release:
-    """Blocking (reads files): run in a worker thread."""
+def _open(server: CloudServer, body: dict[str, Any]) -> tuple[str, Release]:
+    """(the release's reference, the verified release). Blocking (reads files, fetches S3): a worker thread."""
+    if "release" in body:
+        return server.releases.resolve(fleet_ids.release_ref(body["release"]))
     if "manifest" in body:
         if not isinstance(body["manifest"], str):
             raise _HttpError(400, "'manifest' must be a path")
-        return release_from_dir(Path(body["manifest"]), server.store, server.trust, server.insecure_unsigned)
-    if "manifest_json" in body:
-        return release_from_post(body["manifest_json"], body.get("signature_json"), server.store, server.trust,
-                                 server.insecure_unsigned)
-    raise _HttpError(400, "body needs 'manifest_json' (+ 'signature_json') or 'manifest' (a release directory)")
+        rel = release_from_dir(Path(body["manifest"]), server.store, server.trust, server.insecure_unsigned)
+    elif "manifest_json" in body:
+        rel = release_from_post(body["manifest_json"], body.get("signature_json"), server.store, server.trust,
+                                server.insecure_unsigned)
+    else:
+        raise _HttpError(400, "body needs 'release' (s3://... or channel:...), 'manifest_json' (+ 'signature_json') "
+                              "or 'manifest' (a release directory)")
+    return server.releases.save(rel), rel
 
 
-def _create(server: CloudServer, body: dict[str, Any]) -> dict[str, Any]:
-    devices = body.get("devices")
-    if not isinstance(devices, list) or not devices or len(devices) > 10_000:
+def _device_ids(value: object) -> list[str]:
+    if not isinstance(value, list) or len(value) > 10_000 or not all(isinstance(d, str) for d in value):
+        raise _HttpError(400, "'devices' must be a list of device ids")
+    return list(dict.fromkeys(normalise_id(d) for d in value))
+
+
+async def _create_deployment(server: CloudServer, body: dict[str, Any]) -> dict[str, Any]:
+    devices = _device_ids(body.get("devices"))
+    if not devices:
         raise _HttpError(400, "'devices' must be a non-empty list of device ids")
-    ids = [normalise_id(str(d)) for d in devices]
-    release = _open(server, body)
-    for r in release.manifest.regions:
-        if not server.store.path(r.sha256).is_file():
-            raise InputError(f"region {r.name!r}: blob {r.sha256[:16]}… is not in the server's store "
-                             f"(PUT /v1/blobs/{r.sha256} first)")
-    m = release.manifest
-    if not body.get("allow_downgrade"):
-        for d in ids:  # the server's own record of what it deployed, whoever asked
-            server.ledger.refuse_downgrade(d, m.name, m.version)
+    opts = deployments.options_from(body)
+    ref, rel = await asyncio.to_thread(_open, server, body)
+    rid = await server.db_call(deployments.create, server, rel, ref, devices, None, (Phase(100.0, 0.0),), opts)
+    server.work.wake()
+    return {"id": rid, "url": f"/v1/deployments/{rid}"}
+
+
+def _phases(value: object) -> tuple[Phase, ...]:
+    if value is None:
+        return DEFAULT_PHASES
+    if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+        raise _HttpError(400, "'phases' must be a list of {\"percent\", \"threshold\"}")
     try:
-        opts = OtaOptions(chunk_size=int(body.get("chunk_size", 512)), allow_fast=bool(body.get("fast", True)),
-                          connect_s=min(600.0, float(body.get("connect_timeout", 60.0))))
-    except (TypeError, ValueError) as e:
-        raise _HttpError(400, f"bad option: {e}") from None
-    regions = body.get("regions")
-    if regions is not None and not (isinstance(regions, list) and all(isinstance(r, str) for r in regions)):
-        raise _HttpError(400, "'regions' must be a list of region names")
-    dep = Deployment(server, release, ids, regions, opts)
-    server.deployments[dep.id] = dep.start()
-    return {"id": dep.id, "url": f"/v1/deployments/{dep.id}"}
+        return tuple(Phase(float(p["percent"]), float(p.get("threshold", 1.0))) for p in value)
+    except (KeyError, TypeError, ValueError) as e:
+        raise _HttpError(400, f"bad phase: {e}") from None
 
 
-async def _stream(writer: asyncio.StreamWriter, dep: Deployment, after: int) -> None:
+def _target(value: object) -> Target:
+    if value is None:
+        return Target()
+    if not isinstance(value, dict) or set(value) - {"devices", "labels", "percent"}:
+        raise _HttpError(400, "'target' must be {\"devices\": [...], \"labels\": [...], \"percent\": N}")
+    labels = value.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise _HttpError(400, "'target.labels' must be a list of labels")
+    try:
+        pct = float(value.get("percent", 100.0))
+    except (TypeError, ValueError):
+        raise _HttpError(400, "'target.percent' must be a number") from None
+    return Target(tuple(_device_ids(value.get("devices", []))), tuple(fleet_ids.label(x) for x in labels), pct)
+
+
+async def _create_rollout(server: CloudServer, body: dict[str, Any]) -> dict[str, Any]:
+    if "release" not in body:
+        raise _HttpError(400, "a rollout needs 'release': s3://BUCKET/PREFIX/releases/NAME/VERSION or "
+                              "channel:s3://BUCKET/PREFIX/NAME#CHANNEL")
+    rid = fleet_ids.rollout_id(body["id"]) if "id" in body else None
+    target, phases, opts = _target(body.get("target")), _phases(body.get("phases")), deployments.options_from(body)
+    ref, rel = await asyncio.to_thread(_open, server, {"release": body["release"]})
+    rid = await server.db_call(deployments.create, server, rel, ref, list(target.devices), target, phases, opts, rid)
+    server.work.wake()
+    return await server.db_call(Rollouts(server.db).status, rid)
+
+
+async def _rollout_command(server: CloudServer, rid: str, command: str, body: dict[str, Any]) -> dict[str, Any]:
+    ro = Rollouts(server.db)
+    fleet_ids.rollout_id(rid)
+    if command == "pause":
+        await server.db_call(ro.pause, rid)
+    elif command == "resume":
+        await server.db_call(ro.resume, rid, retry_failed=bool(body.get("retry_failed", False)))
+        server.work.wake()
+    elif command == "abort":
+        await server.db_call(ro.abort, rid)
+    else:
+        raise _HttpError(404, f"no rollout command {command!r} (pause, resume, abort)")
+    return await server.db_call(ro.status, rid)
+
+
+def _rollout_list(server: CloudServer) -> dict[str, Any]:
+    return {"rollouts": [{"id": r.id, "release": r.release_ref, "state": r.state, "phase": r.phase + 1,
+                          "phases": len(r.phases), "reason": r.reason, "created_at": r.created_at}
+                         for r in server.db.rollouts()]}
+
+
+def _set_labels(server: CloudServer, device: str, body: dict[str, Any]) -> dict[str, Any]:
+    labels = body.get("labels")
+    if not isinstance(labels, list) or len(labels) > 64 or not all(isinstance(x, str) for x in labels):
+        raise _HttpError(400, "'labels' must be a list of labels")
+    dev = server.db.device(device)
+    if dev is None and server.import_device(device):
+        dev = server.db.device(device)
+    if dev is None:
+        raise _HttpError(404, f"device {device} is not registered")
+    d = server.db.put_device(dev.id, dev.public_key, labels=labels, capabilities=dev.capabilities)
+    return {"id": d.id, "labels": list(d.labels)}
+
+
+async def _stream(server: CloudServer, writer: asyncio.StreamWriter, rid: str, after: int) -> None:
+    live = server.deployments.setdefault(rid, deployments.LiveEvents(rid))
     writer.write(_head(200, "application/x-ndjson"))
-    n, idle = after, 0
+    n, idle, done = after, 0, False
     while True:
-        done = dep.done  # read before the events: the last ones are then sent too
-        evs = dep.events_after(n)
+        if idle % 10 == 0:  # the store says when it ended (read before the events: the last ones are then sent too)
+            st = await server.db_call(server.db.rollout, rid)
+            done = st is None or st.state in ("done", "aborted")
+        evs = live.after(n)
         n += len(evs)
         idle = 0 if evs else idle + 1
         if evs or idle % 100 == 0:  # an empty line every 5 s keeps idle clients from timing out
@@ -131,24 +211,42 @@ async def _route(server: CloudServer, method: str, target: str, body: bytes, wri
     url = urlsplit(target)
     parts = [p for p in url.path.split("/") if p]
     if parts == ["v1", "devices"] and method == "GET":
-        return _json(writer, 200, server.device_list())
+        return _json(writer, 200, await server.db_call(server.device_list))
+    if len(parts) == 4 and parts[:2] == ["v1", "devices"] and parts[3] == "labels" and method == "PUT":
+        return _json(writer, 200, await server.db_call(_set_labels, server, normalise_id(parts[2]), _doc(body)))
     if len(parts) == 3 and parts[:2] == ["v1", "blobs"] and method == "PUT":
         if not _BLOB.fullmatch(parts[2]):
             raise _HttpError(400, "blob path must be /v1/blobs/<64 lowercase hex digits>")
         new = await asyncio.to_thread(server.store.put_b64, parts[2], _doc(body).get("data"))
         return _json(writer, 201 if new else 200, {"sha256": parts[2], "stored": new})
     if parts == ["v1", "deployments"] and method == "POST":
-        return _json(writer, 201, await asyncio.to_thread(_create, server, _doc(body)))
+        return _json(writer, 201, await _create_deployment(server, _doc(body)))
     if len(parts) in (3, 4) and parts[:2] == ["v1", "deployments"] and method == "GET":
-        dep = server.deployments.get(parts[2])
-        if dep is None:
-            raise _HttpError(404, f"no deployment {parts[2]!r}")
+        if not _ID.fullmatch(parts[2]):
+            raise _HttpError(404, f"no deployment {parts[2][:80]!r}")
         if len(parts) == 3:
-            return _json(writer, 200, dep.status())
+            doc = await server.db_call(deployments.status, server, parts[2])
+            if doc is None:
+                raise _HttpError(404, f"no deployment {parts[2]!r}")
+            return _json(writer, 200, doc)
         if parts[3] == "events":
+            if await server.db_call(server.db.rollout, parts[2]) is None:
+                raise _HttpError(404, f"no deployment {parts[2]!r}")
             after = int(parse_qs(url.query).get("after", ["0"])[0])
-            return await _stream(writer, dep, after)
-    raise _HttpError(404 if method in ("GET", "POST") else 405, f"no route {method} {url.path}")
+            return await _stream(server, writer, parts[2], after)
+    if parts == ["v1", "rollouts"] and method == "POST":
+        return _json(writer, 201, await _create_rollout(server, _doc(body)))
+    if parts == ["v1", "rollouts"] and method == "GET":
+        return _json(writer, 200, await server.db_call(_rollout_list, server))
+    if len(parts) == 3 and parts[:2] == ["v1", "rollouts"] and method == "GET":
+        if not _ID.fullmatch(parts[2]):
+            raise _HttpError(404, f"no rollout {parts[2][:80]!r}")
+        return _json(writer, 200, await server.db_call(Rollouts(server.db).status, parts[2]))
+    if len(parts) == 4 and parts[:2] == ["v1", "rollouts"] and method == "POST":
+        if not _ID.fullmatch(parts[2]):
+            raise _HttpError(404, f"no rollout {parts[2][:80]!r}")
+        return _json(writer, 200, await _rollout_command(server, parts[2], parts[3], _doc(body)))
+    raise _HttpError(404 if method in ("GET", "POST", "PUT") else 405, f"no route {method} {url.path}")
 
 
 async def handle_http(server: CloudServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

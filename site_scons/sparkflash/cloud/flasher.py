@@ -142,7 +142,8 @@ async def device_info(server: Sessions, device: str, opts: OtaOptions = OtaOptio
 
 
 async def write_region(server: Sessions, board: Board, device: str, region: Region, data: bytes,
-                       progress: ProgressFn, opts: OtaOptions = OtaOptions()) -> WriteReport:
+                       progress: ProgressFn, opts: OtaOptions = OtaOptions(), *, resume: int = 0) -> WriteReport:
+    """`resume`: a sector-aligned offset an earlier attempt had confirmed up to (where the plan allows it)."""
     s = await server.wait_session(device, opts.connect_s)
     plan = _plan(board, region, s, opts)
     cs, report, drops = opts.chunk_size, WriteReport(), 0
@@ -158,6 +159,9 @@ async def write_region(server: Sessions, board: Board, device: str, region: Regi
             if not pieces:
                 progress(len(data), len(data))
                 return report  # the device already holds it: no write, no reboot
+    if resume > 0 and plan.resumable and resume % SECTOR == 0:
+        pieces = [(max(a, resume), b) for a, b in pieces if b > resume]
+        report.sectors_skipped = resume // SECTOR
     for seg_start, seg_end in pieces:
         seg, off = data[seg_start:seg_end], 0
         while True:

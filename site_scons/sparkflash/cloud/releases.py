@@ -22,7 +22,7 @@ from sparkflash.manifest.model import SIGNATURE_NAME, Manifest
 from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key
 from sparkflash.manifest.sources import read_regular
 
-__all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "release_from_dir", "release_from_post"]
+__all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "ReleaseSource", "release_from_dir", "release_from_post"]
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MANIFEST_CAP = 256 * 1024
@@ -112,3 +112,92 @@ def release_from_dir(path: Path, store: BlobStore, trust: TrustStore | None, ins
         if not store.path(r.sha256).exists():
             store.put(r.sha256, read_regular(mpath.parent / blob_key(r.sha256), BLOB_CAP))
     return Release(manifest, raw, sig, store.root)
+
+
+class ReleaseSource:
+    """Releases by reference, as deployments and rollouts name them; every one verified here.
+
+    `stored:SHA256` is a signed manifest posted through the admin API, kept in the server's own
+    store with its signature (so a restarted server can verify it again); `s3://.../releases/NAME/
+    VERSION` and `channel:s3://.../NAME#CHANNEL` are fetched by the server itself through the
+    publish client (signature with the server's trust store, the channel record, every blob's
+    digest), their blobs cached by digest in the same store. A channel is resolved once, when the
+    rollout is created: the rollout then names the release it found, so every device (and a
+    resumed deployment) gets the same one. Blocking: call from a worker thread."""
+
+    def __init__(self, blobs: BlobStore, trust: TrustStore | None, insecure: bool, *,
+                 endpoint_url: str | None = None) -> None:
+        self.blobs, self.trust, self.insecure, self.endpoint_url = blobs, trust, insecure, endpoint_url
+        self._open: dict[str, Release] = {}
+
+    def _paths(self, sha256: str) -> tuple[Path, Path]:
+        if not SHA256.fullmatch(sha256):
+            raise InputError(f"release digest {sha256[:80]!r} is not 64 lowercase hex digits")
+        d = self.blobs.root / "releases"
+        return d / f"{sha256}.json", d / f"{sha256}.json.sig"
+
+    def save(self, release: Release) -> str:
+        """Keep an accepted (already verified) release; its reference."""
+        sha = hashlib.sha256(release.raw).hexdigest()
+        mpath, spath = self._paths(sha)
+        if release.signature is not None:
+            atomic_write(spath, release.signature.to_bytes())
+        atomic_write(mpath, release.raw)
+        self._open[f"stored:{sha}"] = release
+        return f"stored:{sha}"
+
+    def resolve(self, ref: str) -> tuple[str, Release]:
+        """At creation: (the reference to keep, the verified release). A channel becomes its release's URL."""
+        from sparkflash.fleet.ids import CHANNEL_REF, release_ref
+
+        release_ref(ref)
+        m = CHANNEL_REF.fullmatch(ref)
+        if m is None:
+            return ref, self.open(ref)
+        rel = self._fetch(m["url"], m["channel"])
+        root = m["url"].rsplit("/", 1)[0]
+        pinned = f"{root}/releases/{rel.manifest.name}/{rel.manifest.version}"
+        self._open[pinned] = rel
+        return pinned, rel
+
+    def open(self, ref: str) -> Release:
+        """The verified release a kept reference names (fetched and checked once per server process)."""
+        if ref in self._open:
+            return self._open[ref]
+        if ref.startswith("stored:"):
+            mpath, spath = self._paths(ref[len("stored:"):])
+            if not mpath.is_file():
+                raise InputError(f"release {ref}: not in the server's store {self.blobs.root}")
+            raw = read_regular(mpath, MANIFEST_CAP)
+            if hashlib.sha256(raw).hexdigest() != ref[len("stored:"):]:
+                raise VerifyError(f"{mpath}: the stored manifest does not match its digest (altered on disk?)")
+            sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+            manifest = Manifest.from_bytes(raw, str(mpath))
+            _check(manifest, sig, raw, self.trust, self.insecure, str(mpath))
+            rel = Release(manifest, raw, sig, self.blobs.root)
+        elif ref.startswith("s3://"):
+            rel = self._fetch(ref, None)
+        else:
+            raise InputError(f"release {ref}: expected stored:SHA256 or s3://... (a channel is resolved at creation)")
+        self._open[ref] = rel
+        return rel
+
+    def _fetch(self, url: str, channel: str | None) -> Release:
+        from sparkflash.publish.channel import ChannelMemory
+        from sparkflash.publish.fetch import fetch_release
+
+        if self.trust is None and not self.insecure:
+            raise VerifyError(f"{url}: the server has no trust store (start it with --trust KEY); "
+                              "it deploys only signed releases")
+        path = fetch_release(url, channel=channel, cache=self.blobs.root, endpoint_url=self.endpoint_url,
+                             trust=self.trust, require_signature=not self.insecure,
+                             channel_memory=ChannelMemory(self.blobs.root / "channels"))
+        raw = read_regular(path, MANIFEST_CAP)
+        spath = path.with_name(SIGNATURE_NAME)
+        sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+        manifest = Manifest.from_bytes(raw, str(path))
+        _check(manifest, sig, raw, self.trust, self.insecure, url)
+        for r in manifest.regions:  # fetch_release checked each blob; they are in the store by digest now
+            if not self.blobs.path(r.sha256).is_file():
+                raise VerifyError(f"{url}: blob of region {r.name!r} missing from the cache after the fetch")
+        return Release(manifest, raw, sig, self.blobs.root)

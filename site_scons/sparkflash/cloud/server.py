@@ -1,38 +1,48 @@
 """`sparkflash cloud serve`: the device server on TCP 5683 plus the loopback admin API.
 
-One asyncio loop holds every device session. Deployments run the shared deploy loop
-(`deploy.run.deploy_release`) in one thread per device, reaching the loop through
-`cloud.flasher.CloudFlasher`; `ServerThread` runs the whole server in the background for
-tests, benchmarks and the CLI alike.
+One asyncio loop holds every device session and every running deployment (an asyncio task
+per device, `cloud.deployments.run_member`). State lives in the fleet store (`--database`:
+SQLite under the state directory by default, or PostgreSQL): registered devices, rollouts
+and deployments, per-region progress, events. The store is used from one worker thread, in
+order, so the loop never waits on the database. `ServerThread` runs the whole server in the
+background for tests, benchmarks and the CLI alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.cloud.admin import handle_http
+from sparkflash.cloud.deployments import LiveEvents
 from sparkflash.cloud.limits import Limits
 from sparkflash.cloud.registry import DeviceRegistry
-from sparkflash.cloud.releases import BlobStore
+from sparkflash.cloud.releases import BlobStore, ReleaseSource
 from sparkflash.cloud.rsa_pool import RsaPool
 from sparkflash.cloud.session import DeviceSession
+from sparkflash.cloud.work import Claimer
 from sparkflash.deploy.run import Ledger
-from sparkflash.errors import InputError, TransportTimeout
+from sparkflash.errors import InputError, SparkflashError, TransportTimeout
+from sparkflash.fleet import Store, open_store
+from sparkflash.fleet.ids import instance_id
 from sparkflash.manifest.keys import TrustStore
 
 __all__ = ["CloudServer", "Limits", "ServerThread", "load_or_create_token", "load_server_key"]
 
 log = logging.getLogger("sparkflash.cloud")
+T = TypeVar("T")
 
 
 def load_server_key(path: Path) -> rsa.RSAPrivateKey:
@@ -70,7 +80,9 @@ class CloudServer:
     def __init__(self, key: rsa.RSAPrivateKey, registry: DeviceRegistry, *, host: str = "127.0.0.1",
                  port: int = 5683, admin: tuple[str, int] | None = ("127.0.0.1", 8683),
                  trust: TrustStore | None = None, token: str | None = None, store: Path | None = None,
-                 insecure_unsigned: bool = False, limits: Limits | None = None, rsa_workers: int = 0) -> None:
+                 insecure_unsigned: bool = False, limits: Limits | None = None, rsa_workers: int = 0,
+                 database: str | Path | None = None, instance: str = "local", s3_endpoint: str | None = None,
+                 connected_only: bool = False, lease_s: float = 30.0) -> None:
         self.key, self.registry, self.trust = key, registry, trust
         self.host, self.port, self.admin_addr = host, port, admin
         self.token = token or secrets.token_urlsafe(32)
@@ -79,20 +91,70 @@ class CloudServer:
         self.rsa = RsaPool(key, rsa_workers)  # 0: handshakes on the event loop
         self.store = BlobStore(store or registry.root / ".store")
         self.ledger = Ledger(self.store.root / "ledger")  # last version deployed per device, by this server
+        self.releases = ReleaseSource(self.store, trust, insecure_unsigned, endpoint_url=s3_endpoint)
+        self.instance = instance_id(instance)
+        self.db: Store = open_store(database or self.store.root / "fleet.db")
+        self._dbx = ThreadPoolExecutor(1, thread_name_prefix="sparkflash-db")  # one connection, used in order
+        self.work = Claimer(self, lease_s=lease_s, connected_only=connected_only)
         self.peers: dict[str, int] = {}
         self._bucket, self._bucket_t = float(self.limits.pending_burst), time.monotonic()
         self.sessions: dict[str, DeviceSession] = {}
-        self.deployments: dict[str, Any] = {}
+        self.deployments: dict[str, LiveEvents] = {}  # live event streams of the deployments seen here
         self._changed: asyncio.Condition | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._live: set[DeviceSession] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
+    # -- the store, off the event loop ---------------------------------------------------
+    async def db_call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run a store call on the database thread and wait for it."""
+        return await asyncio.get_running_loop().run_in_executor(self._dbx, functools.partial(fn, *args, **kw))
+
+    def db_later(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        """Queue a store write (kept in order with every other call); a failure is logged."""
+        def check(f: Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.error("fleet store: %s failed: %s", getattr(fn, "__name__", fn), f.exception())
+
+        try:
+            self._dbx.submit(functools.partial(fn, *args, **kw)).add_done_callback(check)
+        except RuntimeError:  # shutting down
+            pass
+
+    def import_device(self, device_id: str) -> bool:
+        """A key file registered with `cloud register` (DIR/<id>.pub.pem) into the store; False if none.
+        Blocking (reads the file)."""
+        from cryptography.hazmat.primitives import serialization
+
+        key = self.registry.lookup(device_id)
+        if key is None:
+            return False
+        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        old = self.db.device(device_id)
+        caps = set(old.capabilities if old else ()) | ({"save_begin"} if self.registry.properties(device_id).get(
+            "save_begin") else set())
+        self.db.put_device(device_id, pem, labels=old.labels if old else (), capabilities=sorted(caps))
+        return True
+
+    def _import_all(self) -> None:
+        from sparkflash.fleet.key_import import import_key_dir
+
+        if not self.registry.root.is_dir():
+            return
+        done, problems = import_key_dir(self.db, self.registry.root)
+        for d in done:
+            if self.registry.properties(d).get("save_begin"):
+                self.import_device(d)
+        for p in problems:
+            log.warning("device keys: %s", p)
+
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Condition()
         await asyncio.to_thread(self.rsa.warm)
+        await self.db_call(self._import_all)
+        await self.db_call(self.db.instance_gone, self.instance)  # connections of an earlier life are gone
         dev = await asyncio.start_server(self._on_device, self.host, self.port, backlog=512)
         self.port = dev.sockets[0].getsockname()[1]
         self._servers.append(dev)
@@ -100,11 +162,14 @@ class CloudServer:
             adm = await asyncio.start_server(lambda r, w: handle_http(self, r, w), *self.admin_addr)
             self.admin_addr = adm.sockets[0].getsockname()[:2]
             self._servers.append(adm)
-        log.info("cloud: devices on %s:%d, admin on %s", self.host, self.port, self.admin_addr)
+        self.work.start()
+        log.info("cloud: devices on %s:%d, admin on %s, instance %s", self.host, self.port, self.admin_addr,
+                 self.instance)
 
     async def close(self) -> None:
         """Stop listening and end every connection; handlers finish rather than being cancelled
         (a cancelled stream handler makes Python 3.11's asyncio log a spurious traceback)."""
+        await self.work.stop()
         for s in self._servers:
             s.close()
         for sess in list(self._live):
@@ -114,6 +179,8 @@ class CloudServer:
         for s in self._servers:
             await s.wait_closed()
         self.rsa.close()
+        await self.db_call(self.db.close)
+        self._dbx.shutdown()
 
     async def _on_device(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = str(writer.get_extra_info("peername")[0])
@@ -148,11 +215,27 @@ class CloudServer:
         return True
 
     # -- SessionHost: what sessions report ---------------------------------------------
-    def device_key(self, device_id: str) -> rsa.RSAPublicKey | None:
-        return self.registry.lookup(device_id)
+    async def registered(self, device_id: str) -> tuple[rsa.RSAPublicKey, dict[str, Any]] | None:
+        """The device's key and declared properties from the store (a key file registered since the
+        start is imported on its first handshake)."""
+        from cryptography.hazmat.primitives import serialization
 
-    def device_properties(self, device_id: str) -> dict[str, Any]:
-        return self.registry.properties(device_id)
+        def look() -> tuple[rsa.RSAPublicKey, dict[str, Any]] | None:
+            dev = self.db.device(device_id)
+            if dev is None and self.import_device(device_id):
+                dev = self.db.device(device_id)
+            if dev is None:
+                return None
+            key = serialization.load_pem_public_key(dev.public_key.encode())
+            if not isinstance(key, rsa.RSAPublicKey):
+                return None
+            return key, {"save_begin": "save_begin" in dev.capabilities}
+
+        try:
+            return await self.db_call(look)
+        except (SparkflashError, ValueError) as e:
+            log.warning("device %s: %s", device_id, e)
+            return None
 
     def refuse(self, device_id: str, peer: str, reason: str, offered_der: bytes | None = None) -> None:
         self.registry.refuse(device_id, peer, reason, offered_der if offered_der and self.pending_allowed() else None)
@@ -163,11 +246,14 @@ class CloudServer:
         self.sessions[s.info.device_id] = s
         if old is not None and old is not s:
             old.close()
+        self.db_later(self.db.device_seen, s.info.device_id, self.instance, generation=s.info.generation)
         self._notify()
+        self.work.wake()
 
     def detach(self, s: DeviceSession) -> None:
         if s.info is not None and self.sessions.get(s.info.device_id) is s:
             del self.sessions[s.info.device_id]
+            self.db_later(self.db.device_left, s.info.device_id, self.instance)
         self._notify()
 
     def _notify(self) -> None:
@@ -194,15 +280,27 @@ class CloudServer:
         return self.sessions[device]
 
     def device_list(self) -> dict[str, Any]:
+        """Registered devices (the store) with their live connection here, if any. Blocking: the database thread."""
+        stored = {d.id: d for d in self.db.devices()}
+        for d in self.registry.devices():  # registered with `cloud register` since the start: into the store
+            if d not in stored and self.import_device(d):
+                row = self.db.device(d)
+                if row is not None:
+                    stored[d] = row
         out = []
-        for d in sorted(set(self.registry.devices()) | set(self.sessions)):
-            s = self.sessions.get(d)
+        for d in sorted(set(stored) | set(self.sessions)):
+            s, row = self.sessions.get(d), stored.get(d)
             i = s.info if s else None
             out.append({"id": d, "connected": s is not None, "peer": s.peer if s else None,
-                        "generation": i.generation if i else None, "product_id": i.product_id if i else None,
+                        "generation": i.generation if i else (row.generation if row else None),
+                        "product_id": i.product_id if i else None,
                         "fast_ota": i.fast if i else None, "files": i.save_begin if i else None,
-                        "agent": i.agent if i else None,
-                        "ota_flashed": i.ota_flashed if i else None})
+                        "agent": i.agent if i else None, "ota_flashed": i.ota_flashed if i else None,
+                        "capabilities": list(row.capabilities) if row else [], "labels": list(row.labels) if row else [],
+                        "instance": row.instance if row else None, "last_seen": row.last_seen if row else None,
+                        "release": None if row is None or row.release is None else
+                        {"name": row.release[0], "version": row.release[1], "sha256": row.release[2],
+                         "verified_at": row.release_verified_at}})
         return {"devices": out, "refused": list(self.registry.refused)}
 
 

@@ -89,11 +89,9 @@ class SessionHost(Protocol):
     @property
     def rsa(self) -> RsaPool: ...
 
-    def device_key(self, device_id: str) -> RSAPublicKey | None:
-        """The registered key of a device, None if it is not registered."""
-
-    def device_properties(self, device_id: str) -> dict[str, Any]:
-        """What the operator declared for the device (e.g. save_begin)."""
+    async def registered(self, device_id: str) -> tuple[RSAPublicKey, dict[str, Any]] | None:
+        """The registered key of a device and what the operator declared for it (e.g. save_begin);
+        None if it is not registered."""
 
     def refuse(self, device_id: str, peer: str, reason: str, offered_der: bytes | None = None) -> None:
         """A handshake refused; `offered_der` is the key a Device OS Core offered (kept for approval if allowed)."""
@@ -149,10 +147,11 @@ class DeviceSession:
         block = await asyncio.wait_for(self.reader.readexactly(HELLO_LEN), limit)
         hello = await self.server.rsa.open_hello(nonce, block)
         device = hello.device_id.hex()
-        pub = self.server.device_key(device)
-        if pub is None:
+        reg = await self.server.registered(device)
+        if reg is None:
             self.server.refuse(device, self.peer, "not registered", hello.public_key_der)
             return False
+        pub, props = reg
         if hello.public_key_der is not None and hello.public_key_der != device_public_spki(pub):
             self.server.refuse(device, self.peer, "offered a key that differs from the registered one")
             return False
@@ -166,7 +165,7 @@ class DeviceSession:
             raise RemoteProtocolError(f"device {device}: first message {coap.code_str(m.code)} /{m.path}, expected Hello")
         p = m.payload
         self.info = DeviceInfo(device, hello.generation, hello_len=len(p),
-                               save_begin_declared=bool(self.server.device_properties(device).get("save_begin")))
+                               save_begin_declared=bool(props.get("save_begin")))
         if (len(p) >= 8) != (hello.generation == "os"):
             log.warning("device %s: %d-byte Hello after a %s handshake", device, len(p), hello.generation)
         if len(p) >= 6:

@@ -13,6 +13,7 @@ from sparkflash.errors import InputError
 
 __all__ = [
     "CHANNEL_REF",
+    "STORED_REF",
     "device_id",
     "instance_id",
     "label",
@@ -31,6 +32,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # s3://bucket/key...: S3 bucket naming rules, then a key of safe path segments (no "..", no "//")
 _S3 = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.+=-]+)+")
 # channel:<bucket prefix URL>#<channel name>, e.g. channel:s3://demo/sparkflash/example#stable
+# stored:<sha256 of the manifest>: a signed release posted to the server and kept in its own store
+STORED_REF = re.compile(r"stored:(?P<sha256>[0-9a-f]{64})")
 CHANNEL_REF = re.compile(r"channel:(?P<url>s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.+=-]+)+)#(?P<channel>[a-z0-9][a-z0-9_.-]{0,62})")
 
 
@@ -68,7 +71,10 @@ def sha256_hex(value: object) -> str:
 
 
 def release_ref(value: object) -> str:
-    """A release by reference: `s3://bucket/key/...` or `channel:s3://bucket/prefix#name`; never a path."""
+    """A release by reference: `s3://bucket/key/...`, `channel:s3://bucket/prefix#name`, or `stored:SHA256`
+    (a signed manifest the server keeps in its own store, posted through the admin API); never a path."""
+    if isinstance(value, str) and STORED_REF.fullmatch(value):
+        return value
     if (isinstance(value, str) and (_S3.fullmatch(value) or CHANNEL_REF.fullmatch(value))
             and ".." not in value.split("#")[0].split("/")):
         return value

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class LightOptions:
     handshake_s: float = 20.0
     time_scale: float = 1.0  # multiplies the OTA receiver's 3-s re-request and 30-s watchdog
     save_begin: bool = False  # ccl: the flasher_additions library (SaveBegin stores files at any address)
+    agent: bool = False  # our device agent's cloud function and variable (digests of its memory: "verified")
 
 
 @dataclass
@@ -240,8 +242,18 @@ class LightDevice:
             send([ota.empty_ack(m.mid)])
             self.stats.pings_answered += 1
             return False
-        if m.code == coap.GET and m.path == "d":  # Describe: an application with no functions or variables
-            send([Message(coap.ACK, coap.CONTENT, m.mid, m.token, payload=b'{"f":[],"v":{}}')])
+        if m.code == coap.GET and m.path == "d":  # Describe: the agent's function and variable, or nothing
+            body = b'{"f":["sfdigest"],"v":{"sfresult":4}}' if self.opt.agent else b'{"f":[],"v":{}}'
+            send([Message(coap.ACK, coap.CONTENT, m.mid, m.token, payload=body)])
+            return False
+        segs = [v.decode("latin-1") for n, v in m.options if n == coap.URI_PATH]
+        if self.opt.agent and m.code == coap.POST and segs == ["f", "sfdigest"] and m.queries():
+            rc = self._agent(m.queries()[0].decode("ascii", "replace"))
+            send([ota.empty_ack(m.mid),
+                  Message(coap.NON, coap.CHANGED, rx.ids.next_mid(), m.token, payload=rc.to_bytes(4, "big", signed=True))])
+            return False
+        if self.opt.agent and m.code == coap.GET and segs == ["v", "sfresult"]:
+            send([Message(coap.ACK, coap.CONTENT, m.mid, m.token, payload=self._result)])
             return False
         if m.code == coap.GET and m.path == "x":
             address, size = ota.parse_checksum_request(m)
@@ -260,6 +272,33 @@ class LightDevice:
         if m.type == coap.CON:
             send([ota.empty_ack(m.mid)])
         return False
+
+
+    _result = b"ERR 4"
+
+    def _agent(self, arg: str) -> int:
+        """The agent's sfdigest over the in-memory flash: SUM addr len, SUMS addr len (4 KiB pieces)."""
+        mt = re.fullmatch(r"(SUMS?) ([0-9a-f]{1,8}) ([0-9a-f]{1,8})", arg)
+        if mt is None:
+            self._result = b"ERR 1"
+            return 1
+        address, size = int(mt.group(2), 16), int(mt.group(3), 16)
+        if not (size and 0 <= address < address + size <= EXTERNAL_SIZE):
+            self._result = b"ERR 2"
+            return 2
+        if mt.group(1) == "SUM":
+            d = self.flash.digest(address, size)
+            assert d is not None
+            self._result = f"OK {d[0]:08x} {d[1].hex()}".encode()
+            return 0
+        cuts = [address, *range(address - address % SECTOR + SECTOR, address + size, SECTOR), address + size]
+        crcs = [ota.crc32(self.flash.read(a, b - a)) for a, b in zip(cuts, cuts[1:], strict=False)]
+        text = f"OK {len(crcs)} " + " ".join(f"{c:08x}" for c in crcs)
+        if len(text) > 622:
+            self._result = b"ERR 2"
+            return 2
+        self._result = text.encode()
+        return 0
 
 
 def device_ids(n: int, prefix: str = "5f") -> list[str]:

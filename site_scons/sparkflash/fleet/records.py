@@ -57,6 +57,7 @@ class Rollout:
     reason: str | None = None  # why it paused / aborted / finished
     created_at: float = 0.0
     updated_at: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)  # how to deploy (cloud.deployments reads it)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ class Rollouts:
         self.store, self.clock = store, clock
 
     def create(self, rollout_id: str, release_ref: str, target: Target = ALL,
-               phases: Sequence[Phase] = DEFAULT_PHASES) -> Rollout:
+               phases: Sequence[Phase] = DEFAULT_PHASES, *, options: dict[str, Any] | None = None) -> Rollout:
         """Choose the devices now (membership is fixed at creation) and start phase 1."""
         ph = check_phases(phases)
         with self.store.transaction():
@@ -35,7 +35,7 @@ class Rollouts:
             if not ordered:
                 raise InputError(f"rollout {rollout_id}: the target matches no registered device")
             self.store.create_rollout(rollout_id, release_ref, target, ph, machine.assign_phases(ordered, ph),
-                                      now=self.clock())
+                                      options=options, now=self.clock())
             return self.evaluate(rollout_id)
 
     def _get(self, rollout_id: str) -> Rollout:

@@ -78,6 +78,12 @@ MIGRATIONS: list[list[str]] = [
             detail TEXT NOT NULL DEFAULT '{{}}')""",
         "CREATE INDEX events_time ON events(time)",
     ],
+    # 2: how a rollout deploys (chunk size, fast OTA, connect timeout, regions, the release's name and
+    # version for display): what a restarted server needs to resume it exactly as it was asked
+    [
+        "ALTER TABLE rollouts ADD COLUMN options TEXT NOT NULL DEFAULT '{{}}'",
+        "CREATE INDEX events_rollout ON events(rollout_id, id)",
+    ],
 ]
 LATEST = len(MIGRATIONS)
 

@@ -39,7 +39,7 @@ EVENT_MAX_COUNT = 100_000
 PRUNE_EVERY = 256  # events added between two automatic prunes
 _DEVICE_COLS = ("d.id, d.public_key, d.generation, d.capabilities, d.instance, d.last_seen, d.release_name, "
                 "d.release_version, d.release_sha256, d.release_verified_at")
-_ROLLOUT_COLS = "id, release_ref, target, phases, state, phase, forgiven, reason, created_at, updated_at"
+_ROLLOUT_COLS = "id, release_ref, target, phases, state, phase, forgiven, reason, created_at, updated_at, options"
 _MEMBER_COLS = "rollout_id, device_id, phase, status, detail, attempts, claimed_by, lease_until"
 
 
@@ -234,7 +234,8 @@ class Store:
 
     # -- rollouts -------------------------------------------------------------------------
     def create_rollout(self, rollout_id: str, release_ref: str, target: Target, phases: Sequence[Phase],
-                       members: Sequence[tuple[str, int]], *, now: float | None = None) -> Rollout:
+                       members: Sequence[tuple[str, int]], *, options: dict[str, Any] | None = None,
+                       now: float | None = None) -> Rollout:
         """Store a rollout and its members (device, phase); phase 0's members are pending at once."""
         rid, ref = ids.rollout_id(rollout_id), ids.release_ref(release_ref)
         ph = check_phases(phases)
@@ -244,9 +245,12 @@ class Store:
         with self.db.transaction():
             if self.db.execute("SELECT 1 FROM rollouts WHERE id = ?", (rid,)):
                 raise InputError(f"rollout {rid} exists already")
-            self.db.execute(f"INSERT INTO rollouts ({_ROLLOUT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            opts = _json(options or {})
+            if len(opts) > 64 * 1024:
+                raise InputError(f"rollout {rid}: options of {len(opts)} bytes (at most 64 KiB)")
+            self.db.execute(f"INSERT INTO rollouts ({_ROLLOUT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (rid, ref, _json(t.as_json()), _json([p.as_json() for p in ph]), "running", 0, 0, None,
-                             when, when))
+                             when, when, opts))
             for dev, phase in members:
                 if not 0 <= phase < len(ph):
                     raise InputError(f"rollout {rid}: device {dev} in phase {phase} of {len(ph)}")
@@ -264,7 +268,7 @@ class Store:
         t = json.loads(r[2])
         return Rollout(r[0], r[1], Target(tuple(t["devices"]), tuple(t["labels"]), float(t["percent"])),
                        tuple(Phase(float(p["percent"]), float(p["threshold"])) for p in json.loads(r[3])),
-                       r[4], int(r[5]), int(r[6]), r[7], float(r[8]), float(r[9]))
+                       r[4], int(r[5]), int(r[6]), r[7], float(r[8]), float(r[9]), json.loads(r[10] or "{}"))
 
     def rollout(self, rollout_id: str, *, lock: bool = False) -> Rollout | None:
         """One rollout; `lock` (inside a transaction) holds its row until the transaction ends."""
@@ -337,6 +341,16 @@ class Store:
                     out.append(Claim(rid, dev, ref, until, int(attempts) + 1, self.progress(rid, dev)))
         return out
 
+    def reclaim(self, instance: str, *, now: float | None = None) -> int:
+        """An instance starts (again): the claims it held in an earlier life are pending once more, so it
+        resumes them at once rather than after their leases run out. How many."""
+        rows = self.db.execute("UPDATE rollout_devices SET status = 'pending', claimed_by = NULL, lease_until = NULL, "
+                               "updated_at = ? WHERE status = 'claimed' AND claimed_by = ? RETURNING device_id",
+                               (time.time() if now is None else now, ids.instance_id(instance)))
+        if rows:
+            self.db.notify("reclaimed")
+        return len(rows)
+
     def renew(self, instance: str, rollout_id: str, device_id: str, *, lease_s: float = 30.0,
               now: float | None = None) -> bool:
         """Extend a lease this instance still holds; False once another instance took the work over."""
@@ -389,9 +403,11 @@ class Store:
         if self._added % PRUNE_EVERY == 0:
             self.prune_events(now=now)
 
-    def events(self, *, rollout_id: str | None = None, limit: int = 100) -> list[Event]:
-        """The newest `limit` events (oldest first)."""
-        where, params = ("WHERE rollout_id = ?", [ids.rollout_id(rollout_id)]) if rollout_id else ("", [])
+    def events(self, *, rollout_id: str | None = None, limit: int = 100, after: int = 0) -> list[Event]:
+        """The newest `limit` events with an id above `after` (oldest first)."""
+        where, params = "WHERE id > ?", list[Any]([int(after)])
+        if rollout_id:
+            where, params = where + " AND rollout_id = ?", params + [ids.rollout_id(rollout_id)]
         rows = self.db.execute(f"SELECT id, time, kind, rollout_id, device_id, detail FROM events {where} "
                                "ORDER BY id DESC LIMIT ?", params + [max(1, min(limit, 10_000))])
         return [Event(int(r[0]), float(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in reversed(rows)]
