@@ -9,19 +9,26 @@ reason; under CI (tools/setup installs `postgresql`) it fails instead.
 
 from __future__ import annotations
 
+import asyncio
 import glob
+import json
 import os
 import pwd
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from sparkflash.deploy.ota import AdminClient
 from sparkflash.fleet import Store, open_store
 
 
@@ -191,3 +198,87 @@ def make_release() -> Callable[..., Any]:
         return Release(m, m.canonical(), None, store)
 
     return make
+
+
+# -- the cloud server as a process, and an event loop for light devices ---------------------
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    """`sparkflash cloud serve` as a process, started again with the same arguments after a kill."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> Served:
+        self.proc = subprocess.Popen([sys.executable, "-m", "sparkflash", "cloud", "serve", *self.args, "--json"],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.info = json.loads(self.proc.stdout.readline())
+        return self
+
+    def client(self) -> AdminClient:
+        return AdminClient(self.info["admin"], Path(self.info["token_file"]).read_text().strip())
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+        self._close()
+
+    def _close(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class LoopThread:
+    """An event loop in a thread: light devices run there while the test talks to the server."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture
+def served_process() -> Iterator[Callable[[list[str]], Served]]:
+    """served_process(args) -> a started `cloud serve ARGS --json`; stopped at the end."""
+    started: list[Served] = []
+
+    def start(args: list[str]) -> Served:
+        s = Served(args).start()
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
