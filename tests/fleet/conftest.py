@@ -282,3 +282,86 @@ def served_process() -> Iterator[Callable[[list[str]], Served]]:
     yield start
     for s in started:
         s.stop()
+
+
+# -- an in-process cloud server on a chosen database, with light devices ---------------------
+@pytest.fixture(scope="session")
+def cloud_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def light_keys() -> list[Any]:
+    """Device keys the Core's fixed-offset reader takes (shared between light device ids)."""
+    from sparkflash.protocols.core_keys import generate_device_key
+
+    return [generate_device_key() for _ in range(2)]
+
+
+class Fleet:
+    """A running CloudServer (in a thread) and light devices on `loop`, registered in its store."""
+
+    def __init__(self, server: Any, loop: LoopThread, keys: list[Any]) -> None:
+        self.server, self.loop, self.keys = server, loop, keys
+        self.devices: list[Any] = []
+        self._tasks: list[Any] = []
+        assert server.admin_addr is not None
+        self.admin = "http://{}:{}".format(*server.admin_addr[:2])
+        self.client = AdminClient(self.admin, server.token)
+
+    def add(self, n: int, *, prefix: str, labels: tuple[str, ...] = (), agent: bool = True, **opts: Any) -> list[Any]:
+        """n ccl light devices with SaveBegin (files) and, by default, the agent (digests): connected."""
+        from sparkflash.fleet.lightcore import LightDevice, LightOptions, device_ids, public_pem
+
+        new = [LightDevice(d, self.keys[i % len(self.keys)], self.server.key.public_key(), ("127.0.0.1", self.server.port),
+                           LightOptions(dialect="ccl", save_begin=True, agent=agent, reconnect_s=0.1, **opts))
+               for i, d in enumerate(device_ids(n, prefix))]
+        for d in new:
+            self.server.registry.register(d.id, public_pem(d.key), {"save_begin": True})
+            if labels:
+                self.client.call("PUT", f"/v1/devices/{d.id}/labels", {"labels": list(labels)})
+
+        async def start() -> None:
+            for d in new:
+                self._tasks.append(asyncio.ensure_future(d.run()))
+            await asyncio.wait_for(asyncio.gather(*(d.connected.wait() for d in new)), 30)
+
+        self.loop.run(start())
+        self.devices += new
+        return new
+
+    def stop(self) -> None:
+        for d in self.devices:
+            d.stop()
+        if self._tasks:
+            async def wait() -> None:
+                await asyncio.wait(self._tasks, timeout=10)
+
+            self.loop.run(wait())
+
+
+@pytest.fixture
+def fleet_trust() -> Any:
+    """The trust store of the `fleet` server; None (the default): unsigned test releases are deployed."""
+    return None
+
+
+@pytest.fixture
+def fleet(store_url: str, cloud_key: Any, light_keys: list[Any], loop_thread: LoopThread, tmp_path: Path,
+          fleet_trust: Any) -> Iterator[Fleet]:
+    """A cloud server on the test's database (SQLite or PostgreSQL) with room for light devices."""
+    from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
+    from sparkflash.cloud.server import Limits
+
+    trust = fleet_trust
+    srv = CloudServer(cloud_key, DeviceRegistry(tmp_path / "devices"), host="127.0.0.1", port=0,
+                      admin=("127.0.0.1", 0), insecure_unsigned=trust is None, trust=trust, database=store_url,
+                      limits=Limits(per_peer=1024), store=tmp_path / "state", lease_s=5.0)
+    with ServerThread(srv):
+        f = Fleet(srv, loop_thread, light_keys)
+        try:
+            yield f
+        finally:
+            f.stop()

@@ -1,0 +1,123 @@
+"""Releases by reference: the server fetches an s3:// release (or a channel's) itself from a real S3
+server (moto, `sparkflash s3-local`), verifies it with its own trust store, caches the blobs by
+digest, and refuses a tampered blob or a downgrade below the device's verified release."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparkflash.cli import main
+from sparkflash.errors import InputError, VerifyError
+from sparkflash.manifest.build import build_release
+from sparkflash.manifest.keys import TrustStore, generate_key, load_signer
+from sparkflash.manifest.release import blob_key, sign_manifest
+from sparkflash.publish.local_server import LocalS3Process
+
+BUCKET = "fleet-releases"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with LocalS3Process(buckets=[BUCKET]) as server:
+        yield server.endpoint
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    generate_key(tmp_path / "keys" / "release.pem")
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def fleet_trust(keys: Path) -> TrustStore:
+    return TrustStore.from_paths([keys / "release.pub.pem"])
+
+
+@pytest.fixture(autouse=True)
+def aim(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for k, v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1"),
+                 ("AWS_CONFIG_FILE", "/nonexistent/aws-config"), ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/creds")):
+        monkeypatch.setenv(k, v)
+
+
+def publish(tmp_path: Path, keys: Path, prefix: str, version: str, data: bytes, channel: str | None = None) -> Path:
+    """A signed release of one file at 0x80000, published to s3://BUCKET/PREFIX (and the channel)."""
+    src = tmp_path / f"src-{version}"
+    src.mkdir()
+    (src / "web.bin").write_bytes(data)
+    (src / "release.yaml").write_text(f'name: web\nversion: "{version}"\nboard: spark-core\nregions:\n'
+                                      "  - name: web\n    memory: external\n    address: 0x80000\n"
+                                      "    source: {file: web.bin}\n")
+    res = build_release(src / "release.yaml", tmp_path / f"dist-{version}")
+    sign_manifest(res.manifest_path, load_signer(keys / "release.pem"))
+    argv = ["publish", str(tmp_path / f"dist-{version}"), f"s3://{BUCKET}/{prefix}", "--key", str(keys / "release.pem")]
+    assert main(argv + (["--channel", channel] if channel else [])) == 0
+    return tmp_path / f"dist-{version}"
+
+
+def wait_done(fleet: Any, rid: str, timeout: float = 60.0) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        st = fleet.client.call("GET", f"/v1/deployments/{rid}")
+        if st["done"]:
+            return st  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError(f"deployment {rid} did not end")
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_channel_release_fetched_verified_and_cached_by_the_server(fleet: Any, keys: Path, tmp_path: Path) -> None:
+    prefix = f"p-{uuid.uuid4().hex[:8]}"
+    data = os.urandom(20_000)
+    publish(tmp_path, keys, prefix, "2.0.0", data, channel="stable")
+    [dev] = fleet.add(1, prefix="7a")
+    rid = fleet.client.call("POST", "/v1/deployments", {"release": f"channel:s3://{BUCKET}/{prefix}/web#stable",
+                                                       "devices": [dev.id]})["id"]
+    st = wait_done(fleet, rid)
+    assert st["ok"] and [r["status"] for r in st["results"][0]["regions"]] == ["verified"], st
+    assert dev.flash.read(0x80000, len(data)) == data
+    sha = hashlib.sha256(data).hexdigest()
+    assert (fleet.server.store.root / blob_key(sha)).read_bytes() == data  # cached by digest in the server's store
+    r = fleet.server.db.rollout(rid)
+    assert r.release_ref == f"s3://{BUCKET}/{prefix}/releases/web/2.0.0"  # the channel pinned once, at creation
+    [row] = [d for d in fleet.client.call("GET", "/v1/devices")["devices"] if d["id"] == dev.id]
+    assert row["release"]["name"] == "web" and row["release"]["version"] == "2.0.0"  # verified by its digest
+
+    publish(tmp_path, keys, prefix, "1.0.0", os.urandom(100))
+    with pytest.raises(InputError, match="older than 2.0.0.*release record"):
+        fleet.client.call("POST", "/v1/deployments", {"release": f"s3://{BUCKET}/{prefix}/releases/web/1.0.0",
+                                                      "devices": [dev.id]})
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_tampered_or_unsigned_s3_release_and_a_path_are_refused(fleet: Any, keys: Path, tmp_path: Path) -> None:
+    import boto3
+
+    prefix = f"p-{uuid.uuid4().hex[:8]}"
+    data = os.urandom(5000)
+    publish(tmp_path, keys, prefix, "1.0.0", data)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{blob_key(hashlib.sha256(data).hexdigest())}", Body=b"x" * 5000)
+    [dev] = fleet.add(1, prefix="7b")
+    with pytest.raises(VerifyError, match="does not match the signed manifest"):
+        fleet.client.call("POST", "/v1/deployments", {"release": f"s3://{BUCKET}/{prefix}/releases/web/1.0.0",
+                                                      "devices": [dev.id]})
+    s3.delete_object(Bucket=BUCKET, Key=f"{prefix}/releases/web/1.0.0/manifest.json.sig")
+    with pytest.raises(VerifyError, match="unsigned"):
+        fleet.client.call("POST", "/v1/deployments", {"release": f"s3://{BUCKET}/{prefix}/releases/web/1.0.0",
+                                                      "devices": [dev.id]})
+    for bad in ("/etc/passwd", "file:///etc/passwd", f"s3://{BUCKET}/../etc", "http://example.com/r"):
+        with pytest.raises(InputError, match="not valid"):
+            fleet.client.call("POST", "/v1/deployments", {"release": bad, "devices": [dev.id]})
+    assert dev.flash.sectors == {} and fleet.server.db.rollouts() == []
