@@ -311,12 +311,14 @@ class Fleet:
         self.admin = "http://{}:{}".format(*server.admin_addr[:2])
         self.client = AdminClient(self.admin, server.token)
 
-    def add(self, n: int, *, prefix: str, labels: tuple[str, ...] = (), agent: bool = True, **opts: Any) -> list[Any]:
-        """n ccl light devices with SaveBegin (files) and, by default, the agent (digests): connected."""
+    def add(self, n: int, *, prefix: str, labels: tuple[str, ...] = (), agent: bool = True, dialect: str = "ccl",
+            **opts: Any) -> list[Any]:
+        """n light devices, connected: ccl with SaveBegin (files) and, by default, the agent (digests); a Device OS
+        one ("os") is refused any file before a byte is sent."""
         from sparkflash.fleet.lightcore import LightDevice, LightOptions, device_ids, public_pem
 
         new = [LightDevice(d, self.keys[i % len(self.keys)], self.server.key.public_key(), ("127.0.0.1", self.server.port),
-                           LightOptions(dialect="ccl", save_begin=True, agent=agent, reconnect_s=0.1, **opts))
+                           LightOptions(dialect=dialect, save_begin=True, agent=agent, reconnect_s=0.1, **opts))
                for i, d in enumerate(device_ids(n, prefix))]
         for d in new:
             self.server.registry.register(d.id, public_pem(d.key), {"save_begin": True})
@@ -343,9 +345,11 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet_trust() -> Any:
-    """The trust store of the `fleet` server; None (the default): unsigned test releases are deployed."""
-    return None
+def fleet_trust(keys: Path) -> Any:
+    """The `fleet` server trusts the test's release key (`keys`), and only it."""
+    from sparkflash.manifest.keys import TrustStore
+
+    return TrustStore.from_paths([keys / "release.pub.pem"])
 
 
 @pytest.fixture
@@ -365,3 +369,57 @@ def fleet(store_url: str, cloud_key: Any, light_keys: list[Any], loop_thread: Lo
             yield f
         finally:
             f.stop()
+
+
+# -- releases on a real S3 server (moto, `sparkflash s3-local`) ------------------------------
+BUCKET = "fleet-releases"
+
+
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from sparkflash.publish.local_server import LocalS3Process
+
+    with LocalS3Process(buckets=[BUCKET]) as server:
+        yield server.endpoint
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    from sparkflash.manifest.keys import generate_key
+
+    generate_key(tmp_path / "keys" / "release.pem")
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def aim_s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for k, v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1"),
+                 ("AWS_CONFIG_FILE", "/nonexistent/aws-config"), ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/creds")):
+        monkeypatch.setenv(k, v)
+
+
+def publish(tmp_path: Path, keys: Path, prefix: str, version: str, data: bytes, channel: str | None = None) -> Path:
+    from sparkflash.cli import main
+    from sparkflash.manifest.build import build_release
+    from sparkflash.manifest.keys import load_signer
+    from sparkflash.manifest.release import sign_manifest
+
+    """A signed release of one file at 0x80000, published to s3://BUCKET/PREFIX (and the channel)."""
+    src = tmp_path / f"src-{version}"
+    src.mkdir()
+    (src / "web.bin").write_bytes(data)
+    (src / "release.yaml").write_text(f'name: web\nversion: "{version}"\nboard: spark-core\nregions:\n'
+                                      "  - name: web\n    memory: external\n    address: 0x80000\n"
+                                      "    source: {file: web.bin}\n")
+    res = build_release(src / "release.yaml", tmp_path / f"dist-{version}")
+    sign_manifest(res.manifest_path, load_signer(keys / "release.pem"))
+    argv = ["publish", str(tmp_path / f"dist-{version}"), f"s3://{BUCKET}/{prefix}", "--key", str(keys / "release.pem")]
+    assert main(argv + (["--channel", channel] if channel else [])) == 0
+    return tmp_path / f"dist-{version}"
+
+

@@ -8,62 +8,16 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sparkflash.cli import main
+from conftest import publish  # type: ignore[import-not-found]
 from sparkflash.errors import InputError, VerifyError
-from sparkflash.manifest.build import build_release
-from sparkflash.manifest.keys import TrustStore, generate_key, load_signer
-from sparkflash.manifest.release import blob_key, sign_manifest
-from sparkflash.publish.local_server import LocalS3Process
+from sparkflash.manifest.release import blob_key
 
 BUCKET = "fleet-releases"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with LocalS3Process(buckets=[BUCKET]) as server:
-        yield server.endpoint
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Path:
-    generate_key(tmp_path / "keys" / "release.pem")
-    return tmp_path / "keys"
-
-
-@pytest.fixture
-def fleet_trust(keys: Path) -> TrustStore:
-    return TrustStore.from_paths([keys / "release.pub.pem"])
-
-
-@pytest.fixture(autouse=True)
-def aim(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    for k, v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1"),
-                 ("AWS_CONFIG_FILE", "/nonexistent/aws-config"), ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/creds")):
-        monkeypatch.setenv(k, v)
-
-
-def publish(tmp_path: Path, keys: Path, prefix: str, version: str, data: bytes, channel: str | None = None) -> Path:
-    """A signed release of one file at 0x80000, published to s3://BUCKET/PREFIX (and the channel)."""
-    src = tmp_path / f"src-{version}"
-    src.mkdir()
-    (src / "web.bin").write_bytes(data)
-    (src / "release.yaml").write_text(f'name: web\nversion: "{version}"\nboard: spark-core\nregions:\n'
-                                      "  - name: web\n    memory: external\n    address: 0x80000\n"
-                                      "    source: {file: web.bin}\n")
-    res = build_release(src / "release.yaml", tmp_path / f"dist-{version}")
-    sign_manifest(res.manifest_path, load_signer(keys / "release.pem"))
-    argv = ["publish", str(tmp_path / f"dist-{version}"), f"s3://{BUCKET}/{prefix}", "--key", str(keys / "release.pem")]
-    assert main(argv + (["--channel", channel] if channel else [])) == 0
-    return tmp_path / f"dist-{version}"
 
 
 def wait_done(fleet: Any, rid: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -77,7 +31,8 @@ def wait_done(fleet: Any, rid: str, timeout: float = 60.0) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_a_channel_release_fetched_verified_and_cached_by_the_server(fleet: Any, keys: Path, tmp_path: Path) -> None:
+def test_a_channel_release_fetched_verified_and_cached_by_the_server(fleet: Any, keys: Path, tmp_path: Path,
+                                                                    aim_s3: None) -> None:
     prefix = f"p-{uuid.uuid4().hex[:8]}"
     data = os.urandom(20_000)
     publish(tmp_path, keys, prefix, "2.0.0", data, channel="stable")
@@ -101,7 +56,8 @@ def test_a_channel_release_fetched_verified_and_cached_by_the_server(fleet: Any,
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_a_tampered_or_unsigned_s3_release_and_a_path_are_refused(fleet: Any, keys: Path, tmp_path: Path) -> None:
+def test_a_tampered_or_unsigned_s3_release_and_a_path_are_refused(fleet: Any, keys: Path, tmp_path: Path,
+                                                                 aim_s3: None) -> None:
     import boto3
 
     prefix = f"p-{uuid.uuid4().hex[:8]}"

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "sparkflash.cli.virtual_cmd",
     "sparkflash.cli.dfu_cmd",
     "sparkflash.cli.cloud_cmd",
+    "sparkflash.cli.rollout_cmd",
     "sparkflash.cli.publish_cmd",
     "sparkflash.cli.plan_cmd",
     "sparkflash.cli.read_cmd",

@@ -70,6 +70,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "nothing on the wire proves this, so declare it only if true")
     r.set_defaults(func=_register)
 
+    from sparkflash.cli.rollout_cmd import add_cloud_options
+
+    d = cs.add_parser("devices", help="the server's devices: capabilities, generation, last seen, last verified release")
+    d.add_argument("--label", help="only the devices with this label")
+    add_cloud_options(d)
+    d.set_defaults(func=_devices)
+
+    lb = cs.add_parser("label", help="set a device's labels (groups that rollouts target); none clears them")
+    lb.add_argument("device", help="device id (24 hex)")
+    lb.add_argument("labels", nargs="*", help="labels (a-z 0-9 _ . -)")
+    add_cloud_options(lb)
+    lb.set_defaults(func=_label)
+
     k = cs.add_parser("keygen", help="make the server key: OUT (private DER) and OUT.pub (294-byte SPKI for 0x1000)")
     k.add_argument("-o", "--out", type=Path, default=Path("server.der"), help="private key path (default server.der)")
     k.add_argument("--force", action="store_true", help="overwrite an existing key")
@@ -106,6 +119,43 @@ def _serve(args: argparse.Namespace) -> int:
         print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
         while not stop.wait(0.5):
             pass
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    import datetime
+
+    from sparkflash.cli.rollout_cmd import admin_client
+
+    doc = admin_client(args).call("GET", "/v1/devices")
+    devs = [d for d in doc["devices"] if args.label is None or args.label in d.get("labels", [])]
+    if args.json:
+        print(json.dumps({"event": "result", "ok": True, "exit_code": 0, "devices": devs, "refused": doc.get("refused", [])},
+                         sort_keys=True))
+        return 0
+
+    def when(t: float | None) -> str:
+        return "never" if t is None else datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    for d in devs:
+        rel = d.get("release")
+        print(f"{d['id']}  {'online ' if d['connected'] else 'offline'}  {d.get('generation') or '?':4}  "
+              f"caps: {','.join(d.get('capabilities') or []) or '-'}  labels: {','.join(d.get('labels') or []) or '-'}  "
+              f"seen: {when(d.get('last_seen'))}  release: "
+              + (f"{rel['name']} {rel['version']} (verified {when(rel['verified_at'])})" if rel else "-"))
+    if not devs:
+        print("no devices")
+    return 0
+
+
+def _label(args: argparse.Namespace) -> int:
+    from sparkflash.cli.rollout_cmd import admin_client
+
+    doc = admin_client(args).call("PUT", f"/v1/devices/{args.device.lower()}/labels", {"labels": args.labels})
+    if args.json:
+        print(json.dumps({"event": "result", "ok": True, "exit_code": 0, **doc}, sort_keys=True))
+    else:
+        print(f"{doc['id']}: labels {', '.join(doc['labels']) or 'none'}")
     return 0
 
 
