@@ -423,3 +423,18 @@ def publish(tmp_path: Path, keys: Path, prefix: str, version: str, data: bytes, 
     return tmp_path / f"dist-{version}"
 
 
+
+
+@pytest.fixture
+def publish_release(tmp_path: Path, keys: Path, aim_s3: None) -> Callable[..., str]:
+    """publish_release(prefix, version, data, channel=None) -> the release's s3:// URL (signed by `keys`)."""
+    def pub(prefix: str, version: str, data: bytes, channel: str | None = None) -> str:
+        publish(tmp_path, keys, prefix, version, data, channel)
+        return f"s3://{BUCKET}/{prefix}/releases/web/{version}"
+
+    return pub
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()

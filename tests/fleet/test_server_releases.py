@@ -8,12 +8,10 @@ import hashlib
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import publish  # type: ignore[import-not-found]
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.manifest.release import blob_key
 
@@ -31,11 +29,10 @@ def wait_done(fleet: Any, rid: str, timeout: float = 60.0) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_a_channel_release_fetched_verified_and_cached_by_the_server(fleet: Any, keys: Path, tmp_path: Path,
-                                                                    aim_s3: None) -> None:
+def test_a_channel_release_fetched_verified_and_cached_by_the_server(fleet: Any, publish_release: Any) -> None:
     prefix = f"p-{uuid.uuid4().hex[:8]}"
     data = os.urandom(20_000)
-    publish(tmp_path, keys, prefix, "2.0.0", data, channel="stable")
+    publish_release(prefix, "2.0.0", data, channel="stable")
     [dev] = fleet.add(1, prefix="7a")
     rid = fleet.client.call("POST", "/v1/deployments", {"release": f"channel:s3://{BUCKET}/{prefix}/web#stable",
                                                        "devices": [dev.id]})["id"]
@@ -49,20 +46,19 @@ def test_a_channel_release_fetched_verified_and_cached_by_the_server(fleet: Any,
     [row] = [d for d in fleet.client.call("GET", "/v1/devices")["devices"] if d["id"] == dev.id]
     assert row["release"]["name"] == "web" and row["release"]["version"] == "2.0.0"  # verified by its digest
 
-    publish(tmp_path, keys, prefix, "1.0.0", os.urandom(100))
+    publish_release(prefix, "1.0.0", os.urandom(100))
     with pytest.raises(InputError, match="older than 2.0.0.*release record"):
         fleet.client.call("POST", "/v1/deployments", {"release": f"s3://{BUCKET}/{prefix}/releases/web/1.0.0",
                                                       "devices": [dev.id]})
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_a_tampered_or_unsigned_s3_release_and_a_path_are_refused(fleet: Any, keys: Path, tmp_path: Path,
-                                                                 aim_s3: None) -> None:
+def test_a_tampered_or_unsigned_s3_release_and_a_path_are_refused(fleet: Any, publish_release: Any) -> None:
     import boto3
 
     prefix = f"p-{uuid.uuid4().hex[:8]}"
     data = os.urandom(5000)
-    publish(tmp_path, keys, prefix, "1.0.0", data)
+    publish_release(prefix, "1.0.0", data)
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{blob_key(hashlib.sha256(data).hexdigest())}", Body=b"x" * 5000)
     [dev] = fleet.add(1, prefix="7b")

@@ -20,7 +20,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import free_port  # type: ignore[import-not-found]
 from sparkflash.cli import main
 from sparkflash.cloud.registry import DeviceRegistry
 from sparkflash.fleet import open_store
@@ -59,14 +58,14 @@ def wait_for(what: str, cond: Any, timeout: float = 30.0) -> Any:
 
 
 @pytest.mark.parametrize("agent", [True, False], ids=["agent-verified", "no-agent-acknowledged"])
-def test_server_killed_mid_deployment_resumes_from_the_database(tmp_path: Path, make_release: Any,
-                                                                loop_thread: Any, served_process: Callable[[list[str]], Any],
-                                                                agent: bool) -> None:
+def test_server_killed_mid_deployment_resumes_from_the_database(
+        tmp_path: Path, make_release: Any, loop_thread: Any, served_process: Callable[[list[str]], Any], unused_port: int,
+        agent: bool) -> None:
     key = tmp_path / "server.der"
     assert main(["cloud", "keygen", "--out", str(key)]) == 0
     priv = serialization.load_der_private_key(key.read_bytes(), None)
     assert isinstance(priv, rsa.RSAPrivateKey)
-    port, db = free_port(), tmp_path / "state" / "fleet.db"
+    port, db = unused_port, tmp_path / "state" / "fleet.db"
     devkey = generate_device_key()
     dev = LightDevice("6f" + os.urandom(11).hex(), devkey, priv.public_key(), ("127.0.0.1", port),
                       LightOptions(dialect="ccl", save_begin=True, agent=agent, reconnect_s=0.1))

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from conftest import BUCKET, publish  # type: ignore[import-not-found]
 from sparkflash.cli import main
 from sparkflash.fleet.lightcore import MemoryFlash
 from sparkflash.fleet.rollout import bucket
@@ -38,11 +37,9 @@ def token(fleet: Any, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def release(tmp_path: Path, keys: Path, aim_s3: None) -> tuple[str, bytes]:
-    prefix = f"r-{uuid.uuid4().hex[:8]}"
+def release(publish_release: Any) -> tuple[str, bytes]:
     data = os.urandom(8192)
-    publish(tmp_path, keys, prefix, "3.1.0", data)
-    return f"s3://{BUCKET}/{prefix}/releases/web/3.1.0", data
+    return publish_release(f"r-{uuid.uuid4().hex[:8]}", "3.1.0", data), data
 
 
 def test_phased_rollout_by_label_reaches_every_device(fleet: Any, token: Path, release: tuple[str, bytes],
