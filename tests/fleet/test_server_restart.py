@@ -60,12 +60,12 @@ def wait_for(what: str, cond: Any, timeout: float = 30.0) -> Any:
 @pytest.mark.parametrize("agent", [True, False], ids=["agent-verified", "no-agent-acknowledged"])
 def test_server_killed_mid_deployment_resumes_from_the_database(
         tmp_path: Path, make_release: Any, loop_thread: Any, served_process: Callable[[list[str]], Any], unused_port: int,
-        agent: bool) -> None:
+        store_url: str, agent: bool) -> None:
     key = tmp_path / "server.der"
     assert main(["cloud", "keygen", "--out", str(key)]) == 0
     priv = serialization.load_der_private_key(key.read_bytes(), None)
     assert isinstance(priv, rsa.RSAPrivateKey)
-    port, db = unused_port, tmp_path / "state" / "fleet.db"
+    port, db = unused_port, store_url  # SQLite (a file) and PostgreSQL alike
     devkey = generate_device_key()
     dev = LightDevice("6f" + os.urandom(11).hex(), devkey, priv.public_key(), ("127.0.0.1", port),
                       LightOptions(dialect="ccl", save_begin=True, agent=agent, reconnect_s=0.1))
@@ -76,7 +76,7 @@ def test_server_killed_mid_deployment_resumes_from_the_database(
     rel = make_release(tmp_path / "rel", [("big", BASE, data)])
     server = served_process(["--listen", f"127.0.0.1:{port}", "--admin", "127.0.0.1:0", "--key", str(key),
                      "--devices", str(tmp_path / "devices"), "--store", str(tmp_path / "state"),
-                     "--database", f"sqlite:{db}", "--insecure-unsigned", "--rsa-workers", "0"])
+                     "--database", db, "--insecure-unsigned", "--rsa-workers", "0"])
     task: list[Any] = []
     try:
         async def up() -> None:
