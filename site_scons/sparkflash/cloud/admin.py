@@ -179,7 +179,7 @@ def _set_labels(server: CloudServer, device: str, body: dict[str, Any]) -> dict[
 
 
 async def _stream(server: CloudServer, writer: asyncio.StreamWriter, rid: str, after: int) -> None:
-    live = server.deployments.setdefault(rid, deployments.LiveEvents(rid))
+    live = deployments.live(server, rid)
     writer.write(_head(200, "application/x-ndjson"))
     n, idle, done = after, 0, False
     while True:

@@ -36,10 +36,11 @@ from sparkflash.protocols import ota
 if TYPE_CHECKING:
     from sparkflash.cloud.server import CloudServer
 
-__all__ = ["LiveEvents", "create", "options_from", "refuse_downgrade", "run_member", "status"]
+__all__ = ["LiveEvents", "create", "live", "options_from", "refuse_downgrade", "run_member", "status"]
 
 log = logging.getLogger("sparkflash.cloud")
 LIVE_MAX = 100_000  # events kept in memory per deployment for the stream (progress dropped beyond)
+LIVE_DEPLOYMENTS = 32  # deployments whose live events are kept (the oldest go first; the store keeps milestones)
 STORED_EVENTS = ("deploy-start", "region-done", "deploy-done")
 
 
@@ -56,6 +57,16 @@ class LiveEvents:
 
     def after(self, n: int) -> list[dict[str, Any]]:
         return self.events[n:]
+
+
+def live(server: CloudServer, rid: str) -> LiveEvents:
+    """The deployment's live events, kept for the newest LIVE_DEPLOYMENTS deployments only."""
+    got = server.deployments.get(rid)
+    if got is None:
+        got = server.deployments[rid] = LiveEvents(rid)
+        for old in list(server.deployments)[:-LIVE_DEPLOYMENTS]:
+            server.deployments.pop(old, None)
+    return got
 
 
 def options_from(body: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +142,7 @@ def create(server: CloudServer, release: Release, ref: str, devices: list[str], 
             ro.evaluate(rid)
         else:
             ro.create(rid, ref, target, phases, options=full)
-    server.deployments[rid] = LiveEvents(rid)
+    live(server, rid)
     return rid
 
 
@@ -159,7 +170,7 @@ class _Run:
     def __init__(self, server: CloudServer, claim: Claim, release: Release, opts: dict[str, Any]) -> None:
         self.server, self.claim, self.release, self.opts = server, claim, release, opts
         self.device, self.rid = claim.device_id, claim.rollout_id
-        self.live = server.deployments.setdefault(self.rid, LiveEvents(self.rid))
+        self.live = live(server, self.rid)
         self.board: Board = load_board(release.manifest.board)
         self.ota = _ota(opts)
 
