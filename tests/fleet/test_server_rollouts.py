@@ -155,3 +155,16 @@ class Gate(MemoryFlash):
             self.held.set()
             assert self.release.wait(30)
         return super().write(address, data)
+
+
+def test_a_percentage_target_takes_the_devices_below_it(fleet: Any, token: Path, release: tuple[str, bytes],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    ref, data = release
+    devs = fleet.add(8, prefix="d1", labels=("east",))
+    rc, doc = cli(capsys, fleet, token, "rollout", "create", ref, "--id", "half", "--label", "east", "--percent", "50",
+                  "--phase", "100:1.0")
+    chosen = {d.id for d in devs if bucket("half", d.id) < 0.5}
+    assert rc == 0 and {d["device"] for d in doc["rollout"]["devices"]} == chosen
+    rc, doc = cli(capsys, fleet, token, "rollout", "status", "half", "--wait", "60")
+    assert doc["rollout"]["state"] == "done"
+    assert all((d.flash.read(0x80000, len(data)) == data) == (d.id in chosen) for d in devs)
