@@ -269,6 +269,10 @@ async def run_member(server: CloudServer, claim: Claim) -> None:
         if r is None:
             return
         release = await asyncio.to_thread(server.releases.open, claim.release_ref)
+        pinned = r.options.get("manifest_sha256")
+        if pinned and hashlib.sha256(release.raw).hexdigest() != pinned:  # e.g. replaced in the bucket since creation
+            raise VerifyError(f"release {claim.release_ref}: the manifest differs from the one rollout "
+                              f"{claim.rollout_id} was created with (sha256 {pinned[:16]}…); nothing was sent")
         run = _Run(server, claim, release, r.options)
         try:
             res = await run.deploy()
