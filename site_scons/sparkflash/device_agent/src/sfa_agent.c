@@ -29,12 +29,17 @@ static const char TOO_LONG[] = "line longer than 160 characters";
 static uint8_t shared[SHARED_SIZE];
 static char *const line_buf = (char *)shared + SHARED_SIZE - (SFA_MAX_LINE + 2);
 static const char BUSY[] = "ERR 4 busy";
+/* A cloud command longer than one call's argument (REC SET) is gathered here between
+ * calls ("+" arguments): after the cloud text, before the serial line. */
+#define CLOUD_PENDING (SFA_CLOUD_VAR_MAX + 2u)
+typedef char sfa_pending_fits[(CLOUD_PENDING + SFA_MAX_LINE <= SHARED_SIZE - (SFA_MAX_LINE + 2)) ? 1 : -1];
 
 static struct {
     uint8_t mode;
     uint8_t kind;
     uint8_t job_internal;
     uint8_t reopened;  /* the port was closed while a SAVE waited for its sender */
+    uint8_t pending;   /* bytes of a cloud command gathered so far */
     uint16_t len;
     uint32_t dest, length;
     uint32_t job_addr, job_left, job_piece_crc, job_crc;
@@ -44,7 +49,7 @@ static struct {
     sfa_ym ym;
 } A;
 
-/* ---- output: the serial port, or the cloud text while sfa_cloud_sum runs ---- */
+/* ---- output: the serial port, or the cloud text while sfa_cloud_call runs ---- */
 static char *sink;
 static size_t sink_len, sink_cap;
 
@@ -132,18 +137,13 @@ static int ym_data(void *ctx, uint32_t offset, const uint8_t *data, uint32_t n)
 }
 
 /* The buffer is about to be reused: the cloud text now reads as busy, not as stale bytes. */
-static void cloud_text_lost(void) { memcpy(shared, BUSY, sizeof BUSY); }
+static void cloud_text_lost(void)
+{
+    memcpy(shared, BUSY, sizeof BUSY);
+    A.pending = 0;
+}
 
 char *sfa_cloud_text(void) { return (char *)shared; }
-
-int sfa_cloud_call(const char *arg)
-{
-    if (A.mode != M_LINE && A.mode != M_DISCARD) {
-        cloud_text_lost();
-        return SFA_ERR_TRANSFER;
-    }
-    return sfa_cloud_sum(arg, (char *)shared, SFA_CLOUD_VAR_MAX + 1);
-}
 
 static void start_ymodem(int kind, uint32_t dest, uint32_t length)
 {
@@ -219,6 +219,7 @@ static void ymodem_check(void)
 
 /* ---- SUM / SUMS jobs ---- */
 static uint32_t pieces_of(uint32_t a, uint32_t l);
+static void cloud_sum(int mode, uint32_t a, uint32_t l, int internal);
 
 static void start_job(int mode, uint32_t address, uint32_t length, int internal)
 {
@@ -406,11 +407,18 @@ static void run_line(char *line, uint32_t len)
         } else if (!sfa_range_in_flash(a, l, &internal)) {
             reply_err(SFA_ERR_RANGE, "not inside one flash memory");
         } else {
-            start_job(wl[0] == 3 ? M_SUM : M_SUMS, a, l, internal);
+            int mode = wl[0] == 3 ? M_SUM : M_SUMS;
+            if (sink) {
+                cloud_sum(mode, a, l, internal);
+            } else {
+                start_job(mode, a, l, internal);
+            }
         }
     } else if (word_is(w[0], wl[0], "SAVE") && (nw == 3 || (nw == 4 && word_is(w[3], wl[3], "ANY")))) {
         const char *why;
-        if (!nums) {
+        if (sink) {
+            reply_err(SFA_ERR_SYNTAX, "SAVE is a serial command");
+        } else if (!nums) {
             reply_err(SFA_ERR_SYNTAX, NUMBERS);
         } else if ((why = sfa_save_range_error(a, l, nw == 4)) != NULL) {
             reply_err(SFA_ERR_RANGE, why);
@@ -552,7 +560,7 @@ int sfa_agent_poll(void)
     return n > 0 || A.mode != M_LINE;
 }
 
-/* ---- the cloud function's text (docs/device-agent.md §6) ---- */
+/* ---- the cloud function (docs/device-agent.md §6) ---- */
 static uint32_t pieces_of(uint32_t a, uint32_t l)
 {
     if (l == 0) {
@@ -562,7 +570,8 @@ static uint32_t pieces_of(uint32_t a, uint32_t l)
     return (last - (a & ~(SFA_SECTOR_SIZE - 1u))) / SFA_SECTOR_SIZE + 1u;
 }
 
-/* CRC-32 of [a, a + n) of one memory, and SHA-256 into s unless NULL. */
+/* CRC-32 of [a, a + n) of one memory, and SHA-256 into s unless NULL (64-byte reads: the
+ * shared buffer holds the cloud text meanwhile). */
 static uint32_t scan(uint32_t a, uint32_t n, int internal, sfa_sha256 *s)
 {
     uint8_t buf[64];
@@ -580,71 +589,69 @@ static uint32_t scan(uint32_t a, uint32_t n, int internal, sfa_sha256 *s)
     return crc;
 }
 
-static uint32_t dec_len(uint32_t v)
+/* SUM / SUMS inside one call, into the cloud text: the same reply as on serial. */
+static void cloud_sum(int mode, uint32_t a, uint32_t l, int internal)
 {
-    uint32_t n = 1;
-    while (v >= 10u) {
-        v /= 10u;
-        n++;
+    uint32_t pieces = pieces_of(a, l);
+    if (mode == M_SUM) {
+        uint8_t sha[32];
+        sfa_sha256_init(&A.sha);
+        uint32_t crc = scan(a, l, internal, &A.sha);
+        sfa_sha256_final(&A.sha, sha);
+        put("OK ");
+        put_hex32(crc);
+        put(" ");
+        put_sha(sha);
+        return;
     }
-    return n;
-}
-
-static int cloud_text(const char *arg)
-{
-    uint32_t a, l;
-    int internal;
-    const char *sp = strchr(arg, ' ');
-    if (strlen(arg) >= 64 || !sp || !sfa_parse_hex(arg, (uint32_t)(sp - arg), &a) ||
-        !sfa_parse_hex(sp + 1, (uint32_t)strlen(sp + 1), &l)) {
-        put("ERR 1 arg: <addr> <len>, 1-8 hex digits each");
-        return SFA_ERR_SYNTAX;
+    if (9u * pieces + 10u > SFA_CLOUD_VAR_MAX) {
+        reply_err(SFA_ERR_RANGE, "more sector CRCs than the variable holds");
+        return;
     }
-    if (!sfa_range_in_flash(a, l, &internal)) {
-        put("ERR 2 not inside one flash memory");
-        return SFA_ERR_RANGE;
-    }
-    sfa_sha256 s;
-    uint8_t sha[32];
-    sfa_sha256_init(&s);
-    uint32_t crc = scan(a, l, internal, &s);
-    sfa_sha256_final(&s, sha);
-    put("SUM ");
-    put_hex32(crc);
-    put(" ");
-    put_sha(sha);
-    put("\nREC ");
-    put_record();
-    /* Last, as many sector CRCs as fit: "SUMS <pieces> <shown> crc..." (two passes: no buffer). */
-    uint32_t pieces = pieces_of(a, l), shown = pieces;
-    uint32_t room = (uint32_t)(sink_cap - 1u - sink_len) - 7u - dec_len(pieces);
-    while (shown && dec_len(shown) + 9u * shown > room) {
-        shown--;
-    }
-    put("\nSUMS ");
+    put("OK ");
     put_dec(pieces);
-    put(" ");
-    put_dec(shown);
-    for (uint32_t i = 0, p = a; i < shown; i++) {
+    for (uint32_t p = a, end = a + l; p < end;) {
         uint32_t n = SFA_SECTOR_SIZE - (p & (SFA_SECTOR_SIZE - 1u));
-        n = n < a + l - p ? n : a + l - p;
+        n = n < end - p ? n : end - p;
         put(" ");
         put_hex32(scan(p, n, internal, NULL));
         p += n;
     }
-    return SFA_OK;
 }
 
-int sfa_cloud_sum(const char *arg, char *text, size_t size)
+int sfa_cloud_call(const char *arg)
 {
-    if (size < 200) {
-        return SFA_ERR_SYNTAX;
+    char *text = (char *)shared, *pending = (char *)shared + CLOUD_PENDING;
+    size_t n = strlen(arg);
+    int more = n > 0 && arg[0] == '+';
+    if (A.mode != M_LINE && A.mode != M_DISCARD) {
+        cloud_text_lost();
+        return SFA_ERR_TRANSFER;
     }
     text[0] = '\0';
     sink = text;
     sink_len = 0;
-    sink_cap = size < SFA_CLOUD_VAR_MAX + 1u ? size : SFA_CLOUD_VAR_MAX + 1u;
-    int rc = cloud_text(arg);
+    sink_cap = SFA_CLOUD_VAR_MAX + 1u;
+    if (n - (size_t)more > (size_t)SFA_MAX_LINE - A.pending) {
+        A.pending = 0;
+        reply_err(SFA_ERR_SYNTAX, TOO_LONG);
+    } else {
+        memcpy(pending + A.pending, arg + more, n - (size_t)more);
+        A.pending = (uint8_t)(A.pending + n - (size_t)more);
+        if (more) {
+            put("OK");
+        } else {
+            uint32_t len = A.pending;
+            A.pending = 0;
+            run_line(pending, len);
+            if (sink_len == 0) {
+                reply_err(SFA_ERR_SYNTAX, "empty command");
+            }
+        }
+    }
     sink = NULL;
-    return rc;
+    while (sink_len && (text[sink_len - 1] == '\n' || text[sink_len - 1] == '\r')) {
+        text[--sink_len] = '\0';
+    }
+    return memcmp(text, "ERR ", 4) == 0 ? text[4] - '0' : SFA_OK;
 }
