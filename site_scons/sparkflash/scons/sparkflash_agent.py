@@ -47,8 +47,9 @@ def agent_objects(env: Any, out: str, tree: FirmwareTree, maps: list[str]) -> li
         args = [("-isystem" + a[2:]) if a.startswith("-I") else a for a in base]
         lang = ["-std=gnu99"] if suffix == ".c" else []
         com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
+        defines = ["-DSFA_SAVE_BEGIN"] if save_begin else []
         aenv = env.Clone(SPARK_ARGS=[*tree.compile_prefix, f"-I{inc}", *(a.replace("$", "$$") for a in args), *lang,
-                                     "-Wextra", "-Werror", *(["-DSFA_SAVE_BEGIN"] if save_begin else []), *maps], CCCOM=com, CXXCOM=com)
+                                     "-Wextra", "-Werror", *defines, *maps], CCCOM=com, CXXCOM=com)
         objs.append(aenv.Object(f"{out}/sparkflash_agent/{Path(src).stem}.o", str(src))[0])
     return objs
 
