@@ -219,11 +219,12 @@ static void ymodem_check(void)
 
 /* ---- SUM / SUMS jobs ---- */
 static uint32_t pieces_of(uint32_t a, uint32_t l);
-static void cloud_sum(int mode, uint32_t a, uint32_t l, int internal);
 
 static void start_job(int mode, uint32_t address, uint32_t length, int internal)
 {
-    cloud_text_lost();
+    if (!sink) {
+        cloud_text_lost();
+    }
     A.mode = (uint8_t)mode;
     A.job_addr = address;
     A.job_left = length;
@@ -236,10 +237,14 @@ static void start_job(int mode, uint32_t address, uint32_t length, int internal)
     }
 }
 
+/* Over the cloud the job runs to its end inside the call, reading through a small buffer
+ * (the shared one holds the cloud text). */
 static void job_step(void)
 {
-    uint8_t *buf = shared + CLOUD_GUARD;
-    uint32_t n = A.job_left < JOB_CHUNK ? A.job_left : JOB_CHUNK;
+    uint8_t small[64];
+    uint8_t *buf = sink ? small : shared + CLOUD_GUARD;
+    uint32_t n = sink ? sizeof small : JOB_CHUNK;
+    n = A.job_left < n ? A.job_left : n;
     if (A.mode == M_SUMS) {
         uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
         n = n < to_boundary ? n : to_boundary;
@@ -408,8 +413,8 @@ static void run_line(char *line, uint32_t len)
             reply_err(SFA_ERR_RANGE, "not inside one flash memory");
         } else {
             int mode = wl[0] == 3 ? M_SUM : M_SUMS;
-            if (sink) {
-                cloud_sum(mode, a, l, internal);
+            if (sink && mode == M_SUMS && 9u * pieces_of(a, l) + 10u > SFA_CLOUD_VAR_MAX) {
+                reply_err(SFA_ERR_RANGE, "more sector CRCs than the variable holds");
             } else {
                 start_job(mode, a, l, internal);
             }
@@ -570,55 +575,6 @@ static uint32_t pieces_of(uint32_t a, uint32_t l)
     return (last - (a & ~(SFA_SECTOR_SIZE - 1u))) / SFA_SECTOR_SIZE + 1u;
 }
 
-/* CRC-32 of [a, a + n) of one memory, and SHA-256 into s unless NULL (64-byte reads: the
- * shared buffer holds the cloud text meanwhile). */
-static uint32_t scan(uint32_t a, uint32_t n, int internal, sfa_sha256 *s)
-{
-    uint8_t buf[64];
-    uint32_t crc = 0;
-    while (n) {
-        uint32_t k = n < sizeof buf ? n : (uint32_t)sizeof buf;
-        sfa_read_any(buf, a, k, internal);
-        crc = sfa_crc32_update(crc, buf, k);
-        if (s) {
-            sfa_sha256_update(s, buf, k);
-        }
-        a += k;
-        n -= k;
-    }
-    return crc;
-}
-
-/* SUM / SUMS inside one call, into the cloud text: the same reply as on serial. */
-static void cloud_sum(int mode, uint32_t a, uint32_t l, int internal)
-{
-    uint32_t pieces = pieces_of(a, l);
-    if (mode == M_SUM) {
-        uint8_t sha[32];
-        sfa_sha256_init(&A.sha);
-        uint32_t crc = scan(a, l, internal, &A.sha);
-        sfa_sha256_final(&A.sha, sha);
-        put("OK ");
-        put_hex32(crc);
-        put(" ");
-        put_sha(sha);
-        return;
-    }
-    if (9u * pieces + 10u > SFA_CLOUD_VAR_MAX) {
-        reply_err(SFA_ERR_RANGE, "more sector CRCs than the variable holds");
-        return;
-    }
-    put("OK ");
-    put_dec(pieces);
-    for (uint32_t p = a, end = a + l; p < end;) {
-        uint32_t n = SFA_SECTOR_SIZE - (p & (SFA_SECTOR_SIZE - 1u));
-        n = n < end - p ? n : end - p;
-        put(" ");
-        put_hex32(scan(p, n, internal, NULL));
-        p += n;
-    }
-}
-
 int sfa_cloud_call(const char *arg)
 {
     char *text = (char *)shared, *pending = (char *)shared + CLOUD_PENDING;
@@ -644,6 +600,7 @@ int sfa_cloud_call(const char *arg)
             uint32_t len = A.pending;
             A.pending = 0;
             run_line(pending, len);
+            run_job_to_end();
             if (sink_len == 0) {
                 reply_err(SFA_ERR_SYNTAX, "empty command");
             }
