@@ -92,13 +92,27 @@ static void put_sha(const uint8_t sha[32])
     out(hex, 64);
 }
 
-static void reply_err(int code, const char *text)
+/* "ERR <code> " (the text and CR LF follow) */
+static void err_head(int code)
 {
     put("ERR ");
     put_dec((uint32_t)code);
     put(" ");
+}
+
+static void reply_err(int code, const char *text)
+{
+    err_head(code);
     put(text);
     put("\r\n");
+}
+
+/* the 24 hex digits of the device id */
+static void put_id(void)
+{
+    char id[24];
+    sfa_hal_device_id(id);
+    out(id, 24);
 }
 
 /* ---- YMODEM glue ---- */
@@ -170,9 +184,7 @@ static void ymodem_failed(void)
     }
     int code = ym->result == SFA_YM_ERR_FLASH ? SFA_ERR_FLASH
              : ym->result == SFA_YM_ERR_SIZE ? SFA_ERR_SIZE : SFA_ERR_TRANSFER;
-    put("ERR ");
-    put_dec((uint32_t)code);
-    put(" ");
+    err_head(code);
     if (ym->result == SFA_YM_ERR_SIZE) {
         put("header size missing or not SAVE's length");
     } else if (ym->result == SFA_YM_ERR_FLASH) {
@@ -401,10 +413,8 @@ static void run_line(char *line, uint32_t len)
     int nums = nw >= 3 && sfa_parse_hex(w[1], wl[1], &a) && sfa_parse_hex(w[2], wl[2], &l);
     int internal = 0;
     if (word_is(w[0], wl[0], "ID") && nw == 1) {
-        char id[24];
-        sfa_hal_device_id(id);
         put("OK ");
-        out((const uint8_t *)id, 24);
+        put_id();
         put("\r\n");
     } else if ((word_is(w[0], wl[0], "SUM") || word_is(w[0], wl[0], "SUMS")) && nw == 3) {
         if (!nums) {
@@ -442,10 +452,8 @@ static void run_line(char *line, uint32_t len)
 
 static void key_i(void)
 {
-    char id[24];
-    sfa_hal_device_id(id);
     put("Your core id is ");
-    out((const uint8_t *)id, 24);
+    put_id();
     put("\r\nsparkflash-agent 1\r\n");
 }
 
@@ -595,7 +603,7 @@ int sfa_cloud_call(const char *arg)
         memcpy(pending + A.pending, arg + more, n - (size_t)more);
         A.pending = (uint8_t)(A.pending + n - (size_t)more);
         if (more) {
-            put("OK");
+            put("OK\r\n");
         } else {
             uint32_t len = A.pending;
             A.pending = 0;
@@ -607,8 +615,8 @@ int sfa_cloud_call(const char *arg)
         }
     }
     sink = NULL;
-    while (sink_len && (text[sink_len - 1] == '\n' || text[sink_len - 1] == '\r')) {
-        text[--sink_len] = '\0';
+    if (sink_len >= 2) {
+        text[sink_len - 2] = '\0';  /* every reply is one line: drop its CR LF */
     }
     return memcmp(text, "ERR ", 4) == 0 ? text[4] - '0' : SFA_OK;
 }
