@@ -349,7 +349,11 @@ class CloudClient:
             return self._result(record_set(self.core.state, RR.Record(req.name, req.version, req.sha256)))
         if isinstance(req, L.BadLine):
             return self._result(L.err(req.code, req.text))
-        return self._result(L.err(L.ERR_SYNTAX, "not a cloud command"))
+        if req is None:
+            return self._result(L.err(L.ERR_SYNTAX, "empty command"))
+        if isinstance(req, L.Save):
+            return self._result(L.err(L.ERR_SYNTAX, "SAVE is a serial command"))
+        return self._result(L.err(L.ERR_SYNTAX, "unknown command"))  # a stock key: serial only
 
     def _result(self, reply: bytes) -> int:
         self.result = reply.rstrip(b"\r\n")
