@@ -74,7 +74,7 @@ def test_example_release_verified_by_the_agent_on_flasher_additions(
         assert rc == 0, lines[-1] if lines else cap.err[-2000:]
         regions = lines[-1]["deployments"][0]["regions"]
         assert [(r["region"], r["status"]) for r in regions] == [(r.name, "verified") for r in rel.manifest.regions]
-        assert all("agent" in r["proves"] or "device" in r["proves"] for r in regions), regions
+        assert all("device's own digest" in r["proves"] for r in regions), regions
         # The real library stored the files itself (SaveBegin: its prepare_to_save_file) and the firmware.
         for r in rel.manifest.regions:
             got = core.internal(r.address, r.size) if r.memory == "internal" else core.flash(r.address, r.size)
@@ -89,12 +89,19 @@ def test_example_release_verified_by_the_agent_on_flasher_additions(
         assert flasher.release_record() == want  # REC over the cloud function and sfresult
         on_flash = RR.latest(core.flash(0x3000, 0x1000))
         assert on_flash is not None and (on_flash.name, on_flash.version, on_flash.sha256) == want
-        # Deployed again: the agent's digests show every region already there; nothing is sent.
+        # One byte of the font decays on the device: deployed again, the agent's sector CRCs
+        # point at that sector alone, which is sent and verified; the rest is unchanged.
+        with (core.dir / "flash.bin").open("r+b") as f:  # the harness maps this file shared
+            f.seek(0x81234)
+            f.write(bytes([rel.blob(rel.manifest.regions[1])[0x1234] ^ 0x10]))
         capsys.readouterr()
         rc = main(["deploy", str(manifest), "--trust", str(pub), "--via", "ota", "--device", core.device_id,
                    "--cloud", url, "--require-verified", "--json"])
         doc = json.loads(capsys.readouterr().out.splitlines()[-1])
-        assert rc == 0 and [r["status"] for r in doc["deployments"][0]["regions"]] == ["unchanged"] * len(regions), doc
+        statuses = [(r["region"], r["status"]) for r in doc["deployments"][0]["regions"]]
+        assert rc == 0 and statuses == [("firmware", "unchanged"), ("font", "verified"), ("web", "unchanged")], doc
+        assert core.count(r"begin 0x81000 4096") == 1 and core.count(r"begin 0x80000 \d+") == 1
         assert core.count("reboot") == 1
+        assert core.flash(0x80000, 0x10000) == rel.blob(rel.manifest.regions[1])
     finally:
         core.kill()
