@@ -54,7 +54,7 @@ def test_board_header_matches_the_board_map() -> None:
 def test_scons_agent_links_into_the_real_trees(tree: str, peer_trees: Callable[[str], Path], tool: Callable[[str], str],
                                                tmp_path: Path) -> None:
     """spark_11 (core-firmware 6c98a17a0) and flasher_additions (5e41341d6, whose library has
-    SaveBegin: the agent's sfcaps then says "save"), each with its own sibling libraries."""
+    SaveBegin: the agent's sfcaps then says "agent save"), each with its own sibling libraries."""
     tool("arm-none-eabi-gcc")
     trees = peer_trees(tree)
     checkout = make_checkout(tmp_path / "checkout")
@@ -73,7 +73,8 @@ def test_scons_agent_links_into_the_real_trees(tree: str, peer_trees: Callable[[
         assert re.search(rf" [Tt] {name}$", syms, re.MULTILINE), name
     assert (out / "firmware.bin").stat().st_size <= load_board("spark-core").firmware_max_size
     # sfcaps is "save" only where the library takes SaveBegin (the server then sends files)
-    assert (b"save\0" in (out / "sparkflash_agent" / "sfa_core.o").read_bytes()) == (tree == "flasher")
+    obj = (out / "sparkflash_agent" / "sfa_core.o").read_bytes()
+    assert (b"agent save\0" in obj, b"agent\0" in obj) == (tree == "flasher", tree != "flasher")
 
 
 def test_agent_on_a_tree_without_usb_serial_is_refused_clearly(tmp_path: Path) -> None:

@@ -105,3 +105,42 @@ def test_example_release_verified_by_the_agent_on_flasher_additions(
         assert core.flash(0x80000, 0x10000) == rel.blob(rel.manifest.regions[1])
     finally:
         core.kill()
+
+
+@pytest.mark.parametrize("kind", ["stock", "deviceos"])
+def test_firmware_verified_by_the_agent_on_stock_and_device_os(
+        kind: str, cloud: CloudServer, signed_example: tuple[Path, Path], tmp_path: Path,
+        tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same agent with core-communication-lib master (0.3.x) and Device OS v0.4.9: no
+    SaveBegin (sfcaps "agent": files are refused before any byte, so only the firmware region
+    is deployed), but the firmware is verified by the agent's digest and the record written."""
+    exe = realcore.build(kind, tmp_path_factory.mktemp(f"agent-{kind}"), extra_sources=device_agent.ota_app_sources(),
+                         extra_flags=[f"-I{device_agent.include_dir()}"])
+    manifest, pub = signed_example
+    rel = open_release(manifest, TrustStore.from_paths([pub]))
+    core = realcore.RealCore(exe, tmp_path / "core", cloud.port, generate_device_key(),
+                             server_public_der(cloud.key.public_key()))
+    cloud.registry.register(core.device_id, core.public_pem)
+    core.start()
+    try:
+        core.wait_line("connected")
+        assert cloud.admin_addr is not None
+        url = "http://{}:{}".format(*cloud.admin_addr[:2])
+        base = ["deploy", str(manifest), "--trust", str(pub), "--via", "ota", "--device", core.device_id,
+                "--cloud", url, "--require-verified", "--json"]
+        capsys.readouterr()
+        rc = main(base)  # the whole release: the files are refused, nothing is sent
+        doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert rc == 2 and [r["status"] for r in doc["deployments"][0]["regions"]] == ["skipped", "failed", "failed"], doc
+        assert core.count(r"begin .*") == 0
+        rc = main([*base, "--region", "firmware"])
+        doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert rc == 0 and [r["status"] for r in doc["deployments"][0]["regions"]] == ["verified"], doc
+        fw = rel.manifest.regions[0]
+        assert core.internal(fw.address, fw.size) == rel.blob(fw) and core.count("reboot") == 1
+        session = cloud.sessions[core.device_id]
+        assert session.info is not None and session.info.agent and not session.info.save_begin
+        want = (rel.manifest.name, rel.manifest.version, hashlib.sha256(rel.raw).hexdigest())
+        assert CloudFlasher(cloud, load_board("spark-core"), core.device_id).release_record() == want
+    finally:
+        core.kill()

@@ -298,7 +298,8 @@ class CloudClient:
     def _variables(self) -> dict[str, bytes]:
         if not self.agent:
             return {}
-        return {AGENT_RESULT: self.result, AGENT_CAPS: b"save" if self.save_begin else b""}
+        # as the C agent: never empty (the real library sends an empty string as a bare payload marker)
+        return {AGENT_RESULT: self.result, AGENT_CAPS: b"agent save" if self.save_begin else b"agent"}
 
     def _describe(self, m: Message) -> Message:
         funcs = [AGENT_FUNCTION] if self.agent else []

@@ -69,12 +69,14 @@ void sfa_hal_install_firmware(uint32_t size)
 
 #ifndef SFA_NO_CLOUD
 static int sfa_cloud_function(String arg) { return sfa_cloud_call(arg.c_str()); }
-// "save" when the tree's core-communication-lib takes SaveBegin (flasher_additions; the
-// SCons plugin defines SFA_SAVE_BEGIN): the server may then send files over the air.
+// Capability words: "save" when the tree's core-communication-lib takes SaveBegin
+// (flasher_additions; the SCons plugin defines SFA_SAVE_BEGIN): the server may then send
+// files over the air. Never empty: the library sends an empty string variable as a bare
+// CoAP payload marker, a malformed message.
 #ifdef SFA_SAVE_BEGIN
-static char sfa_caps[] = "save";
+static char sfa_caps[] = "agent save";
 #else
-static char sfa_caps[] = "";
+static char sfa_caps[] = "agent";
 #endif
 #endif
 

@@ -19,9 +19,9 @@ static uint32_t ext_size, in_size;
 static char id[24];
 
 #if defined(SF_DIALECT_CCL_SAVE)
-static const char caps[] = "save";
+static const char caps[] = "agent save";
 #else
-static const char caps[] = "";
+static const char caps[] = "agent"; /* never empty: the library would send a bare payload marker */
 #endif
 
 /* ---- the agent's HAL over the harness's images ---- */
