@@ -50,11 +50,13 @@ def test_board_header_matches_the_board_map() -> None:
         assert record.end <= a.start or a.end <= record.start, other  # outside keys and firmware slots
 
 
-@pytest.mark.slow
-def test_scons_agent_links_into_spark_11(peer_trees: Callable[[str], Path], tool: Callable[[str], str],
-                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize("tree", ["spark_11", "flasher"])
+def test_scons_agent_links_into_the_real_trees(tree: str, peer_trees: Callable[[str], Path], tool: Callable[[str], str],
+                                               tmp_path: Path) -> None:
+    """spark_11 (core-firmware 6c98a17a0) and flasher_additions (5e41341d6, whose library has
+    SaveBegin: the agent's sfcaps then says "agent save"), each with its own sibling libraries."""
     tool("arm-none-eabi-gcc")
-    trees = peer_trees("spark_11")
+    trees = peer_trees(tree)
     checkout = make_checkout(tmp_path / "checkout")
     built = run_scons(checkout, "-j2", f"CORE_FIRMWARE={trees / 'core-firmware'}", "AGENT=1", timeout=900)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
@@ -70,6 +72,9 @@ def test_scons_agent_links_into_spark_11(peer_trees: Callable[[str], Path], tool
     for name in ("__wrap_setup", "__wrap_loop", "sfa_agent_poll", "sfa_ym_feed", "sfa_cloud_call"):
         assert re.search(rf" [Tt] {name}$", syms, re.MULTILINE), name
     assert (out / "firmware.bin").stat().st_size <= load_board("spark-core").firmware_max_size
+    # sfcaps is "save" only where the library takes SaveBegin (the server then sends files)
+    obj = (out / "sparkflash_agent" / "sfa_core.o").read_bytes()
+    assert (b"agent save\0" in obj, b"agent\0" in obj) == (tree == "flasher", tree != "flasher")
 
 
 def test_agent_on_a_tree_without_usb_serial_is_refused_clearly(tmp_path: Path) -> None:

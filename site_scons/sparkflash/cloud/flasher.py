@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sparkflash.boards import Board
+from sparkflash.cloud import agent_commands
 from sparkflash.deploy.base import ProgressFn, Unverifiable, WriteReport
 from sparkflash.errors import DeviceGone, InputError, ProtocolError, VerifyError
 from sparkflash.manifest.model import Region
@@ -226,6 +227,20 @@ async def region_digest(server: Sessions, board: Board, device: str, region: Reg
     raise AssertionError("unreachable")
 
 
+async def _agent_record(server: CloudServer, device: str, opts: OtaOptions,
+                        new: tuple[str, str, str] | None = None) -> tuple[str, str, str] | None:
+    """Read the agent's release record, or write `new` (and read it back); nothing without an agent."""
+    s = await server.wait_session(device, opts.connect_s)
+    await s.describe()
+    assert s.info is not None
+    if not s.info.agent:
+        return None
+    if new is not None:
+        await agent_commands.write_release_record(s, *new)
+        return new
+    return await agent_commands.read_release_record(s)
+
+
 class CloudFlasher:
     """The shared deploy loop's view of one device on our cloud (called from a worker thread)."""
 
@@ -251,6 +266,14 @@ class CloudFlasher:
         """Region name -> why it is refused for this device, decided before any byte is sent."""
         info = self._call(device_info(self.server, self.device, self.opts))
         return {r.name: why for r in regions if (why := refusal(self.board, r, info)) is not None}
+
+    def release_record(self) -> tuple[str, str, str] | None:
+        """The device agent's release record (REC over its cloud function); None without an agent."""
+        return self._call(_agent_record(self.server, self.device, self.opts))
+
+    def set_release_record(self, name: str, version: str, sha256: str) -> None:
+        """After a verified signed deploy (every region checked by the agent's digest): REC SET."""
+        self._call(_agent_record(self.server, self.device, self.opts, (name, version, sha256)))
 
     def finish(self) -> None:
         pass

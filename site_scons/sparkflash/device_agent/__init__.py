@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["core_sources", "host_sources", "include_dir", "portable_sources", "source_dir"]
+__all__ = ["core_sources", "host_sources", "include_dir", "ota_app_sources", "portable_sources", "source_dir"]
 
 
 def source_dir() -> Path:
@@ -35,3 +35,9 @@ def core_sources() -> list[Path]:
 def host_sources() -> list[Path]:
     """The host binding's main (pty, NOR flash files, millis())."""
     return [source_dir() / "host" / "sfa_host.c"]
+
+
+def ota_app_sources() -> list[Path]:
+    """The agent as the application of the OTA harness (tests/peers/ota_harness: the real
+    core-communication-lib built for the host), answering its sf_app_* hooks."""
+    return [*portable_sources(), source_dir() / "host" / "sfa_ota_app.c"]

@@ -29,6 +29,10 @@ def agent_objects(env: Any, out: str, tree: FirmwareTree, maps: list[str]) -> li
             f"AGENT=1: {firmware.root} has no inc/spark_wiring_usbserial.h; the agent's Core binding needs a "
             "spark_11-era core-firmware tree (USB serial, Spark.function/variable), see docs/device-agent.md")
     inc = str(device_agent.include_dir())
+    # flasher_additions' core-communication-lib has SaveBegin (SparkCallbacks.prepare_to_save_file):
+    # the agent's `sfcaps` variable then tells the cloud server it may send files
+    save_begin = any("prepare_to_save_file" in h.read_text(errors="replace")
+                     for c in tree.libraries for h in [c.root / "src" / "spark_protocol.h"] if h.is_file())
     templates: dict[str, tuple[str, ...]] = {}
     for comp in (firmware, *tree.libraries):
         for c in comp.compiles:
@@ -43,8 +47,9 @@ def agent_objects(env: Any, out: str, tree: FirmwareTree, maps: list[str]) -> li
         args = [("-isystem" + a[2:]) if a.startswith("-I") else a for a in base]
         lang = ["-std=gnu99"] if suffix == ".c" else []
         com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
+        defines = ["-DSFA_SAVE_BEGIN"] if save_begin else []
         aenv = env.Clone(SPARK_ARGS=[*tree.compile_prefix, f"-I{inc}", *(a.replace("$", "$$") for a in args), *lang,
-                                     "-Wextra", "-Werror", *maps], CCCOM=com, CXXCOM=com)
+                                     "-Wextra", "-Werror", *defines, *maps], CCCOM=com, CXXCOM=com)
         objs.append(aenv.Object(f"{out}/sparkflash_agent/{Path(src).stem}.o", str(src))[0])
     return objs
 

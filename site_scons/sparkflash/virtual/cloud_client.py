@@ -10,8 +10,9 @@ key sectors), and an unknown request is ignored by the 0.3.x dialect but ends th
 connection on Device OS.
 
 In its default agent mode it also runs the device agent's cloud interface (docs/ota.md):
-function `sfdigest` ("SUM addr len", hex) computes CRC-32 + SHA-256 into the string
-variable `sfresult`; variable `sfcaps` lists "save" when the protocol library takes SaveBegin.
+function `sfdigest` runs one agent line command ("SUM addr len", SUMS, REC, REC SET; "+"
+pieces for a long one) into the string variable `sfresult`; variable `sfcaps` lists "save"
+when the protocol library takes SaveBegin.
 
 Options (`core.options.extra`):
     cloud_dialect       "os" (default: Device OS-like, fast OTA) or "ccl" (0.3.x-like, stop-and-wait)
@@ -28,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import select
 import socket
 import threading
@@ -40,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.errors import SparkflashError
 from sparkflash.protocols import coap, ota
+from sparkflash.protocols import listening as L
+from sparkflash.protocols import release_record as RR
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
 from sparkflash.protocols.cloud_handshake import (
     NONCE_LEN,
@@ -52,6 +54,7 @@ from sparkflash.protocols.core_keys import KEY_SLOT, core_read_private_key
 from sparkflash.protocols.ota_receiver import DeviceTiming, OtaReceiver
 from sparkflash.virtual.faults import LinkDropped
 from sparkflash.virtual.nor_flash import DeviceReset, NorFlash
+from sparkflash.virtual.serial_pty import record_get, record_set
 
 if TYPE_CHECKING:
     from sparkflash.virtual.core import VirtualCore
@@ -132,6 +135,7 @@ class CloudClient:
         self.save_begin = bool(extra.get("cloud_save_begin", False)) and self.dialect == "ccl"
         self.agent = bool(extra.get("cloud_agent", True))
         self.result = b""
+        self.pending = ""  # a "+" prefix of the next agent command
         self.store = FlashStore(core.state.internal, core.state.external)
         self.connections = 0
         self.chunks_seen = 0
@@ -294,7 +298,8 @@ class CloudClient:
     def _variables(self) -> dict[str, bytes]:
         if not self.agent:
             return {}
-        return {AGENT_RESULT: self.result, AGENT_CAPS: b"save" if self.save_begin else b""}
+        # as the C agent: never empty (the real library sends an empty string as a bare payload marker)
+        return {AGENT_RESULT: self.result, AGENT_CAPS: b"agent save" if self.save_begin else b"agent"}
 
     def _describe(self, m: Message) -> Message:
         funcs = [AGENT_FUNCTION] if self.agent else []
@@ -312,26 +317,48 @@ class CloudClient:
         return [ota.empty_ack(m.mid), ret]
 
     def _sfdigest(self, arg: str) -> int:
-        """SUM addr len -> "OK crc sha256"; SUMS addr len -> "OK n crc..." (one per 4 KiB-sector piece)."""
-        mt = re.fullmatch(r"(SUMS?) ([0-9a-fA-F]{1,8}) ([0-9a-fA-F]{1,8})", arg)
-        address, size = (int(mt.group(2), 16), int(mt.group(3), 16)) if mt else (0, 0)
-        f = self.store.memory(address, size) if mt and size else None
-        if mt is None or f is None:
-            self.result = b"ERR 2"
-            return -2
-        if mt.group(1) == "SUM":
-            d = self.store.digest(address, size)
+        """One agent line command (SUM, SUMS, REC, REC SET); its reply, without CR LF, is the result.
+
+        As the C agent (docs/device-agent.md §6): "+text" is kept and prefixed to the next
+        argument (a command longer than one argument); the return value is the ERR code or 0."""
+        if arg.startswith("+"):
+            if len(self.pending) + len(arg) - 1 > L.MAX_LINE:
+                self.pending = ""
+                return self._result(L.err(L.ERR_SYNTAX, "line longer than 160 characters"))
+            self.pending += arg[1:]
+            return self._result(L.ok())
+        line, self.pending = self.pending + arg, ""
+        if len(line) > L.MAX_LINE:
+            return self._result(L.err(L.ERR_SYNTAX, "line longer than 160 characters"))
+        reader = L.CommandReader()
+        reader.receive_data(line.encode("latin-1", "replace") + b"\n")
+        req = reader.next_request()
+        if isinstance(req, L.Checksum) and self.store.memory(req.address, req.length) is not None:
+            d = self.store.digest(req.address, req.length)
             assert d is not None
-            self.result = f"OK {d[0]:08x} {d[1].hex()}".encode()
-            return 0
-        cuts = [address] + list(range(address - address % f.sector_size + f.sector_size, address + size, f.sector_size))
-        crcs = [ota.crc32(f.read(a, min(b, address + size) - a)) for a, b in zip(cuts, cuts[1:] + [address + size], strict=True)]
-        text = f"OK {len(crcs)} " + " ".join(f"{c:08x}" for c in crcs)
-        if len(text) > 622:  # the string variable's limit on a Core
-            self.result = b"ERR 2"
-            return -2
-        self.result = text.encode()
-        return 0
+            return self._result(L.ok(f"{d[0]:08x}", d[1].hex()))
+        if isinstance(req, L.SectorSums) and (f := self.store.memory(req.address, req.length)) is not None:
+            pieces = L.sector_pieces(req.address, req.length)
+            if 9 * len(pieces) + 10 > 622:  # the string variable's limit on a Core
+                return self._result(L.err(L.ERR_RANGE, "more sector CRCs than the variable holds"))
+            return self._result(L.ok(str(len(pieces)), *(f"{ota.crc32(f.read(a, n)):08x}" for a, n in pieces)))
+        if isinstance(req, (L.Checksum, L.SectorSums)):
+            return self._result(L.err(L.ERR_RANGE, "not inside one flash memory"))
+        if isinstance(req, L.RecordGet):
+            return self._result(record_get(self.core.state))
+        if isinstance(req, L.RecordSet):
+            return self._result(record_set(self.core.state, RR.Record(req.name, req.version, req.sha256)))
+        if isinstance(req, L.BadLine):
+            return self._result(L.err(req.code, req.text))
+        if req is None:
+            return self._result(L.err(L.ERR_SYNTAX, "empty command"))
+        if isinstance(req, L.Save):
+            return self._result(L.err(L.ERR_SYNTAX, "SAVE is a serial command"))
+        return self._result(L.err(L.ERR_SYNTAX, "unknown command"))  # a stock key: serial only
+
+    def _result(self, reply: bytes) -> int:
+        self.result = reply.rstrip(b"\r\n")
+        return int(self.result[4:5]) if self.result.startswith(b"ERR ") else 0
 
     def _variable(self, m: Message) -> Message:
         parts = _segments(m)

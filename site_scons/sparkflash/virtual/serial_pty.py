@@ -34,8 +34,9 @@ from sparkflash.virtual.nor_flash import DeviceReset, NorFlash
 
 if TYPE_CHECKING:
     from sparkflash.virtual.core import VirtualCore
+    from sparkflash.virtual.state import CoreState
 
-__all__ = ["PORT_FILE", "PORT_LINK", "SerialEndpoint"]
+__all__ = ["PORT_FILE", "PORT_LINK", "SerialEndpoint", "record_get", "record_set"]
 
 PORT_LINK = "tty"  # STATE/tty -> /dev/pts/N
 PORT_FILE = "serial.port"  # STATE/serial.port holds the path to open
@@ -170,6 +171,33 @@ class _FlashSink:
             raise _FlashFailed(f"read-back mismatch at 0x{addr:08x}+{len(data)}")
 
 
+def _record_sector(state: CoreState) -> bytes:
+    area = state.board.memory("external").area("release_record")
+    return state.external.read(area.start, area.size)
+
+
+def record_get(state: CoreState) -> bytes:
+    """The REC reply (also the agent's cloud function's, virtual/cloud_client.py)."""
+    rec = RR.latest(_record_sector(state))
+    return L.ok("-") if rec is None else L.ok(rec.name, rec.version, rec.sha256)
+
+
+def record_set(state: CoreState, rec: RR.Record) -> bytes:
+    """REC SET: append the record to the log (erase first when it is full), read it back; 3 tries."""
+    area, f = state.board.memory("external").area("release_record"), state.external
+    slot = RR.encode_slot(rec)
+    for _ in range(3):
+        at = RR.free_slot(_record_sector(state))
+        if at is None:
+            if not f.erase_sector(area.start):
+                continue
+            at = 0
+        f.program(area.start + at, slot)
+        if f.read(area.start + at, RR.SLOT) == slot:
+            return L.ok()
+    return L.err(L.ERR_FLASH, f"release record write/read-back failed at 0x{area.start:08x}")
+
+
 class SerialEndpoint:
     """Listening mode on a pty, one thread; constructed by VirtualCore with the core."""
 
@@ -281,31 +309,11 @@ class SerialEndpoint:
             data = flash.read(req.address, req.length)
             return L.ok(f"{zlib.crc32(data) & 0xFFFFFFFF:08x}", hashlib.sha256(data).hexdigest())
         if isinstance(req, L.RecordGet):
-            rec = RR.latest(self._record_sector())
-            return L.ok("-") if rec is None else L.ok(rec.name, rec.version, rec.sha256)
+            return record_get(self.state)
         if isinstance(req, L.RecordSet):
-            return self._record_set(RR.Record(req.name, req.version, req.sha256))
+            return record_set(self.state, RR.Record(req.name, req.version, req.sha256))
         assert isinstance(req, L.BadLine)
         return L.err(req.code, req.text)
-
-    def _record_sector(self) -> bytes:
-        area = self.state.board.memory("external").area("release_record")
-        return self.state.external.read(area.start, area.size)
-
-    def _record_set(self, rec: RR.Record) -> bytes:
-        """Append the record to the log (erase first when it is full), read it back; 3 tries."""
-        area, f = self.state.board.memory("external").area("release_record"), self.state.external
-        slot = RR.encode_slot(rec)
-        for _ in range(3):
-            at = RR.free_slot(self._record_sector())
-            if at is None:
-                if not f.erase_sector(area.start):
-                    continue
-                at = 0
-            f.program(area.start + at, slot)
-            if f.read(area.start + at, RR.SLOT) == slot:
-                return L.ok()
-        return L.err(L.ERR_FLASH, f"release record write/read-back failed at 0x{area.start:08x}")
 
     def _flash_for(self, address: int, length: int) -> NorFlash | None:
         for f in (self.state.internal, self.state.external):

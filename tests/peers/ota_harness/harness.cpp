@@ -353,6 +353,7 @@ int hexval(char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
 // Default application: no functions, no variables (a strong definition replaces each).
 extern "C" {
 __attribute__((weak)) void sf_app_init(uint8_t *, uint32_t) {}
+__attribute__((weak)) void sf_app_device(const char *, uint8_t *, uint32_t) {}
 __attribute__((weak)) int sf_app_num_functions(void) { return 0; }
 __attribute__((weak)) const char *sf_app_function_key(int) { return ""; }
 __attribute__((weak)) int sf_app_call_function(const char *, const char *) { return -1; }
@@ -389,6 +390,7 @@ int main(int argc, char **argv) {
     if (getenv("SF_HARNESS_REBOOTED")) corrupt_chunk = stall_chunk = -1;  // one-shot faults stay one-shot
     setenv("SF_HARNESS_REBOOTED", "1", 1);
     sf_app_init(flash, FLASH_SIZE);
+    sf_app_device(argv[3], internal, INTERNAL_SIZE);
     for (;;) {
         if (tcp_connect()) {
             session();

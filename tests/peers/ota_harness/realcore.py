@@ -87,7 +87,10 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 def build(kind: str, workdir: Path, extra_sources: Sequence[Path] = (), extra_flags: Sequence[str] = ()) -> Path:
-    """Compile the harness with one real device code; returns the executable."""
+    """Compile the harness with one real device code; returns the executable.
+
+    extra_sources: an application's .c (gcc -std=c99) and .cpp files with -Wall -Wextra
+    -Werror and extra_flags (e.g. its -I); they define the sf_app_* hooks of sf_app.h."""
     k = KINDS[kind]
     archive = require_peers(k.archive)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,9 @@ def build(kind: str, workdir: Path, extra_sources: Sequence[Path] = (), extra_fl
     ours = [HERE / "harness.cpp", *extra_sources]
     for s in ours:
         o = objs / ("sf_" + s.stem + ".o")
-        _run(["g++", "-O1", "-Wall", "-Wextra", "-Werror", *flags, f"-D{k.dialect}", *isys, f"-I{HERE}", *extra_flags,
+        # C sources (the device agent's) as C99 with gcc, C++ with the library's dialect
+        lang = ["gcc", "-std=c99"] if s.suffix == ".c" else ["g++", *flags, *isys]
+        _run([*lang, "-O1", "-Wall", "-Wextra", "-Werror", f"-D{k.dialect}", f"-I{HERE}", *extra_flags,
               "-c", str(s), "-o", str(o)], workdir)
         out.append(o)
     _run(["g++", "-o", str(exe), *map(str, out), "-lz"], workdir)

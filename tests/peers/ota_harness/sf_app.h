@@ -8,6 +8,8 @@
 extern "C" {
 #endif
 void sf_app_init(uint8_t *flash, uint32_t size);  // the 2 MB external flash image
+// the device id (24 hex digits) and the internal flash image (from 0x08000000)
+void sf_app_device(const char *device_id_hex, uint8_t *internal, uint32_t internal_size);
 int sf_app_num_functions(void);
 const char *sf_app_function_key(int index);
 int sf_app_call_function(const char *key, const char *arg);

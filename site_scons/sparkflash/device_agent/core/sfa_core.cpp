@@ -69,6 +69,15 @@ void sfa_hal_install_firmware(uint32_t size)
 
 #ifndef SFA_NO_CLOUD
 static int sfa_cloud_function(String arg) { return sfa_cloud_call(arg.c_str()); }
+// Capability words: "save" when the tree's core-communication-lib takes SaveBegin
+// (flasher_additions; the SCons plugin defines SFA_SAVE_BEGIN): the server may then send
+// files over the air. Never empty: the library sends an empty string variable as a bare
+// CoAP payload marker, a malformed message.
+#ifdef SFA_SAVE_BEGIN
+static char sfa_caps[] = "agent save";
+#else
+static char sfa_caps[] = "agent";
+#endif
 #endif
 
 void sfa_core_begin(void)
@@ -76,8 +85,9 @@ void sfa_core_begin(void)
     Serial.begin(9600);
     sfa_agent_begin();
 #ifndef SFA_NO_CLOUD
-    Spark.function("sfsum", sfa_cloud_function);
-    Spark.variable("sfsum", sfa_cloud_text(), STRING);
+    Spark.function(SFA_CLOUD_FUNCTION, sfa_cloud_function);
+    Spark.variable(SFA_CLOUD_RESULT, sfa_cloud_text(), STRING);
+    Spark.variable(SFA_CLOUD_CAPS, sfa_caps, STRING);
 #endif
 }
 

@@ -5,8 +5,9 @@
  * state dropping: the agent abandons a transfer.
  *
  *   sfa-agent-host --flash EXT.bin --internal INT.bin --link PATH [--port-file F] [--id HEX24]
- *   sfa-agent-host --flash EXT.bin --internal INT.bin --cloud "ADDR LEN"
- *       (one call of the cloud function: its return value, then the variable's text)
+ *   sfa-agent-host --flash EXT.bin --internal INT.bin --cloud ARG [--cloud ARG ...]
+ *       (calls of the cloud function, e.g. "SUM 80000 100": per call a line with its
+ *       return value, then the variable's text and an empty line)
  *
  * Env SFA_HOST_BAD_PROGRAM=N: the Nth external program call clears one extra bit (a weak
  * cell), to exercise read-back and retries. Env SFA_HOST_TRACE: log the link on stderr.
@@ -256,13 +257,14 @@ void sfa_hal_install_firmware(uint32_t size)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sfa-agent-host --flash EXT.bin --internal INT.bin (--link PATH [--port-file F] [--id HEX24] | --cloud \"ADDR LEN\")\n");
+    fprintf(stderr, "usage: sfa-agent-host --flash EXT.bin --internal INT.bin (--link PATH [--port-file F] [--id HEX24] | --cloud ARG ...)\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *ext = NULL, *in = NULL, *cloud = NULL;
+    const char *ext = NULL, *in = NULL, *cloud[8];
+    int calls = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) {
             usage();
@@ -274,7 +276,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--link")) {
             link_path = argv[++i];
         } else if (!strcmp(argv[i], "--cloud")) {
-            cloud = argv[++i];
+            if (calls == 8) {
+                usage();
+            }
+            cloud[calls++] = argv[++i];
         } else if (!strcmp(argv[i], "--port-file")) {
             port_file = argv[++i];
         } else if (!strcmp(argv[i], "--id")) {
@@ -287,7 +292,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (!ext || !in || (!link_path && !cloud)) {
+    if (!ext || !in || (!link_path && !calls)) {
         usage();
     }
     const char *bad = getenv("SFA_HOST_BAD_PROGRAM");
@@ -300,10 +305,12 @@ int main(int argc, char **argv)
     }
     ext_fd = open_flash(ext, SFA_EXTERNAL_SIZE);
     int_fd = open_flash(in, SFA_INTERNAL_SIZE);
-    if (cloud) {
+    if (calls) {
         sfa_agent_begin();
-        int rc = sfa_cloud_call(cloud);
-        printf("%d\n%s\n", rc, sfa_cloud_text());
+        for (int i = 0; i < calls; i++) {
+            int rc = sfa_cloud_call(cloud[i]);
+            printf("%d\n%s\n\n", rc, sfa_cloud_text());
+        }
         return 0;
     }
     signal(SIGTERM, on_signal);

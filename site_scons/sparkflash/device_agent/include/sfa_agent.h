@@ -65,13 +65,16 @@ typedef struct {
 int sfa_record_read(sfa_record *rec);        /* SFA_OK, or 1 when the sector holds none */
 int sfa_record_write(const sfa_record *rec); /* SFA_OK or SFA_ERR_FLASH */
 
-#define SFA_CLOUD_VAR_MAX 622
-/* The cloud function: arg "addr len" (hex). Fills `text` (NUL-terminated, at most
- * SFA_CLOUD_VAR_MAX chars; size >= 200) and returns 0 or an ERR code. Format:
- * docs/device-agent.md §6. Not reentrant (it shares the agent's output path). */
-int sfa_cloud_sum(const char *arg, char *text, size_t size);
-/* The same into the agent's own text (the string variable to register), which a serial
- * transfer or SUM later overwrites with "ERR 4 busy"; refused the same way while one runs. */
+#define SFA_CLOUD_VAR_MAX 622      /* a string variable's limit on a Core */
+#define SFA_CLOUD_FUNCTION "sfdigest" /* Spark.function: the keys docs/ota.md names */
+#define SFA_CLOUD_RESULT "sfresult"   /* Spark.variable (STRING): sfa_cloud_text() */
+#define SFA_CLOUD_CAPS "sfcaps"       /* Spark.variable (STRING): "save" with SaveBegin */
+/* The cloud function: its argument (< 64 chars) is one line command (ID, SUM, SUMS, REC,
+ * REC SET; not SAVE) whose serial reply, without CR LF, becomes the variable's text. An
+ * argument starting with '+' is kept and prefixed to the next one (a command longer than
+ * one argument); its text is "OK". Returns 0 or the reply's ERR code (4: a serial
+ * transfer runs). The text shares the agent's transfer buffer: a later serial SAVE, `f`,
+ * SUM or SUMS turns it into "ERR 4 busy" and drops a gathered prefix. */
 int sfa_cloud_call(const char *arg);
 char *sfa_cloud_text(void);
 

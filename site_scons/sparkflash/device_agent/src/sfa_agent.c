@@ -29,12 +29,17 @@ static const char TOO_LONG[] = "line longer than 160 characters";
 static uint8_t shared[SHARED_SIZE];
 static char *const line_buf = (char *)shared + SHARED_SIZE - (SFA_MAX_LINE + 2);
 static const char BUSY[] = "ERR 4 busy";
+/* A cloud command longer than one call's argument (REC SET) is gathered here between
+ * calls ("+" arguments): after the cloud text, before the serial line. */
+#define CLOUD_PENDING (SFA_CLOUD_VAR_MAX + 2u)
+typedef char sfa_pending_fits[(CLOUD_PENDING + SFA_MAX_LINE <= SHARED_SIZE - (SFA_MAX_LINE + 2)) ? 1 : -1];
 
 static struct {
     uint8_t mode;
     uint8_t kind;
     uint8_t job_internal;
     uint8_t reopened;  /* the port was closed while a SAVE waited for its sender */
+    uint8_t pending;   /* bytes of a cloud command gathered so far */
     uint16_t len;
     uint32_t dest, length;
     uint32_t job_addr, job_left, job_piece_crc, job_crc;
@@ -44,7 +49,7 @@ static struct {
     sfa_ym ym;
 } A;
 
-/* ---- output: the serial port, or the cloud text while sfa_cloud_sum runs ---- */
+/* ---- output: the serial port, or the cloud text while sfa_cloud_call runs ---- */
 static char *sink;
 static size_t sink_len, sink_cap;
 
@@ -87,13 +92,27 @@ static void put_sha(const uint8_t sha[32])
     out(hex, 64);
 }
 
-static void reply_err(int code, const char *text)
+/* "ERR <code> " (the text and CR LF follow) */
+static void err_head(int code)
 {
     put("ERR ");
     put_dec((uint32_t)code);
     put(" ");
+}
+
+static void reply_err(int code, const char *text)
+{
+    err_head(code);
     put(text);
     put("\r\n");
+}
+
+/* the 24 hex digits of the device id */
+static void put_id(void)
+{
+    char id[24];
+    sfa_hal_device_id(id);
+    out(id, 24);
 }
 
 /* ---- YMODEM glue ---- */
@@ -132,18 +151,13 @@ static int ym_data(void *ctx, uint32_t offset, const uint8_t *data, uint32_t n)
 }
 
 /* The buffer is about to be reused: the cloud text now reads as busy, not as stale bytes. */
-static void cloud_text_lost(void) { memcpy(shared, BUSY, sizeof BUSY); }
+static void cloud_text_lost(void)
+{
+    memcpy(shared, BUSY, sizeof BUSY);
+    A.pending = 0;
+}
 
 char *sfa_cloud_text(void) { return (char *)shared; }
-
-int sfa_cloud_call(const char *arg)
-{
-    if (A.mode != M_LINE && A.mode != M_DISCARD) {
-        cloud_text_lost();
-        return SFA_ERR_TRANSFER;
-    }
-    return sfa_cloud_sum(arg, (char *)shared, SFA_CLOUD_VAR_MAX + 1);
-}
 
 static void start_ymodem(int kind, uint32_t dest, uint32_t length)
 {
@@ -170,9 +184,7 @@ static void ymodem_failed(void)
     }
     int code = ym->result == SFA_YM_ERR_FLASH ? SFA_ERR_FLASH
              : ym->result == SFA_YM_ERR_SIZE ? SFA_ERR_SIZE : SFA_ERR_TRANSFER;
-    put("ERR ");
-    put_dec((uint32_t)code);
-    put(" ");
+    err_head(code);
     if (ym->result == SFA_YM_ERR_SIZE) {
         put("header size missing or not SAVE's length");
     } else if (ym->result == SFA_YM_ERR_FLASH) {
@@ -222,7 +234,9 @@ static uint32_t pieces_of(uint32_t a, uint32_t l);
 
 static void start_job(int mode, uint32_t address, uint32_t length, int internal)
 {
-    cloud_text_lost();
+    if (!sink) {
+        cloud_text_lost();
+    }
     A.mode = (uint8_t)mode;
     A.job_addr = address;
     A.job_left = length;
@@ -235,10 +249,14 @@ static void start_job(int mode, uint32_t address, uint32_t length, int internal)
     }
 }
 
+/* Over the cloud the job runs to its end inside the call, reading through a small buffer
+ * (the shared one holds the cloud text). */
 static void job_step(void)
 {
-    uint8_t *buf = shared + CLOUD_GUARD;
-    uint32_t n = A.job_left < JOB_CHUNK ? A.job_left : JOB_CHUNK;
+    uint8_t small[64];
+    uint8_t *buf = sink ? small : shared + CLOUD_GUARD;
+    uint32_t n = sink ? sizeof small : JOB_CHUNK;
+    n = A.job_left < n ? A.job_left : n;
     if (A.mode == M_SUMS) {
         uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
         n = n < to_boundary ? n : to_boundary;
@@ -395,10 +413,8 @@ static void run_line(char *line, uint32_t len)
     int nums = nw >= 3 && sfa_parse_hex(w[1], wl[1], &a) && sfa_parse_hex(w[2], wl[2], &l);
     int internal = 0;
     if (word_is(w[0], wl[0], "ID") && nw == 1) {
-        char id[24];
-        sfa_hal_device_id(id);
         put("OK ");
-        out((const uint8_t *)id, 24);
+        put_id();
         put("\r\n");
     } else if ((word_is(w[0], wl[0], "SUM") || word_is(w[0], wl[0], "SUMS")) && nw == 3) {
         if (!nums) {
@@ -406,11 +422,18 @@ static void run_line(char *line, uint32_t len)
         } else if (!sfa_range_in_flash(a, l, &internal)) {
             reply_err(SFA_ERR_RANGE, "not inside one flash memory");
         } else {
-            start_job(wl[0] == 3 ? M_SUM : M_SUMS, a, l, internal);
+            int mode = wl[0] == 3 ? M_SUM : M_SUMS;
+            if (sink && mode == M_SUMS && 9u * pieces_of(a, l) + 10u > SFA_CLOUD_VAR_MAX) {
+                reply_err(SFA_ERR_RANGE, "more sector CRCs than the variable holds");
+            } else {
+                start_job(mode, a, l, internal);
+            }
         }
     } else if (word_is(w[0], wl[0], "SAVE") && (nw == 3 || (nw == 4 && word_is(w[3], wl[3], "ANY")))) {
         const char *why;
-        if (!nums) {
+        if (sink) {
+            reply_err(SFA_ERR_SYNTAX, "SAVE is a serial command");
+        } else if (!nums) {
             reply_err(SFA_ERR_SYNTAX, NUMBERS);
         } else if ((why = sfa_save_range_error(a, l, nw == 4)) != NULL) {
             reply_err(SFA_ERR_RANGE, why);
@@ -429,10 +452,8 @@ static void run_line(char *line, uint32_t len)
 
 static void key_i(void)
 {
-    char id[24];
-    sfa_hal_device_id(id);
     put("Your core id is ");
-    out((const uint8_t *)id, 24);
+    put_id();
     put("\r\nsparkflash-agent 1\r\n");
 }
 
@@ -552,7 +573,7 @@ int sfa_agent_poll(void)
     return n > 0 || A.mode != M_LINE;
 }
 
-/* ---- the cloud function's text (docs/device-agent.md §6) ---- */
+/* ---- the cloud function (docs/device-agent.md §6) ---- */
 static uint32_t pieces_of(uint32_t a, uint32_t l)
 {
     if (l == 0) {
@@ -562,89 +583,40 @@ static uint32_t pieces_of(uint32_t a, uint32_t l)
     return (last - (a & ~(SFA_SECTOR_SIZE - 1u))) / SFA_SECTOR_SIZE + 1u;
 }
 
-/* CRC-32 of [a, a + n) of one memory, and SHA-256 into s unless NULL. */
-static uint32_t scan(uint32_t a, uint32_t n, int internal, sfa_sha256 *s)
+int sfa_cloud_call(const char *arg)
 {
-    uint8_t buf[64];
-    uint32_t crc = 0;
-    while (n) {
-        uint32_t k = n < sizeof buf ? n : (uint32_t)sizeof buf;
-        sfa_read_any(buf, a, k, internal);
-        crc = sfa_crc32_update(crc, buf, k);
-        if (s) {
-            sfa_sha256_update(s, buf, k);
-        }
-        a += k;
-        n -= k;
-    }
-    return crc;
-}
-
-static uint32_t dec_len(uint32_t v)
-{
-    uint32_t n = 1;
-    while (v >= 10u) {
-        v /= 10u;
-        n++;
-    }
-    return n;
-}
-
-static int cloud_text(const char *arg)
-{
-    uint32_t a, l;
-    int internal;
-    const char *sp = strchr(arg, ' ');
-    if (strlen(arg) >= 64 || !sp || !sfa_parse_hex(arg, (uint32_t)(sp - arg), &a) ||
-        !sfa_parse_hex(sp + 1, (uint32_t)strlen(sp + 1), &l)) {
-        put("ERR 1 arg: <addr> <len>, 1-8 hex digits each");
-        return SFA_ERR_SYNTAX;
-    }
-    if (!sfa_range_in_flash(a, l, &internal)) {
-        put("ERR 2 not inside one flash memory");
-        return SFA_ERR_RANGE;
-    }
-    sfa_sha256 s;
-    uint8_t sha[32];
-    sfa_sha256_init(&s);
-    uint32_t crc = scan(a, l, internal, &s);
-    sfa_sha256_final(&s, sha);
-    put("SUM ");
-    put_hex32(crc);
-    put(" ");
-    put_sha(sha);
-    put("\nREC ");
-    put_record();
-    /* Last, as many sector CRCs as fit: "SUMS <pieces> <shown> crc..." (two passes: no buffer). */
-    uint32_t pieces = pieces_of(a, l), shown = pieces;
-    uint32_t room = (uint32_t)(sink_cap - 1u - sink_len) - 7u - dec_len(pieces);
-    while (shown && dec_len(shown) + 9u * shown > room) {
-        shown--;
-    }
-    put("\nSUMS ");
-    put_dec(pieces);
-    put(" ");
-    put_dec(shown);
-    for (uint32_t i = 0, p = a; i < shown; i++) {
-        uint32_t n = SFA_SECTOR_SIZE - (p & (SFA_SECTOR_SIZE - 1u));
-        n = n < a + l - p ? n : a + l - p;
-        put(" ");
-        put_hex32(scan(p, n, internal, NULL));
-        p += n;
-    }
-    return SFA_OK;
-}
-
-int sfa_cloud_sum(const char *arg, char *text, size_t size)
-{
-    if (size < 200) {
-        return SFA_ERR_SYNTAX;
+    char *text = (char *)shared, *pending = (char *)shared + CLOUD_PENDING;
+    size_t n = strlen(arg);
+    int more = n > 0 && arg[0] == '+';
+    if (A.mode != M_LINE && A.mode != M_DISCARD) {
+        cloud_text_lost();
+        return SFA_ERR_TRANSFER;
     }
     text[0] = '\0';
     sink = text;
     sink_len = 0;
-    sink_cap = size < SFA_CLOUD_VAR_MAX + 1u ? size : SFA_CLOUD_VAR_MAX + 1u;
-    int rc = cloud_text(arg);
+    sink_cap = SFA_CLOUD_VAR_MAX + 1u;
+    if (n - (size_t)more > (size_t)SFA_MAX_LINE - A.pending) {
+        A.pending = 0;
+        reply_err(SFA_ERR_SYNTAX, TOO_LONG);
+    } else {
+        memcpy(pending + A.pending, arg + more, n - (size_t)more);
+        A.pending = (uint8_t)(A.pending + n - (size_t)more);
+        if (more) {
+            put("OK\r\n");
+        } else {
+            uint32_t len = A.pending;
+            A.pending = 0;
+            run_line(pending, len);
+            run_job_to_end();
+            if (sink_len == 0) {
+                reply_err(SFA_ERR_SYNTAX, "empty command");
+            }
+        }
+    }
     sink = NULL;
-    return rc;
+    if (sink_len >= 2) {
+        text[sink_len - 2] = '\0';  /* every reply is one line: drop its CR LF */
+    }
+    return memcmp(text, "ERR ", 4) == 0 ? text[4] - '0' : SFA_OK;
 }
