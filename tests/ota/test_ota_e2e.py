@@ -177,9 +177,10 @@ def test_link_corruption_inside_a_chunk_is_resent(make_release: Callable[..., An
         cloud: CloudServer, tmp_path: Path) -> None:
     """A byte flipped on the wire in the middle of chunk 3's ciphertext: AES-CBC garbles that block,
     the CRC catches it, and fast OTA's missing list brings the chunk again."""
-    # handshake 40+384, server Hello 18, Describe 18, GET /v/sfcaps 18, UpdateBegin 34, then 546-byte
+    # handshake 40+384, server Hello 18, Describe 18, GET /v/sfcaps 18, the release record (POST
+    # /f/sfdigest?REC 34, GET /v/sfresult 34), UpdateBegin 34, then 546-byte
     # chunk frames; +2+165 = inside block 10
-    core = make_core(faults=Faults(corrupt_at=424 + 18 + 18 + 18 + 34 + 3 * 546 + 2 + 165))
+    core = make_core(faults=Faults(corrupt_at=424 + 18 + 18 + 18 + 34 + 34 + 34 + 3 * 546 + 2 + 165))
     data = os.urandom(8192)
     rel = make_release(tmp_path / "store", [("firmware", FW, data)])
     [res] = run_deploy(cloud, rel, [core])

@@ -21,9 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from sparkflash import names
 from sparkflash.boards import Board, load_board
-from sparkflash.cloud.flasher import SECTOR, OtaOptions, device_info, refusal, region_digest, write_region
+from sparkflash.cloud.flasher import (
+    SECTOR,
+    OtaOptions,
+    agent_release_record,
+    device_info,
+    refusal,
+    region_digest,
+    write_region,
+)
 from sparkflash.deploy.base import DeployResult, RegionResult, Unverifiable
-from sparkflash.deploy.run import select_regions
+from sparkflash.deploy.run import refuse_record_downgrade, select_regions
 from sparkflash.errors import InputError, SparkflashError, VerifyError
 from sparkflash.fleet import ids
 from sparkflash.fleet.records import Claim, Phase, Target
@@ -219,6 +227,9 @@ class _Run:
                 self.emit({"event": "region-done", **rr.to_json()})
             self.emit({"event": "deploy-done", "ok": False})
             return result
+        if info.agent and not self.opts.get("allow_downgrade"):  # the device's own record outranks the store's
+            refuse_record_downgrade(await agent_release_record(self.server, self.device, self.ota), self.device,
+                                    m.name, m.version)
         blobs = await asyncio.to_thread(lambda: {r.name: self.release.blob(r) for r in regions})
         failed = False
         loop = asyncio.get_running_loop()
@@ -246,6 +257,9 @@ class _Run:
                 rr.status, rr.error, rr.exit_code, failed = "failed", str(e), e.exit_code, True
             rr.seconds = loop.time() - t0
             self.emit({"event": "region-done", **rr.to_json()})
+        if not failed and info.agent and self.release.signature is not None:  # the agent's REC SET, read back
+            sha = hashlib.sha256(self.release.raw).hexdigest()
+            await agent_release_record(self.server, self.device, self.ota, (m.name, m.version, sha))
         self.emit({"event": "deploy-done", "ok": result.ok})
         return result
 

@@ -227,7 +227,7 @@ async def region_digest(server: Sessions, board: Board, device: str, region: Reg
     raise AssertionError("unreachable")
 
 
-async def _agent_record(server: CloudServer, device: str, opts: OtaOptions,
+async def agent_release_record(server: Sessions, device: str, opts: OtaOptions,
                         new: tuple[str, str, str] | None = None) -> tuple[str, str, str] | None:
     """Read the agent's release record, or write `new` (and read it back); nothing without an agent."""
     s = await server.wait_session(device, opts.connect_s)
@@ -269,11 +269,11 @@ class CloudFlasher:
 
     def release_record(self) -> tuple[str, str, str] | None:
         """The device agent's release record (REC over its cloud function); None without an agent."""
-        return self._call(_agent_record(self.server, self.device, self.opts))
+        return self._call(agent_release_record(self.server, self.device, self.opts))
 
     def set_release_record(self, name: str, version: str, sha256: str) -> None:
         """After a verified signed deploy (every region checked by the agent's digest): REC SET."""
-        self._call(_agent_record(self.server, self.device, self.opts, (name, version, sha256)))
+        self._call(agent_release_record(self.server, self.device, self.opts, (name, version, sha256)))
 
     def finish(self) -> None:
         pass

@@ -84,9 +84,12 @@ def refuse_device_downgrade(flasher: Flasher, device: str, name: str, version: s
     """The device's own release record (`REC`, where the flasher can read one: the device agent)
     outranks any host's ledger: another host or SPARKFLASH_HOME cannot downgrade past it."""
     read = getattr(flasher, "release_record", None)
-    if not callable(read):
-        return
-    rec = read()  # (name, version, sha256) or None when the device holds no record
+    if callable(read):
+        refuse_record_downgrade(read(), device, name, version)
+
+
+def refuse_record_downgrade(rec: tuple[str, str, str] | None, device: str, name: str, version: str) -> None:
+    """`rec`: (name, version, sha256) the device records as installed, or None when it holds none."""
     if rec is None:
         return
     rname, rversion = names.release_name(rec[0], "device release record"), names.version(rec[1], "device release record")

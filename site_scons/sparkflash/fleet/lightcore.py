@@ -15,7 +15,6 @@ import asyncio
 import hashlib
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.errors import SparkflashError
 from sparkflash.protocols import coap, ota
+from sparkflash.protocols import listening as L
 from sparkflash.protocols.cloud_framing import DEVICE_BUFFER, Opener, Sealer
 from sparkflash.protocols.cloud_handshake import (
     NONCE_LEN,
@@ -275,30 +275,42 @@ class LightDevice:
 
 
     _result = b"ERR 4"
+    _pending = ""  # a "+" piece of the next agent command (docs/device-agent.md §6)
+    _record: tuple[str, str, str] | None = None  # the release record (REC / REC SET), in memory
 
     def _agent(self, arg: str) -> int:
-        """The agent's sfdigest over the in-memory flash: SUM addr len, SUMS addr len (4 KiB pieces)."""
-        mt = re.fullmatch(r"(SUMS?) ([0-9a-f]{1,8}) ([0-9a-f]{1,8})", arg)
-        if mt is None:
-            self._result = b"ERR 1"
-            return 1
-        address, size = int(mt.group(2), 16), int(mt.group(3), 16)
+        """The agent's sfdigest over the in-memory flash: SUM, SUMS (4 KiB pieces), REC, REC SET, "+" pieces."""
+        if arg.startswith("+"):
+            self._pending = (self._pending + arg[1:])[: L.MAX_LINE + 1]
+            return self._reply(L.ok())
+        line, self._pending = self._pending + arg, ""
+        reader = L.CommandReader()
+        reader.receive_data(line.encode("latin-1", "replace")[: L.MAX_LINE + 1] + b"\n")
+        req = reader.next_request()
+        if isinstance(req, L.RecordGet):
+            return self._reply(L.ok(*(self._record or ("-",))))
+        if isinstance(req, L.RecordSet):
+            self._record = (req.name, req.version, req.sha256.lower())
+            return self._reply(L.ok())
+        if not isinstance(req, (L.Checksum, L.SectorSums)):
+            return self._reply(L.err(L.ERR_SYNTAX, "unknown command"))
+        address, size = req.address, req.length
         if not (size and 0 <= address < address + size <= EXTERNAL_SIZE):
-            self._result = b"ERR 2"
-            return 2
-        if mt.group(1) == "SUM":
+            return self._reply(L.err(L.ERR_RANGE, "not inside the external flash"))
+        if isinstance(req, L.Checksum):
             d = self.flash.digest(address, size)
             assert d is not None
-            self._result = f"OK {d[0]:08x} {d[1].hex()}".encode()
-            return 0
-        cuts = [address, *range(address - address % SECTOR + SECTOR, address + size, SECTOR), address + size]
-        crcs = [ota.crc32(self.flash.read(a, b - a)) for a, b in zip(cuts, cuts[1:], strict=False)]
-        text = f"OK {len(crcs)} " + " ".join(f"{c:08x}" for c in crcs)
-        if len(text) > 622:
-            self._result = b"ERR 2"
-            return 2
-        self._result = text.encode()
-        return 0
+            return self._reply(L.ok(f"{d[0]:08x}", d[1].hex()))
+        crcs = [f"{ota.crc32(self.flash.read(a, n)):08x}" for a, n in L.sector_pieces(address, size)]
+        if 9 * len(crcs) + 10 > 622:  # the string variable's limit on a Core
+            return self._reply(L.err(L.ERR_RANGE, "more sector CRCs than the variable holds"))
+        return self._reply(L.ok(str(len(crcs)), *crcs))
+
+    def _reply(self, line: bytes) -> int:
+        """Keep the reply (without CR LF) for sfresult; the function returns its ERR code or 0."""
+        self._result = line.rstrip(b"\r\n")
+        head = self._result.split(b" ", 2)
+        return int(head[1]) if head[0] == b"ERR" and len(head) > 1 and head[1].isdigit() else 0
 
 
 def device_ids(n: int, prefix: str = "5f") -> list[str]:
