@@ -1,13 +1,16 @@
 """OTA throughput over a modelled link: stop-and-wait vs fast OTA, and many devices at once.
 
 Each device reaches the cloud server through its own shaped TCP link (a loopback proxy
-that serialises each direction at the link rate and adds half the round trip each way).
+that serialises each direction at the link rate in 1,460-byte segments, as a real link
+delivers packets, and adds half the round trip each way).
 The devices are the REAL Device OS v0.4.9 protocol code built for the host
 (tests/peers/ota_harness, from ../shared/peers; `--device virtual` uses the virtual Core
 instead). The region is application firmware (the only thing Device OS stores over the
 air), so a transfer ends with the device's reboot and reconnect. Throughput = region
-bytes / time of the write phase (UpdateBegin .. UpdateDone acknowledged); "reboot_s" is the
-rest, until the reconnect's "OTA flashed" Hello.
+bytes / time of the write phase (UpdateBegin .. UpdateDone acknowledged, issue #6): the
+device is described first (deploy's preflight, once per connection) so its round trip is
+not counted; "reboot_s" is the rest, until the reconnect's "OTA flashed" Hello. Both modes
+run in one process, on one link and device, with the same bytes.
 
     tools/bench ota [--size BYTES] [--agg-size BYTES] [--devices 1,10,100] [--rtt S] [--mbit M] [--no-saw]
                     [--device real|virtual]
@@ -39,6 +42,7 @@ from sparkflash.virtual.core import CoreOptions, VirtualCore
 
 ADDRESS = 0x08005000  # the application firmware: Device OS stores nothing else over the air
 FIRMWARE_MAX = 0x1B000
+SEGMENT = 1460  # TCP payload of a 1,500-byte packet
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,9 +59,12 @@ class ShapedLink:
     async def _pump(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         loop, free = asyncio.get_running_loop(), 0.0
         while data := await r.read(65536):
-            free = max(free, loop.time()) + len(data) / self.rate
-            loop.call_at(free + self.delay, w.write, data)  # times only grow: order is kept
-        loop.call_at(max(free, loop.time()) + self.delay, w.close)
+            for k in range(0, len(data), SEGMENT):  # each segment arrives when its last byte has crossed
+                seg = data[k : k + SEGMENT]
+                free = max(free, loop.time()) + len(seg) / self.rate
+                loop.call_at(free + self.delay, w.write, seg)  # times only grow: order is kept
+        # strictly after the last write (call_at runs equal times in no set order: a tie lost the data)
+        loop.call_at(max(free, loop.time()) + self.delay + 1e-6, w.close)
 
     async def _conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
@@ -96,6 +103,8 @@ def _deploy_one(srv: CloudServer, core: Any, data: bytes, fast: bool) -> tuple[f
     flasher = CloudFlasher(srv, load_board("spark-core"), core.device_id, OtaOptions(allow_fast=fast))
     region = _region(data)
     all_acked: list[float] = []
+    if flasher.preflight([region]):  # Describe (as `deploy` does before any byte): not part of the write
+        raise AssertionError(f"device {core.device_id} refuses the region")
 
     def progress(done: int, total: int) -> None:
         if done == total and not all_acked:
