@@ -6,7 +6,10 @@ delivers packets, and adds half the round trip each way).
 The devices are the REAL Device OS v0.4.9 protocol code built for the host
 (tests/peers/ota_harness, from ../shared/peers; `--device virtual` uses the virtual Core
 instead). The region is application firmware (the only thing Device OS stores over the
-air), so a transfer ends with the device's reboot and reconnect. Throughput = region
+air), so a transfer ends with the device's reboot and reconnect. The aggregate runs deploy
+`--agg-size` bytes to N devices at once, each on its own link: "aggregate_over_one_link" =
+N x bytes / wall time of the whole deployment (Describe, write, reboot and reconnect of
+every device) / one link's rate. Throughput = region
 bytes / time of the write phase (UpdateBegin .. UpdateDone acknowledged, issue #6): the
 device is described first (deploy's preflight, once per connection) so its round trip is
 not counted; "reboot_s" is the rest, until the reconnect's "OTA flashed" Hello. Both modes
@@ -216,6 +219,7 @@ def run(argv: list[str]) -> dict[str, Any]:
                         raise AssertionError(f"{n - len(times)} of {n} devices failed")
                     out["aggregate"][str(n)] = {"devices": n, "bytes_each": a.agg_size, "wall_s": round(wall, 3),
                                                 "aggregate_bytes_s": round(n * a.agg_size / wall),
+                                                "aggregate_over_one_link": round(n * a.agg_size / wall / rate, 2),
                                                 "per_device_link_fraction": round(a.agg_size / max(times) / rate, 3)}
             finally:
                 for c in cores:
