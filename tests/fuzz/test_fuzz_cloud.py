@@ -280,11 +280,11 @@ def device_replies(draw: st.DrawFn, sent: list[Message]) -> Message:
 
 
 @given(st.data(), st.binary(min_size=1, max_size=5000), st.sampled_from([16, 100, 512]), st.booleans(),
-       st.booleans())
+       st.booleans(), st.booleans())
 def test_server_takes_any_device_replies(data: st.DataObject, payload: bytes, chunk_size: int, fast: bool,
-                                         save: bool) -> None:
+                                         save: bool, pipeline: bool) -> None:
     sender = ota.OtaSender(payload, MessageIds(0x1234, 7), chunk_size=chunk_size, offer_fast=fast,
-                           use_save_begin=save, timing=ota.SenderTiming())
+                           use_save_begin=save, pipeline=pipeline and fast and not save, timing=ota.SenderTiming())
     now = 0.0
     sent = sender.start(now)
     for _ in range(data.draw(st.integers(0, 40))):
@@ -366,11 +366,12 @@ link_faults = st.dictionaries(st.integers(0, 120), st.tuples(
 OTA_STEPS = 20_000
 
 
-@given(st.binary(min_size=1, max_size=6000), st.sampled_from([("os", True), ("os", False), ("ccl", False)]),
+@given(st.binary(min_size=1, max_size=6000),
+       st.sampled_from([("os", True, False), ("os", True, True), ("os", False, False), ("ccl", False, False)]),
        st.sampled_from([128, 512]), link_faults)
-def test_ota_pair_over_a_faulty_link(data: bytes, mode: tuple[str, bool], chunk_size: int,
+def test_ota_pair_over_a_faulty_link(data: bytes, mode: tuple[str, bool, bool], chunk_size: int,
                                      faults: dict[int, tuple[str, int, int]]) -> None:
-    dialect, fast = mode
+    dialect, fast, pipeline = mode
     # Device OS stores only firmware (in the OTA slot); 0.3.x with flasher_additions takes a file by SaveBegin
     # and, like the real code, chunks of any size (it appends each one whole)
     if dialect == "ccl":  # TCP never duplicates; a 0.3.x Core appends a duplicate (the server's own rule is tested
@@ -380,7 +381,8 @@ def test_ota_pair_over_a_faulty_link(data: bytes, mode: tuple[str, bool], chunk_
     rx = OtaReceiver(target, MessageIds(0x4000, 3), dialect=dialect, timing=DeviceTiming(), save_begin=True)
     sender = ota.OtaSender(data, MessageIds(0x1234, 7), chunk_size=chunk_size,
                            destination=ota.DEST_EXTERNAL if dialect == "ccl" else ota.DEST_FIRMWARE,
-                           address=base if dialect == "ccl" else 0, use_save_begin=dialect == "ccl", offer_fast=fast)
+                           address=base if dialect == "ccl" else 0, use_save_begin=dialect == "ccl", offer_fast=fast,
+                           pipeline=pipeline)
     now, sent = 0.0, 0
     queue: list[tuple[float, int, str, bytes]] = []  # (arrival, order, to, wire bytes)
 

@@ -180,3 +180,42 @@ def test_fast_transfer_longer_than_the_token_space() -> None:
     run(s, rx, drop={300})
     assert s.state == "done" and s.fast and s.acked == 400
     assert flash.read(OTA_SLOT, len(data)) == data
+
+
+@pytest.mark.parametrize("drop", [set(), {3}, {300}])
+def test_pipelined_fast_transfer_sends_everything_behind_update_begin(drop: set[int]) -> None:
+    """Device OS: chunks and UpdateDone go out with UpdateBegin; the device reads them after its UpdateReady."""
+    data = os.urandom(400 * 256)
+    flash = Flash()
+    rx = OtaReceiver(flash, MessageIds(1))
+    s = ota.OtaSender(data, MessageIds(2), 256, ota.DEST_FIRMWARE, 0, offer_fast=True, pipeline=True)
+    first = ota.OtaSender(data, MessageIds(2), 256, ota.DEST_FIRMWARE, 0, offer_fast=True, pipeline=True).start(0.0)
+    assert [m.path for m in first] == ["u"] + ["c"] * 400 + ["u"]
+    assert first[-1].code == coap.PUT and all(len(m.queries()) == 2 for m in first[1:-1])  # indexed chunks
+    run(s, rx, drop=drop)
+    assert s.state == "done" and s.fast and s.acked == 400 and s.retries == len(drop)
+    assert flash.read(OTA_SLOT, len(data)) == data
+    assert rx.finished is not None and rx.finished.firmware
+
+
+def test_pipelined_transfer_refused_by_the_device_fails_with_its_reason() -> None:
+    """A refusal (4.00) comes before the device reads any chunk: they are ignored, the slot is untouched."""
+    flash = Flash()
+    flash.write(OTA_SLOT, b"old")
+    rx = OtaReceiver(flash, MessageIds(1))
+    s = ota.OtaSender(b"x" * 1024, MessageIds(2), 512, ota.DEST_FIRMWARE, 0, offer_fast=True, pipeline=True)
+    out = s.start(0.0)
+    s.receive(Message(coap.ACK, coap.BAD_REQUEST, out[0].mid), 0.0)
+    assert s.state == "failed" and "UpdateAbort" in (s.error or "")
+    for m in out[1:]:  # what the device then reads: chunks and UpdateDone while not updating
+        rx.receive(coap.decode(coap.encode(m)), 0.0)
+    assert flash.read(OTA_SLOT, 3) == b"old"
+    with pytest.raises(Exception, match="pipelined"):
+        ota.OtaSender(b"x", MessageIds(1), 512, pipeline=True)  # only a fast-OTA UpdateBegin is pipelined
+
+
+def test_pipelined_transfer_without_update_ready_fails_without_a_second_begin() -> None:
+    s = ota.OtaSender(b"x" * 1024, MessageIds(2), 512, ota.DEST_FIRMWARE, 0, offer_fast=True, pipeline=True)
+    out = s.start(0.0)
+    s.receive(Message(coap.ACK, coap.EMPTY, out[0].mid), 0.0)  # ACKed: the erase runs
+    assert s.on_timeout(s.timing.begin_s + 1) == [] and s.state == "failed" and "UpdateReady" in (s.error or "")

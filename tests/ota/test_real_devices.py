@@ -169,3 +169,28 @@ def test_device_killed_mid_file_resumes(make_real_core: Callable[..., Any], make
     resumed_at = int(begins[1].split()[1], 16)
     assert 0x100000 < resumed_at < 0x100000 + len(data) and resumed_at % 4096 == 0, begins
     assert res.regions[0].report.bytes_sent < 1.6 * len(data)
+
+
+def test_device_os_killed_mid_firmware_resumes(make_real_core: Callable[..., Any], make_release: Callable[..., Any],
+                                               cloud: CloudServer, tmp_path: Path) -> None:
+    """Pipelined fast OTA: every chunk is already sent when the device stops reading at chunk 100
+    (of 192) and loses power; after the restart only the unacknowledged sectors are sent again."""
+    import threading
+
+    core = make_real_core("deviceos", "--stall-chunk", "100", "--stall-ms", "30000")
+    data = os.urandom(96 * 1024)
+    rel = make_release(tmp_path / "store", [("firmware", FW, data)])
+    wait_connected(cloud, core.device_id)
+    out: list[DeployResult] = []
+    t = threading.Thread(target=lambda: out.extend(run(cloud, rel, [core.device_id], timeout=30)))
+    t.start()
+    core.wait_line(r"stall 30000", timeout=30)
+    core.kill()
+    core.args = []
+    core.start()
+    t.join(60)
+    [res] = out
+    assert res.ok and [r.status for r in res.regions] == ["booted"], res.to_json()
+    assert core.internal(FW, len(data)) == data
+    begins = [int(ln.split()[1], 16) for ln in core.lines() if ln.startswith("begin ")]
+    assert len(begins) == 2 and 0 < begins[1] - begins[0] < len(data) and (begins[1] - begins[0]) % 4096 == 0, begins

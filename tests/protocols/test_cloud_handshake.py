@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sparkflash.errors import RemoteProtocolError
 from sparkflash.protocols import cloud_handshake as hs
+from sparkflash.protocols import rsa_raw
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,20 @@ def test_signature_is_raw_type1_around_the_bare_hmac(keys: tuple[rsa.RSAPrivateK
     assert hs.verify_raw(server.public_key(), sig, h)
     normal = server.sign(b"x", padding.PKCS1v15(), hashes.SHA1())  # DigestInfo inside: a Core rejects it
     assert not hs.verify_raw(server.public_key(), normal, h)
+    assert not hs.verify_raw(server.public_key(), hs.sign_raw(server, h[:19]), h)  # a shorter block inside
+    assert not hs.verify_raw(server.public_key(), sig[:-1] + bytes([sig[-1] ^ 1]), h)
+
+
+def test_openssl_raw_signature_equals_the_crt(keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The libcrypto path (rsa_raw) and the gmpy2 CRT fallback give the same (deterministic) signature."""
+    server, _ = keys
+    h = hashlib.sha1(b"y").digest()
+    if not rsa_raw.available():
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("libcrypto not loadable (apt-get install libssl3)")
+    fast = rsa_raw.sign(server, h)
+    monkeypatch.setattr(rsa_raw, "sign", lambda key, data: None)
+    assert fast == hs.sign_raw(server, h)
 
 
 @pytest.mark.parametrize("with_key", [False, True])

@@ -1,13 +1,23 @@
 """OTA throughput over a modelled link: stop-and-wait vs fast OTA, and many devices at once.
 
 Each device reaches the cloud server through its own shaped TCP link (a loopback proxy
-that serialises each direction at the link rate and adds half the round trip each way).
-The devices are the REAL Device OS v0.4.9 protocol code built for the host
-(tests/peers/ota_harness, from ../shared/peers; `--device virtual` uses the virtual Core
-instead). The region is application firmware (the only thing Device OS stores over the
-air), so a transfer ends with the device's reboot and reconnect. Throughput = region
-bytes / time of the write phase (UpdateBegin .. UpdateDone acknowledged); "reboot_s" is the
-rest, until the reconnect's "OTA flashed" Hello.
+that serialises each direction at the link rate in 1,460-byte segments, as a real link
+delivers packets, and adds half the round trip each way). The devices are the REAL Device
+OS v0.4.9 protocol code built for the host (tests/peers/ota_harness, from ../shared/peers;
+`--device virtual` uses the virtual Core instead). The region is application firmware
+(the only thing Device OS stores over the air), so a transfer ends with the device's
+reboot and reconnect.
+
+Throughput = region bytes / time of the write phase (UpdateBegin .. UpdateDone
+acknowledged, issue #6): the device is described first (deploy's preflight, once per
+connection) so its round trip is not counted; "reboot_s" is the rest, until the
+reconnect's "OTA flashed" Hello. Both modes run in one process, on one link and device,
+with the same bytes.
+
+The aggregate runs deploy `--agg-size` bytes to N devices at once, each on its own link:
+"aggregate_over_one_link" = N x bytes / wall time of the whole deployment (Describe, write,
+reboot and reconnect of every device) / one link's rate; "cpu_s" splits that run's CPU
+time: the cloud server (and the deploy threads), the shaping proxy's thread, the devices.
 
     tools/bench ota [--size BYTES] [--agg-size BYTES] [--devices 1,10,100] [--rtt S] [--mbit M] [--no-saw]
                     [--device real|virtual]
@@ -39,7 +49,14 @@ from sparkflash.virtual.core import CoreOptions, VirtualCore
 
 ADDRESS = 0x08005000  # the application firmware: Device OS stores nothing else over the air
 FIRMWARE_MAX = 0x1B000
+SEGMENT = 1460  # TCP payload of a 1,500-byte packet
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cpu(stat: Path) -> float:
+    """User + system seconds from a /proc stat file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ShapedLink:
@@ -55,16 +72,24 @@ class ShapedLink:
     async def _pump(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         loop, free = asyncio.get_running_loop(), 0.0
         while data := await r.read(65536):
-            free = max(free, loop.time()) + len(data) / self.rate
-            loop.call_at(free + self.delay, w.write, data)  # times only grow: order is kept
-        loop.call_at(max(free, loop.time()) + self.delay, w.close)
+            for k in range(0, len(data), SEGMENT):  # each segment arrives when its last byte has crossed
+                seg = data[k : k + SEGMENT]
+                free = max(free, loop.time()) + len(seg) / self.rate
+                loop.call_at(free + self.delay, w.write, seg)  # times only grow: order is kept
+        # strictly after the last write (call_at runs equal times in no set order: a tie lost the data)
+        loop.call_at(max(free, loop.time()) + self.delay + 1e-6, w.close)
 
     async def _conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
         self._writers += [w, uw]
         await asyncio.gather(self._pump(r, uw), self._pump(ur, w), return_exceptions=True)
 
+    def cpu(self) -> float:
+        """CPU seconds of the proxy's thread (Linux /proc)."""
+        return _cpu(Path(f"/proc/self/task/{self._tid}/stat"))
+
     async def _main(self) -> None:
+        self._tid = threading.get_native_id()
         self._stop = asyncio.Event()
         srv = await asyncio.start_server(self._conn, "127.0.0.1", 0, backlog=512)
         self.port = srv.sockets[0].getsockname()[1]
@@ -93,9 +118,12 @@ def _region(data: bytes) -> Region:
 
 
 def _deploy_one(srv: CloudServer, core: Any, data: bytes, fast: bool) -> tuple[float, float]:
-    flasher = CloudFlasher(srv, load_board("spark-core"), core.device_id, OtaOptions(allow_fast=fast))
+    # every run writes: the virtual Core has the agent, which would skip bytes it already holds
+    flasher = CloudFlasher(srv, load_board("spark-core"), core.device_id, OtaOptions(allow_fast=fast, skip_unchanged=False))
     region = _region(data)
     all_acked: list[float] = []
+    if flasher.preflight([region]):  # Describe (as `deploy` does before any byte): not part of the write
+        raise AssertionError(f"device {core.device_id} refuses the region")
 
     def progress(done: int, total: int) -> None:
         if done == total and not all_acked:
@@ -120,6 +148,9 @@ class _Virtual:
     def stop(self) -> None:
         self.c.stop()
 
+    def cpu(self) -> float:
+        return 0.0  # a thread of this process: counted in the server's share
+
 
 class _Real:
     def __init__(self, c: Any) -> None:
@@ -131,6 +162,10 @@ class _Real:
 
     def stop(self) -> None:
         self.c.kill()
+
+    def cpu(self) -> float:
+        """The device process's user + system seconds (Linux /proc; its reboots exec in place)."""
+        return _cpu(Path(f"/proc/{self.c.proc.pid}/stat"))
 
 
 def run(argv: list[str]) -> dict[str, Any]:
@@ -195,6 +230,8 @@ def run(argv: list[str]) -> dict[str, Any]:
                 for n in counts:
                     cs = [core(i) for i in range(n)]
                     times: list[float] = []
+                    dev0 = sum(c.cpu() for c in cs)
+                    own0, link0 = os.times(), link.cpu()
                     t0 = time.monotonic()
                     threads = [threading.Thread(
                         target=lambda c=c, times=times: times.append(_deploy_one(srv, c, agg_data, True)[0])) for c in cs]
@@ -203,11 +240,17 @@ def run(argv: list[str]) -> dict[str, Any]:
                     for t in threads:
                         t.join()
                     wall = time.monotonic() - t0
+                    own1 = os.times()
+                    link_cpu = link.cpu() - link0
+                    cpu = {"server": round(own1.user - own0.user + own1.system - own0.system - link_cpu, 2),
+                           "link_proxy": round(link_cpu, 2), "devices": round(sum(c.cpu() for c in cs) - dev0, 2)}
                     if len(times) != n:
                         raise AssertionError(f"{n - len(times)} of {n} devices failed")
                     out["aggregate"][str(n)] = {"devices": n, "bytes_each": a.agg_size, "wall_s": round(wall, 3),
                                                 "aggregate_bytes_s": round(n * a.agg_size / wall),
-                                                "per_device_link_fraction": round(a.agg_size / max(times) / rate, 3)}
+                                                "aggregate_over_one_link": round(n * a.agg_size / wall / rate, 2),
+                                                "per_device_link_fraction": round(a.agg_size / max(times) / rate, 3),
+                                                "cpu_s": cpu}
             finally:
                 for c in cores:
                     c.stop()

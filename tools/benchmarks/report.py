@@ -29,7 +29,8 @@ TITLES = {
     "build": "Build (issue 2): SCons vs the core-firmware makefiles",
     "serial": "Serial (issue 4): YMODEM over a modelled 115,200-baud line",
     "dfu": "DFU (issue 5): DfuSe writes with the Core's poll timeouts",
-    "ota": "OTA (issue 6): cloud protocol over a modelled 100 ms / 1 Mbit/s link",
+    "ota": "OTA (issues 6, 14): the real Device OS v0.4.9 code over a modelled 100 ms / 1 Mbit/s link",
+    "reconnect": "Reconnect storm (issue 14): 1,000 devices handshaking at once on this machine's cores",
     "parallel": "Parallel deploys (issue 15): four virtual Cores at once vs one",
     "agent": "Device agent (issue 13): its cost linked into spark_11 (`scons AGENT=1`)",
 }
@@ -71,6 +72,12 @@ TARGETS = (
     Target("dfu", "one-byte change in 1.5 MiB: full write time / ours", "one_sector_change.speedup", ">=", 20, "#5"),
     Target("ota", "fast OTA: throughput / link rate", "fast.link_fraction", ">=", 0.80, "#6"),
     Target("ota", "fast OTA / stop-and-wait throughput", "fast_over_stop_and_wait", ">=", 10, "#6"),
+    Target("ota", "real Device OS code: fast OTA / stop-and-wait throughput, 108 KiB firmware",
+           "fast_over_stop_and_wait", ">=", 20, "#14"),
+    Target("ota", "64 KiB to 100 real-code devices at once: aggregate throughput / one link (issue sets no "
+           "figure: at least one link's worth)", "aggregate.100.aggregate_over_one_link", ">=", 1.0, "#14"),
+    Target("reconnect", "1,000 devices reconnecting at once, RSA in 2 workers: seconds until all handshaken",
+           "rsa_workers_2.all_handshaken_s", "<=", 3.0, "#14"),
     Target("dfu", "real dfu-util / ours through virtual-core --usb, 256 KiB SPI",
            "real_dfu_util_usb.external.dfu_util_over_ours", ">=", 1.8, "#15"),
     Target("dfu", "real dfu-util / ours through virtual-core --usb, 100 KiB internal",

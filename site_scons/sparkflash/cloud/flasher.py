@@ -167,7 +167,8 @@ async def write_region(server: Sessions, board: Board, device: str, region: Regi
         seg, off = data[seg_start:seg_end], 0
         while True:
             base = plan.base + seg_start + off
-            sender = ota.OtaSender(seg[off:], s.ids, cs, plan.destination, base, plan.save_begin, plan.fast)
+            sender = ota.OtaSender(seg[off:], s.ids, cs, plan.destination, base, plan.save_begin, plan.fast,
+                                   pipeline=plan.fast)
             first = seg_start + off
 
             def prog(acked: int, _first: int = first) -> None:

@@ -13,10 +13,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sparkflash.errors import InputError, RemoteProtocolError
+from sparkflash.protocols import rsa_raw
 
 try:
     from gmpy2 import powmod as _powmod  # type: ignore[import-untyped]
@@ -100,11 +102,15 @@ def _type1_block(digest: bytes, size: int) -> int:
 
 
 def sign_raw(key: rsa.RSAPrivateKey, digest: bytes) -> bytes:
-    """Type-1 padding around the bare digest, private operation (CRT); what tropicssl RSA_RAW verifies.
+    """Type-1 padding around the bare digest, private operation; what tropicssl RSA_RAW verifies.
 
-    cryptography cannot sign without a DigestInfo, so the private exponent is applied here;
-    GMP's powmod (gmpy2) makes that 4-5x faster than Python's pow, which mattered for a
-    reconnect storm (every handshake needs one)."""
+    cryptography cannot sign without a DigestInfo: OpenSSL's own raw PKCS#1 signature
+    (`rsa_raw`, ~4x faster) when libcrypto loads, else the CRT here with GMP's powmod
+    (gmpy2, 4-5x faster than Python's pow). Every handshake needs one: a reconnect storm's
+    biggest server cost."""
+    fast = rsa_raw.sign(key, digest)
+    if fast is not None:
+        return fast
     p = key.private_numbers()
     size = key.key_size // 8
     m = _type1_block(digest, size)
@@ -114,11 +120,16 @@ def sign_raw(key: rsa.RSAPrivateKey, digest: bytes) -> bytes:
 
 
 def verify_raw(key: rsa.RSAPublicKey, signature: bytes, digest: bytes) -> bool:
-    n = key.public_numbers()
-    size = key.key_size // 8
-    if len(signature) != size:
+    """The device's check: the signature opens to exactly type-1 padding around `digest`.
+
+    OpenSSL's recovery with no digest algorithm strips the type-1 padding without looking
+    for a DigestInfo (30x faster than Python's pow: every light device in a storm does one)."""
+    if len(signature) != key.key_size // 8:
         return False
-    return pow(int.from_bytes(signature, "big"), n.e, n.n) == _type1_block(digest, size)
+    try:
+        return hmac.compare_digest(key.recover_data_from_signature(signature, padding.PKCS1v15(), None), digest)
+    except InvalidSignature:
+        return False
 
 
 # -- device side -----------------------------------------------------------------------

@@ -8,6 +8,13 @@ Checksum extension (GET /x: CRC-32 and SHA-256 of an address range, docs/ota.md)
 (a 0.3.x Core stores chunks in arrival order, so a duplicate silently shifts the image),
 or fast OTA when the device's UpdateReady accepts it. Pure: messages and `now` in,
 messages out; the driver owns sockets and the clock (`next_deadline`, `on_timeout`).
+
+`pipeline` (fast OTA to Device OS only) sends every chunk and UpdateDone right behind
+UpdateBegin instead of one round trip later: Device OS handles one message at a time
+(UpdateBegin: ACK, erase, UpdateReady; only then does it read the next), so the chunks
+are read after its UpdateReady and the erase overlaps their flight. If it refuses the
+update, it ignores chunks that come while it is not updating ("got chunk when not
+updating"): the sender fails with the refusal as it would have without them.
 """
 
 from __future__ import annotations
@@ -176,6 +183,7 @@ class OtaSender:
     address: int = 0
     use_save_begin: bool = False
     offer_fast: bool = False
+    pipeline: bool = False  # needs offer_fast: chunks go right behind UpdateBegin (Device OS, see above)
     timing: SenderTiming = field(default_factory=SenderTiming)
     state: str = "idle"  # idle begin sending done-wait done failed
     fast: bool = False
@@ -189,6 +197,8 @@ class OtaSender:
             raise LocalProtocolError(f"chunk size {self.chunk_size} (must be 1..{MAX_CHUNK})")
         if not self.data:
             raise LocalProtocolError("empty transfer")
+        if self.pipeline and (not self.offer_fast or self.use_save_begin):
+            raise LocalProtocolError("a pipelined transfer is a fast-OTA UpdateBegin")
         self.count = -(-len(self.data) // self.chunk_size)
         if self.count >= 0xFFFF:
             raise LocalProtocolError(f"{self.count} chunks (at most 65534 per transfer)")
@@ -223,7 +233,22 @@ class OtaSender:
                                        file_size=len(self.data), destination=self.destination, address=self.address)
         self._begin_acked = False
         self.next_deadline = now + min(self.timing.begin_ack_s, self.timing.begin_s)
-        return [self._begin]
+        if not self.pipeline:
+            return [self._begin]
+        out = [self._begin, *self._send_all(now)]
+        self.next_deadline = now + min(self.timing.begin_ack_s, self.timing.begin_s)  # _send_all moved it
+        return out
+
+    def _send_all(self, now: float) -> list[Message]:
+        """Fast OTA's first pass: every chunk (indexed), then UpdateDone."""
+        self.fast, out = True, []
+        for i in range(self.count):
+            msg = self._send_chunk(i, now)
+            self._tokens.setdefault(msg.token, deque()).append(i)
+            out.append(msg)
+        self._inflight = None
+        out.append(self._send_done(now))
+        return out
 
     def _fail(self, why: str) -> list[Message]:
         self.state, self.error, self.next_deadline = "failed", why, None
@@ -236,7 +261,9 @@ class OtaSender:
         return chunk(self.ids.next_mid(), tok, self.chunk_bytes(i), i if self.fast else None)
 
     def _send_done(self, now: float) -> Message:
-        self.state, self._done_mid = "done-wait", self.ids.next_mid()
+        self._done_mid = self.ids.next_mid()
+        if self.state != "begin":  # a pipelined transfer stays in "begin" until UpdateReady
+            self.state = "done-wait"
         self.next_deadline = now + self.timing.done_s
         return update_done(self._done_mid, self.ids.next_token())
 
@@ -261,11 +288,11 @@ class OtaSender:
             return self._on_begin_reply(m, now)
         if m.code == coap.EMPTY or self.state in ("idle", "done", "failed"):
             return out
+        if self.state == "begin":  # UpdateReady precedes every chunk reply (pipelined: chunks are in flight)
+            return self._on_begin_reply(m, now)
         if self.fast and m.type != ACK and self._tokens.get(m.token):  # first-pass 2.04s come as NON
             self._note_fast_reply(m)
             return out
-        if self.state == "begin":
-            return self._on_begin_reply(m, now)
         if self.state == "sending" and self._inflight is not None and m.token == self._inflight[1]:
             return self._on_chunk_reply(m, now)
         if self.state == "done-wait" and m.type == ACK and m.mid == self._done_mid:  # piggybacked: echoes our id
@@ -289,18 +316,17 @@ class OtaSender:
             return []
         if m.code != coap.CHANGED:
             return self._fail(f"the device answered the update request with {coap.code_str(m.code)}")
-        self.fast = self.offer_fast and m.payload[:1] == b"\x01"
+        fast = self.offer_fast and m.payload[:1] == b"\x01"
+        if self.pipeline:  # chunks and UpdateDone are on their way already
+            if not fast:
+                return self._fail("the device declined fast OTA after the chunks were sent")
+            self.state, self.next_deadline = "done-wait", now + self.timing.done_s
+            return []
+        self.fast = fast
         self.state = "sending"
         if not self.fast:
             return [self._send_chunk(0, now)]
-        out = []
-        for i in range(self.count):
-            msg = self._send_chunk(i, now)
-            self._tokens.setdefault(msg.token, deque()).append(i)
-            out.append(msg)
-        self._inflight = None
-        out.append(self._send_done(now))
-        return out
+        return self._send_all(now)
 
     def _on_chunk_reply(self, m: Message, now: float) -> list[Message]:
         assert self._inflight is not None
@@ -370,6 +396,8 @@ class OtaSender:
             if not self._begin_acked and self.use_save_begin:
                 return self._fail("the device did not even acknowledge SaveBegin: its firmware ignores it (stock "
                                   "0.3.x); only flasher_additions-based firmware stores files over the air")
+            if self.pipeline:  # another UpdateBegin would land behind the chunks and UpdateDone already sent
+                return self._fail("no UpdateReady to the (pipelined) fast-OTA request")
             if self._tries >= self.timing.begin_tries:
                 return self._fail(f"no UpdateReady after {self._tries} requests")
             return self._send_begin(now)
