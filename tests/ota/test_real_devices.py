@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sparkflash.cloud import CloudServer
 from sparkflash.deploy.base import DeployResult
 from sparkflash.deploy.ota import deploy
 from sparkflash.deploy.run import Ledger
+from sparkflash.fleet import open_store
 
 FW = 0x08005000
 
@@ -171,6 +173,12 @@ def test_device_killed_mid_file_resumes(make_real_core: Callable[..., Any], make
     assert res.regions[0].report.bytes_sent < 1.6 * len(data)
 
 
+def _stored_sector(cloud: CloudServer, device: str) -> int:
+    """The last whole sector the server stored as acknowledged by `device`, in any deployment."""
+    with open_store(cloud.store.root / "fleet.db") as db:
+        return max((p[1] for r in db.rollouts() for p in db.progress(r.id, device).values()), default=0)
+
+
 def test_device_os_killed_mid_firmware_resumes(make_real_core: Callable[..., Any], make_release: Callable[..., Any],
                                                cloud: CloudServer, tmp_path: Path) -> None:
     """Pipelined fast OTA: every chunk is already sent when the device stops reading at chunk 100
@@ -185,6 +193,12 @@ def test_device_os_killed_mid_firmware_resumes(make_real_core: Callable[..., Any
     t = threading.Thread(target=lambda: out.extend(run(cloud, rel, [core.device_id], timeout=30)))
     t.start()
     core.wait_line(r"stall 30000", timeout=30)
+    # the kill must come after the server read the device's acknowledgements: a SIGKILLed socket
+    # with unread chunks resets the connection, and Linux drops what the server had not read yet
+    deadline = time.monotonic() + 20
+    while _stored_sector(cloud, core.device_id) < 4096:
+        assert time.monotonic() < deadline, "no acknowledged sector stored within 20 s"
+        time.sleep(0.05)
     core.kill()
     core.args = []
     core.start()

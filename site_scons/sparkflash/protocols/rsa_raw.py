@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import threading
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -46,7 +45,6 @@ def _load() -> ctypes.CDLL | None:
 
 _lib = _load()
 _keys: dict[int, int] = {}  # modulus -> EVP_PKEY*; never freed while cached (another thread may use it)
-_lock = threading.Lock()
 
 
 def available() -> bool:
@@ -54,24 +52,23 @@ def available() -> bool:
 
 
 def _pkey(key: rsa.RSAPrivateKey, n: int) -> tuple[int, bool]:
-    """(EVP_PKEY*, owned): owned means the caller frees it (the cache was full)."""
+    """(EVP_PKEY*, owned): owned means the caller frees it (the cache was full). dict.get and
+    setdefault are atomic under the GIL: two threads loading one key keep the first."""
     assert _lib is not None
-    with _lock:
-        if n in _keys:
-            return _keys[n], False
+    cached = _keys.get(n)
+    if cached is not None:
+        return cached, False
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     buf = ctypes.c_char_p(der)
     p = _lib.d2i_AutoPrivateKey(None, ctypes.byref(buf), len(der))
     if not p:
         raise ValueError("OpenSSL could not load the RSA key")
-    with _lock:
-        if n in _keys:
-            _lib.EVP_PKEY_free(p)
-            return _keys[n], False
-        if len(_keys) < _CACHE_MAX:
-            _keys[n] = p
-            return p, False
-    return p, True
+    if len(_keys) >= _CACHE_MAX:
+        return p, True
+    kept = _keys.setdefault(n, p)
+    if kept != p:
+        _lib.EVP_PKEY_free(p)
+    return kept, False
 
 
 def sign(key: rsa.RSAPrivateKey, data: bytes) -> bytes | None:
