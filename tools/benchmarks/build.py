@@ -230,6 +230,5 @@ def run(argv: list[str]) -> dict[str, object]:
         for name in filter(None, args.sets.split(",")):
             sets[name] = _tree_set(_unpack(name, work / "peers" / name), work / name, args.repeat)
         if sets:
-            result["tree_sets"] = sets
-            result.setdefault("core_firmware", sets.get("spark_11"))  # report.py's spark_11 rows
+            result["tree_sets"] = sets  # report.py's #12 rows, one per tree set
     return result
