@@ -204,15 +204,26 @@ def _toolchain_node(env: Any, tree: FirmwareTree) -> Any:
     """One Value node standing for the content of every toolchain file that can shape an
     output (headers, libraries, specs, cc1/as/ld: sparkflash.firmware.toolinputs)."""
     from sparkflash.firmware.toolchain import Toolchain
-    from sparkflash.firmware.toolinputs import content_digest, toolchain_inputs
+    from sparkflash.firmware.toolinputs import content_digest, toolchain_inputs, toolchain_key
 
     mflags = tuple(dict.fromkeys(a for c in tree.firmware.compiles for a in c.args if a.startswith("-m")))
-    cache = Path(env.Dir("#build/.sparkflash").abspath)
+    cache = _cache_dir(env)
     pending: list[Callable[[], None]] = []
-    files = toolchain_inputs(Toolchain(Path(env["ARM_TOOLCHAIN_BIN"])), mflags, cache, pending)
-    digest = content_digest(files, cache / "toolchain-content.json", pending)
+    tc = Toolchain(Path(env["ARM_TOOLCHAIN_BIN"]))
+    files = toolchain_inputs(tc, mflags, cache, pending)
+    digest = content_digest(files, cache / f"toolchain-content-{toolchain_key(tc, mflags)}.json", pending)
     _after_build(lambda: [w() for w in pending], only_if_ok=False)
     return env.Value(f"toolchain {digest}")
+
+
+def _cache_dir(env: Any) -> Path:
+    """The toolchain and make-plan records: per user (sparkflash.firmware.buildcache), so
+    `rm -r build` and a fresh clone keep them; build/.sparkflash if that is off."""
+    from sparkflash.firmware.buildcache import build_cache_dir
+
+    if "SPARKFLASH_CACHE_DIR" not in env:
+        env["SPARKFLASH_CACHE_DIR"] = str(build_cache_dir(Path(env.Dir("#build/.sparkflash").abspath)))
+    return Path(env["SPARKFLASH_CACHE_DIR"])
 
 
 def _after_build(action: Callable[[], object], only_if_ok: bool) -> None:
@@ -268,11 +279,29 @@ def _rescan_if_include_dirs_changed(env: Any, tree: FirmwareTree) -> None:
     _after_build(save, only_if_ok=True)
 
 
+def _changed_sources_first(tree: FirmwareTree, nodes: dict[Path, Any]) -> list[Any]:
+    """The objects of sources written since the last build saved its records (none after a
+    clean start). Given to Default() before the images, SCons meets them first: the edited
+    file compiles while SCons is still deciding the ~200 other nodes, instead of after."""
+    since = stored_hashes.records_written()
+    if not since:
+        return []
+    out: list[Any] = []
+    for comp in tree.components:
+        for c in comp.compiles:
+            try:
+                if int(os.stat(c.source).st_mtime) >= since and c.output in nodes:
+                    out.append(nodes[c.output])
+            except OSError:
+                continue
+    return out
+
+
 def _help_placeholders(env: Any) -> dict[str, Any]:
     """`scons -h` must work without a toolchain or a tree: no graph, just the names."""
     out = env.Dir(f"#build/{env['VARIANT']}")
     return {k: out.File(f"firmware.{k}") for k in ("elf", "bin", "hex", "map", "size")} | {
-        "dir": out, "tree": None, "objects": []}
+        "dir": out, "tree": None, "objects": [], "first": []}
 
 
 HELP_HEAD = """\
@@ -295,8 +324,7 @@ def _firmware(env: Any) -> dict[str, Any]:
     try:
         opts = _options(env)
         pending: list[Callable[[], None]] = []
-        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts,
-                         Path(env.Dir("#build/.sparkflash").abspath), pending)
+        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts, _cache_dir(env), pending)
         _after_build(lambda: [w() for w in pending], only_if_ok=False)
         board = load_board(env["BOARD"])
         extra = [_escape(w) for w in _words(env, "CFLAGS")] + [f"-D{_escape(d)}" for d in _words(env, "CPPDEFINES")]
@@ -314,13 +342,16 @@ def _firmware(env: Any) -> dict[str, Any]:
     maps = _prefix_maps(env, tree.roots)
     archives: dict[Path, Any] = {}
     built: list[Any] = []
+    by_output: dict[Path, Any] = {}
     for comp in tree.libraries:
         lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps, extra)
         built += lib_objs.values()
+        by_output |= lib_objs
         if comp.archive:
             members = [lib_objs[m] for m in comp.archive.members]
             archives[comp.archive.output] = env.StaticLibrary(f"{variant}/{comp.name}/{comp.archive.output.name}", members)[0]
     objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps, extra)
+    by_output |= objs
     agent_objs: tuple[Any, ...] = ()
     if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and the setup/loop wraps
         from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
@@ -348,7 +379,7 @@ def _firmware(env: Any) -> dict[str, Any]:
         env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
     _rescan_if_include_dirs_changed(env, tree)
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
-            "objects": [*built, *objs.values()]}
+            "objects": [*built, *objs.values()], "first": _changed_sources_first(tree, by_output)}
 
 
 def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> None:
