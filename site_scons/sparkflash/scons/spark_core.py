@@ -279,29 +279,11 @@ def _rescan_if_include_dirs_changed(env: Any, tree: FirmwareTree) -> None:
     _after_build(save, only_if_ok=True)
 
 
-def _changed_sources_first(tree: FirmwareTree, nodes: dict[Path, Any]) -> list[Any]:
-    """The objects of sources written since the last build saved its records (none after a
-    clean start). Given to Default() before the images, SCons meets them first: the edited
-    file compiles while SCons is still deciding the ~200 other nodes, instead of after."""
-    since = stored_hashes.records_written()
-    if not since:
-        return []
-    out: list[Any] = []
-    for comp in tree.components:
-        for c in comp.compiles:
-            try:
-                if int(os.stat(c.source).st_mtime) >= since and c.output in nodes:
-                    out.append(nodes[c.output])
-            except OSError:
-                continue
-    return out
-
-
 def _help_placeholders(env: Any) -> dict[str, Any]:
     """`scons -h` must work without a toolchain or a tree: no graph, just the names."""
     out = env.Dir(f"#build/{env['VARIANT']}")
     return {k: out.File(f"firmware.{k}") for k in ("elf", "bin", "hex", "map", "size")} | {
-        "dir": out, "tree": None, "objects": [], "first": []}
+        "dir": out, "tree": None, "objects": []}
 
 
 HELP_HEAD = """\
@@ -342,16 +324,13 @@ def _firmware(env: Any) -> dict[str, Any]:
     maps = _prefix_maps(env, tree.roots)
     archives: dict[Path, Any] = {}
     built: list[Any] = []
-    by_output: dict[Path, Any] = {}
     for comp in tree.libraries:
         lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps, extra)
         built += lib_objs.values()
-        by_output |= lib_objs
         if comp.archive:
             members = [lib_objs[m] for m in comp.archive.members]
             archives[comp.archive.output] = env.StaticLibrary(f"{variant}/{comp.name}/{comp.archive.output.name}", members)[0]
     objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps, extra)
-    by_output |= objs
     agent_objs: tuple[Any, ...] = ()
     if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and the setup/loop wraps
         from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
@@ -379,7 +358,7 @@ def _firmware(env: Any) -> dict[str, Any]:
         env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
     _rescan_if_include_dirs_changed(env, tree)
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
-            "objects": [*built, *objs.values()], "first": _changed_sources_first(tree, by_output)}
+            "objects": [*built, *objs.values()]}
 
 
 def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> None:
