@@ -24,7 +24,7 @@ def report() -> ModuleType:
 
 
 RESULTS = {
-    "build": {"core_firmware": {"tree": "/tmp/xyz/core-firmware", "clean_j2_scons_over_make": {"median": 1.05}},
+    "build": {"tree_sets": {"flasher": {"tree": "/tmp/xyz/core-firmware", "clean_j2_scons_over_make": {"median": 1.05}}},
               "example": {"clean_j1_s": 4.0, "clean_j2_s": 2.0}},
     "dfu": {"write_spi": {"speedup": 1.83}, "write_internal": {"speedup": 1.39}, "one_sector_change": {"speedup": 123}},
     "ota": {"fast_over_stop_and_wait": 22.2, "fast": {"link_fraction": 0.7}},

@@ -8,7 +8,11 @@ make's clean -j2; plus whether both .bin files are byte-identical.
 
 Everything runs in temporary copies: the repository's build/ and the given trees are not
 touched. Figures are medians of N runs (wall seconds); make and scons take turns in every
-round, and each scons/make ratio is the median of the per-round ratios.
+round, and each scons/make ratio is the median of the per-round ratios. A clean scons
+build is `rm -r build .sconsign.dblite` (as `make clean` removes make's objects); the
+per-user record of the toolchain's hashes and of make's plan (sparkflash.firmware.buildcache)
+stays, as a ccache directory would: it validates itself against the files it was made from.
+report.py turns the tree-set ratios into issue 12's target rows.
 """
 
 from __future__ import annotations
@@ -230,6 +234,5 @@ def run(argv: list[str]) -> dict[str, object]:
         for name in filter(None, args.sets.split(",")):
             sets[name] = _tree_set(_unpack(name, work / "peers" / name), work / name, args.repeat)
         if sets:
-            result["tree_sets"] = sets
-            result.setdefault("core_firmware", sets.get("spark_11"))  # report.py's spark_11 rows
+            result["tree_sets"] = sets  # report.py's #12 rows, one per tree set
     return result

@@ -26,7 +26,7 @@ __all__ = ["Target", "TARGETS", "write", "lookup", "verdict"]
 COMMAND = "tools/bench all"
 NAMES = ("build", "serial", "dfu", "ota")
 TITLES = {
-    "build": "Build (issue 2): SCons vs the core-firmware makefiles",
+    "build": "Build (issue 12): SCons vs the core-firmware makefiles of three tree sets",
     "serial": "Serial (issue 4): YMODEM over a modelled 115,200-baud line",
     "dfu": "DFU (issue 5): DfuSe writes with the Core's poll timeouts",
     "ota": "OTA (issues 6, 14): the real Device OS v0.4.9 code over a modelled 100 ms / 1 Mbit/s link",
@@ -34,9 +34,11 @@ TITLES = {
     "parallel": "Parallel deploys (issue 15): four virtual Cores at once vs one",
     "agent": "Device agent (issue 13): its cost linked into spark_11 (`scons AGENT=1`)",
 }
-HINTS = {"build": "core-firmware figures come from `tools/bench build --core-firmware PATH` (a core-firmware tree "
-                   "with its sibling libraries); `all` measures them only if its results include them.",
+HINTS = {"build": "the tree-set figures come from `tools/bench build`, which unpacks spark_11, flasher and flasher_hal "
+                   "from ../shared/peers (`--sets` chooses; `--core-firmware PATH` adds one more tree).",
          "agent": "the linked cost comes from `tools/bench agent --core-firmware PATH` (spark_11 and its siblings)."}
+#: the real tree sets of ../shared/peers that tools/bench build measures beside their makefiles (issue 12)
+TREE_SETS = ("spark_11", "flasher", "flasher_hal")
 PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png"}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,12 +63,16 @@ class Target(NamedTuple):
 
 
 TARGETS = (
-    Target("build", "core-firmware clean -j2: scons time / make time", "core_firmware.clean_j2_scons_over_make.median",
-           "<=", 1.0, "#2"),
-    Target("build", "core-firmware no-op scons at the spec machine's speed (s): scons/make no-op x 0.22 s",
-           "core_firmware.noop_s_at_spec_speed", "<", 0.5, "#2"),
-    Target("build", "core-firmware .bin byte-identical to the makefile's", "core_firmware.bin_identical", "==", True,
-           "#2"),
+    *(t for name in TREE_SETS for t in (
+        Target("build", f"{name} clean -j2: scons time / make time", f"tree_sets.{name}.clean_j2_scons_over_make.median",
+               "<=", 1.0, "#12"),
+        Target("build", f"{name} one-file edit: scons time / make time", f"tree_sets.{name}.one_file_scons_over_make.median",
+               "<=", 1.15, "#12"),
+        Target("build", f"{name} fresh clone, warm CACHE_DIR: make clean -j2 time / scons time",
+               f"tree_sets.{name}.make_clean_j2_over_scons_warm_cache.median", ">=", 5.0, "#12"),
+        Target("build", f"{name} .bin byte-identical to the makefile's", f"tree_sets.{name}.bin_identical", "==", True,
+               "#12"),
+    )),
     Target("serial", "ours: throughput / line rate", "ours_link_model.fraction_of_line_rate", ">=", 0.90, "#4"),
     Target("dfu", "SPI write: dfu-util pattern time / ours", "write_spi.speedup", ">=", 1.8, "#5"),
     Target("dfu", "one-byte change in 1.5 MiB: full write time / ours", "one_sector_change.speedup", ">=", 20, "#5"),
@@ -117,14 +123,22 @@ def _ratio(a: Any, b: Any) -> float | None:
 
 # -- ratios beside the targets: what else each run tells (no target in the issues) ---------
 def _build_ratios(r: dict[str, Any]) -> list[tuple[str, float | None]]:
-    ex, cf = r.get("example") or {}, r.get("core_firmware") or {}
+    ex = r.get("example") or {}
     rows = [("example: clean -j1 / clean -j2 (parallel speedup)", _ratio(ex.get("clean_j1_s"), ex.get("clean_j2_s"))),
             ("example: one-file rebuild / clean -j2", _ratio(ex.get("one_file_rebuild_s"), ex.get("clean_j2_s"))),
             ("example: no-op / clean -j2", _ratio(ex.get("noop_s"), ex.get("clean_j2_s")))]
-    for k in ("clean_j1_s", "clean_j2_s", "noop_s", "one_file_rebuild_s"):
-        rows.append((f"core-firmware {k[:-2]}: scons / make (medians)",
-                     _ratio(lookup(cf, f"scons.{k}"), lookup(cf, f"make.{k}"))))
-    rows.append(("core-firmware no-op scons, this machine (s)", lookup(cf, "scons.noop_s")))
+    trees = [(name, lookup(r, f"tree_sets.{name}")) for name in TREE_SETS]
+    if r.get("core_firmware") and not any(t is r["core_firmware"] for _, t in trees):
+        trees.append(("--core-firmware tree", r["core_firmware"]))
+    for name, t in trees:
+        if not t:
+            continue
+        rows += [(f"{name} no-op: scons time / make time", lookup(t, "noop_scons_over_make.median")),
+                 (f"{name} clean -j2: scons CPU / make CPU (medians)",
+                  _ratio(lookup(t, "scons.clean_j2_cpu_s"), lookup(t, "make.clean_j2_cpu_s"))),
+                 (f"{name} one-file edit: scons CPU / make CPU (medians)",
+                  _ratio(lookup(t, "scons.one_file_rebuild_cpu_s"), lookup(t, "make.one_file_rebuild_cpu_s"))),
+                 (f"{name} no-op scons, this machine (s)", lookup(t, "scons.noop_s"))]
     return rows
 
 
@@ -289,10 +303,13 @@ def _plot_rows(results: dict[str, Any]) -> dict[str, list[Bar]]:
                  + bar("internal write:\ndfu-util time / ours", num("dfu", "write_internal.speedup")))
     dfu_change = bar("1-byte change in 1.5 MiB:\nfull write / ours", num("dfu", "one_sector_change.speedup"), ">=", 20.0)
     ota = bar("fast / stop-and-wait\nthroughput", num("ota", "fast_over_stop_and_wait"), ">=", 10.0)
-    build = (bar("core-firmware clean -j2:\nscons time / make time",
-                 num("build", "core_firmware.clean_j2_scons_over_make.median"), "<=", 1.0)
-             + bar("example clean:\n-j1 time / -j2 time",
-                   _ratio(num("build", "example.clean_j1_s"), num("build", "example.clean_j2_s"))))
+    build = [b for name in TREE_SETS for b in (
+        bar(f"{name} clean -j2:\nscons time / make time", num("build", f"tree_sets.{name}.clean_j2_scons_over_make.median"),
+            "<=", 1.0)
+        + bar(f"{name} one-file edit:\nscons time / make time",
+              num("build", f"tree_sets.{name}.one_file_scons_over_make.median"), "<=", 1.15))]
+    build += bar("example clean:\n-j1 time / -j2 time", _ratio(num("build", "example.clean_j1_s"),
+                                                                 num("build", "example.clean_j2_s")))
     return {"throughput": throughput, "dfu_write": dfu_write, "dfu_change": dfu_change, "ota": ota, "build": build}
 
 
@@ -317,7 +334,7 @@ def _plots(results: dict[str, Any], out: Path) -> tuple[list[str], str | None]:
         plt.close(fig)
         written.append(PLOTS["throughput"])
     panels = [(key, title) for key, title in (("dfu_write", "DFU writes (#5)"), ("dfu_change", "DFU skip (#5)"),
-                                              ("ota", "OTA (#6)"), ("build", "Build (#2)")) if rows[key]]
+                                              ("ota", "OTA (#6)"), ("build", "Build (#12)")) if rows[key]]
     if panels:  # one panel per target's scale: ratios of different kinds never share an axis
         fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 1, 4.5), squeeze=False,
                                  gridspec_kw={"width_ratios": [len(rows[k]) + 0.6 for k, _ in panels]})

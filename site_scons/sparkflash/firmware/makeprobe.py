@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparkflash.errors import InputError
+from sparkflash.firmware.buildcache import prune
 
 __all__ = ["PROBE_SCRIPT", "Archive", "Compile", "Link", "MakePlan", "probe"]
 
@@ -384,6 +385,7 @@ def cached_probe(build_dir: Path, variables: dict[str, str], cache_dir: Path,
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(record))
         tmp.replace(cache)
+        prune(cache.parent, "makeplan-")  # temporary trees (tests, benchmarks) leave plans behind
 
     if pending is None:
         write()

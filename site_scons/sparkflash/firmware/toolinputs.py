@@ -22,9 +22,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from sparkflash.firmware.buildcache import prune
 from sparkflash.firmware.toolchain import Toolchain
 
-__all__ = ["content_digest", "toolchain_inputs"]
+__all__ = ["content_digest", "toolchain_inputs", "toolchain_key"]
 
 _PROGRAMS = ("cc1", "cc1plus", "collect2", "lto-wrapper", "as", "ld")
 _BIN_TOOLS = ("gcc", "g++", "ar", "objcopy", "size", "as", "ld", "ld.bfd")
@@ -91,6 +92,7 @@ def _write(path: Path, data: object, pending: Writes | None) -> None:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(path)
+        prune(path.parent, path.name.rsplit("-", 1)[0] + "-")  # toolchain copies of the tests come and go
 
     if pending is None:
         go()
@@ -98,12 +100,16 @@ def _write(path: Path, data: object, pending: Writes | None) -> None:
         pending.append(go)
 
 
+def toolchain_key(tc: Toolchain, mflags: tuple[str, ...]) -> str:
+    """Names this compiler binary (path and stat) with these -m flags in the cache files."""
+    gcc = Path(tc.tool("gcc"))
+    return hashlib.sha256(json.dumps([str(gcc), _stat_key(gcc.stat()), list(mflags)]).encode()).hexdigest()[:16]
+
+
 def toolchain_inputs(tc: Toolchain, mflags: tuple[str, ...], cache_dir: Path, pending: Writes | None = None) -> list[str]:
     """The toolchain files that shape outputs for these -m flags (cached per compiler
     binary; found again when a directory that holds them gains or loses an entry)."""
-    gcc = Path(tc.tool("gcc"))
-    key = hashlib.sha256(json.dumps([str(gcc), _stat_key(gcc.stat()), list(mflags)]).encode()).hexdigest()[:16]
-    cache = cache_dir / f"toolchain-files-{key}.json"
+    cache = cache_dir / f"toolchain-files-{toolchain_key(tc, mflags)}.json"
     try:
         rec = json.loads(cache.read_text())
         if rec["dirs"] == _dir_stats(rec["files"]):

@@ -204,15 +204,26 @@ def _toolchain_node(env: Any, tree: FirmwareTree) -> Any:
     """One Value node standing for the content of every toolchain file that can shape an
     output (headers, libraries, specs, cc1/as/ld: sparkflash.firmware.toolinputs)."""
     from sparkflash.firmware.toolchain import Toolchain
-    from sparkflash.firmware.toolinputs import content_digest, toolchain_inputs
+    from sparkflash.firmware.toolinputs import content_digest, toolchain_inputs, toolchain_key
 
     mflags = tuple(dict.fromkeys(a for c in tree.firmware.compiles for a in c.args if a.startswith("-m")))
-    cache = Path(env.Dir("#build/.sparkflash").abspath)
+    cache = _cache_dir(env)
     pending: list[Callable[[], None]] = []
-    files = toolchain_inputs(Toolchain(Path(env["ARM_TOOLCHAIN_BIN"])), mflags, cache, pending)
-    digest = content_digest(files, cache / "toolchain-content.json", pending)
+    tc = Toolchain(Path(env["ARM_TOOLCHAIN_BIN"]))
+    files = toolchain_inputs(tc, mflags, cache, pending)
+    digest = content_digest(files, cache / f"toolchain-content-{toolchain_key(tc, mflags)}.json", pending)
     _after_build(lambda: [w() for w in pending], only_if_ok=False)
     return env.Value(f"toolchain {digest}")
+
+
+def _cache_dir(env: Any) -> Path:
+    """The toolchain and make-plan records: per user (sparkflash.firmware.buildcache), so
+    `rm -r build` and a fresh clone keep them; build/.sparkflash if that is off."""
+    from sparkflash.firmware.buildcache import build_cache_dir
+
+    if "SPARKFLASH_CACHE_DIR" not in env:
+        env["SPARKFLASH_CACHE_DIR"] = str(build_cache_dir(Path(env.Dir("#build/.sparkflash").abspath)))
+    return Path(env["SPARKFLASH_CACHE_DIR"])
 
 
 def _after_build(action: Callable[[], object], only_if_ok: bool) -> None:
@@ -295,8 +306,7 @@ def _firmware(env: Any) -> dict[str, Any]:
     try:
         opts = _options(env)
         pending: list[Callable[[], None]] = []
-        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts,
-                         Path(env.Dir("#build/.sparkflash").abspath), pending)
+        tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts, _cache_dir(env), pending)
         _after_build(lambda: [w() for w in pending], only_if_ok=False)
         board = load_board(env["BOARD"])
         extra = [_escape(w) for w in _words(env, "CFLAGS")] + [f"-D{_escape(d)}" for d in _words(env, "CPPDEFINES")]
