@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -48,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--max-per-peer", type=int, default=64, help="live device connections per IP address (default 64)")
     s.add_argument("--rsa-workers", type=int, default=os.cpu_count() or 1,
                    help="processes for the RSA handshakes (default: one per CPU; 0 = on the event loop)")
+    s.add_argument("--database", help="fleet database (postgresql://... or a SQLite file): record which devices this "
+                                      "instance holds, for several instances behind a load balancer (docs/fleet.md)")
+    s.add_argument("--instance", help="with --database: this instance's name (default HOSTNAME:PORT)")
+    s.add_argument("--instance-lease", type=float, default=30.0, metavar="SECONDS",
+                   help="with --database: a silent instance's devices are released after this (default 30 s)")
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     s.set_defaults(func=_serve)
 
@@ -83,19 +89,31 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host if args.host is not None else args.listen[0]
     port = args.port if args.port is not None else args.listen[1]
     token_path = args.key.with_name(args.key.name + ".admin-token")
-    srv = CloudServer(load_server_key(args.key), DeviceRegistry(args.devices), host=host, port=port,
-                      admin=args.admin, trust=trust, token=load_or_create_token(token_path), store=args.store,
-                      insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer),
-                      rsa_workers=args.rsa_workers)
+    kwargs: dict[str, Any] = {}
+    cls: type[CloudServer] = CloudServer
+    if args.database is not None:  # one of several instances (docs/fleet.md)
+        from sparkflash.cloud.fleet_instance import FleetInstance
+        from sparkflash.fleet import open_store
+
+        cls = FleetInstance
+        kwargs = {"fleet_store": open_store(args.database), "instance": args.instance, "lease_s": args.instance_lease}
+    srv = cls(load_server_key(args.key), DeviceRegistry(args.devices), host=host, port=port,
+              admin=args.admin, trust=trust, token=load_or_create_token(token_path), store=args.store,
+              insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer),
+              rsa_workers=args.rsa_workers, **kwargs)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with ServerThread(srv):
         admin_host, admin_port = srv.admin_addr or ("", 0)
         info = {"devices": f"{host}:{srv.port}", "admin": f"http://{admin_host}:{admin_port}", "token_file": str(token_path)}
+        if args.database is not None:
+            info["instance"] = str(srv.device_list()["instance"])
         print(json.dumps(info) if args.json else f"cloud: devices on {info['devices']}, admin API {info['admin']}", flush=True)
         while not stop.wait(0.5):
             pass
+    if "fleet_store" in kwargs:
+        kwargs["fleet_store"].close()
     return 0
 
 

@@ -1,0 +1,150 @@
+"""Several instances: which one holds a device (the lease, on both databases), and 200 light
+devices over two real `cloud serve` instances behind a real HAProxy, one of them SIGKILLed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.request import Request, urlopen
+
+import pytest
+from fleet_services import LoopThread, server_key
+
+from sparkflash.fleet import Store, open_store
+from sparkflash.fleet.instances import Presence, instances
+from sparkflash.fleet.key_import import import_key_dir
+from sparkflash.fleet.lightcore import LightFleet, LightOptions, device_ids
+from sparkflash.fleet.local_services import LocalCluster, LocalPostgres
+
+PEM = "-----BEGIN PUBLIC KEY-----\nMIGf\n-----END PUBLIC KEY-----\n"
+
+
+def test_a_silent_instance_loses_its_devices_after_the_lease(make_store: Callable[..., Store]) -> None:
+    a_store, b_store = make_store(), make_store()  # two instances, two connections to one database
+    devs = device_ids(4, "5e")
+    for d in devs:
+        a_store.put_device(d, PEM)
+    a, b = Presence(a_store, "inst-a", lease_s=30), Presence(b_store, "inst-b", lease_s=30)
+    assert a.apply({devs[0]: "os", devs[1]: "ccl", devs[2]: "os"}, now=1000.0) == []
+    assert b.apply({devs[3]: "os", "5e" + "f" * 22: "os"}, now=1000.0) == ["5e" + "f" * 22]  # not registered
+    assert a.heartbeat(set(devs[:3]), now=1010.0) == 3 and b.heartbeat({devs[3]}, now=1035.0) == 1
+    assert b.sweep(now=1035.0) == {}  # a renewed 25 s ago: within its 30-s lease
+    assert b.sweep(now=1041.0) == {"inst-a": 3}  # a silent for 31 s: its devices are released
+    rows = {d.id: d.instance for d in b_store.devices()}
+    assert rows == {devs[0]: None, devs[1]: None, devs[2]: None, devs[3]: "inst-b"}
+    expired = [(e.detail["instance"], e.detail["devices"], e.detail["by"]) for e in b_store.events()
+               if e.kind == "instance-expired"]
+    assert expired == [("inst-a", 3, "inst-b")]
+    assert b_store.device(devs[1]) is not None and b_store.device(devs[1]).generation == "ccl"  # type: ignore[union-attr]
+    # a was only slow: its next heartbeat takes back the devices still connected to it
+    assert a.heartbeat({devs[0], devs[1]}, now=1042.0) == 2
+    assert {d.id: d.instance for d in a_store.devices()}[devs[0]] == "inst-a"
+    a.apply({devs[0]: None}, now=1043.0)  # its connection ended here
+    b.apply({devs[1]: "os"}, now=1044.0)  # the device moved to b
+    a.apply({devs[1]: None}, now=1045.0)  # a's late goodbye leaves b's newer connection alone
+    assert {d.id: d.instance for d in a_store.devices()} == {devs[0]: None, devs[1]: "inst-b", devs[2]: None,
+                                                               devs[3]: "inst-b"}
+    assert [(i.name, i.devices, i.alive) for i in instances(a_store, now=1046.0)] == [("inst-b", 2, True)]
+    assert a.begin() == 0 and b.end() == 2 and instances(a_store) == []
+
+
+def test_presence_refuses_bad_names_and_leases(make_store: Callable[..., Store]) -> None:
+    from sparkflash.errors import InputError
+
+    s = make_store()
+    with pytest.raises(InputError, match="instance id"):
+        Presence(s, "a b")
+    with pytest.raises(InputError, match="lease"):
+        Presence(s, "a", lease_s=0.1)
+
+
+@pytest.fixture
+def cluster(postgres_server: LocalPostgres, tmp_path: Path,
+            tool: Callable[[str], str]) -> Iterator[tuple[LocalCluster, Any, str, Path]]:
+    """Two instances on one PostgreSQL schema behind HAProxy: (cluster, server public key, db url, devices dir)."""
+    tool("haproxy")
+    key, pub = server_key(tmp_path)
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    url = postgres_server.create_db(f"inst_{abs(hash(str(tmp_path))) % 10**9}")
+    c = LocalCluster(tmp_path / "cluster", key, devices, url, n=2, lease_s=3.0)
+    try:
+        yield c.start(), pub, url, devices
+    finally:
+        c.stop()
+
+
+def _devices_doc(admin: str, token: str) -> dict[str, Any]:
+    req = Request(admin + "/v1/devices", headers={"Authorization": f"Bearer {token}"})
+    with urlopen(req, timeout=10) as r:
+        doc: dict[str, Any] = json.load(r)
+    return doc
+
+
+def test_two_hundred_devices_survive_an_instance_kill(cluster: tuple[LocalCluster, Any, str, Path]) -> None:
+    """All 200 connect through HAProxy and are spread over both instances; SIGKILL one: its devices
+    reconnect through HAProxy to the other and handshake again; every device ends connected, and the
+    store (and the live instance) agree on where."""
+    c, pub, url, devices = cluster
+    fleet = LightFleet(pub, c.address, 200, LightOptions(reconnect_s=0.2, ping_s=5.0), key_pool=4, prefix="5d")
+    fleet.register(devices)
+    store = open_store(url)
+    lt = LoopThread()
+    try:
+        assert len(import_key_dir(store, devices)[0]) == 200
+        lt.run(_start(fleet))
+        assert lt.run(fleet.wait_connected(40), timeout=60) == 200
+        where = _wait_store(store, lambda held: sum(held.values()) == 200)
+        assert set(where) == {"instance-a", "instance-b"} and min(where.values()) >= 50  # leastconn spread them
+        victim, survivor = c.instance("instance-a"), c.instance("instance-b")
+        moved = where["instance-a"]
+        before = {d.id: d.stats.handshakes for d in fleet.devices}
+        victim.kill()
+        assert c.haproxy is not None
+        c.haproxy.wait_state("instance-a", "DOWN")
+        assert lt.run(_wait_all_reconnected(fleet, before, moved), timeout=60)
+        where = _wait_store(store, lambda held: held == {"instance-b": 200})
+        assert where == {"instance-b": 200}
+        again = sum(d.stats.handshakes > before[d.id] for d in fleet.devices)
+        assert again >= moved  # each device of the killed instance handshook again (with the survivor)
+        live = _devices_doc(survivor.admin, survivor.token)
+        ours = {d["id"] for d in live["devices"] if d["connected"]} & {d.id for d in fleet.devices}
+        assert len(ours) == 200 and live["instance"] == "instance-b"
+        assert all(d.connected.is_set() for d in fleet.devices)
+    finally:
+        lt.run(fleet.stop())
+        lt.close()
+        store.close()
+
+
+async def _start(fleet: LightFleet) -> None:
+    fleet.start()
+
+
+async def _wait_all_reconnected(fleet: LightFleet, before: dict[str, int], moved: int, timeout: float = 40) -> bool:
+    """Wait until at least `moved` devices handshook again and every device is connected."""
+    end = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < end:
+        again = sum(d.stats.handshakes > before[d.id] for d in fleet.devices)
+        if again >= moved and all(d.connected.is_set() for d in fleet.devices):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _wait_store(store: Store, ok: Callable[[dict[str, int]], bool], timeout: float = 20.0) -> dict[str, int]:
+    """instance -> devices it holds, as the store says, once `ok` (or the timeout)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        held: dict[str, int] = {}
+        for d in store.devices():
+            if d.instance is not None:
+                held[d.instance] = held.get(d.instance, 0) + 1
+        if ok(held) or time.monotonic() > end:
+            return held
+        time.sleep(0.1)
