@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -71,6 +72,7 @@ class Chromium:
         own_dirs([self.root], self.user)
         self.proc: subprocess.Popen[bytes] | None = None
         self._ids = itertools.count(1)
+        self._stack = contextlib.ExitStack()
         self._ws: Any = None
 
     def start(self, timeout: float = 30.0) -> Chromium:
@@ -90,11 +92,14 @@ class Chromium:
             if self.proc.poll() is not None or time.monotonic() > end:
                 raise RuntimeError(f"chromium did not start: {(self.root / 'stderr.log').read_text()[-2000:]}")
             time.sleep(0.05)
-        port = int(active.read_text().split()[0])
-        page = self._page(port)
-        self._ws = connect(page, open_timeout=10, max_size=64 << 20)
-        self.call("Page.enable")
-        self.call("Runtime.enable")
+        try:
+            page = self._page(int(active.read_text().split()[0]))
+            self._ws = self._stack.enter_context(connect(page, open_timeout=10, max_size=64 << 20))
+            self.call("Page.enable")
+            self.call("Runtime.enable")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     @staticmethod
@@ -146,9 +151,8 @@ class Chromium:
         return path
 
     def stop(self) -> None:
-        if self._ws is not None:
-            self._ws.close()
-            self._ws = None
+        self._stack.close()
+        self._ws = None
         if self.proc is not None:
             self.proc.terminate()
             try:

@@ -7,6 +7,8 @@
                                          "regions", "chunk_size", "fast", "connect_timeout", "allow_downgrade"
     GET  /v1/deployments/ID              status and per-device results
     GET  /v1/deployments/ID/events       JSON Lines, streamed until the deployment ends (?after=N)
+    GET  /status.json                    the status page's data (cloud/status_page.py; the page, GET /status,
+                                         is the one route served without the token: it holds no data)
 
 Every request needs `Authorization: Bearer TOKEN` (the token file beside the server key);
 a body must be `Content-Type: application/json` (a browser cannot send that cross-site
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from sparkflash.cloud import status_page
 from sparkflash.cloud.deployments import Deployment
 from sparkflash.cloud.flasher import OtaOptions
 from sparkflash.cloud.registry import normalise_id
@@ -132,6 +135,8 @@ async def _route(server: CloudServer, method: str, target: str, body: bytes, wri
     parts = [p for p in url.path.split("/") if p]
     if parts == ["v1", "devices"] and method == "GET":
         return _json(writer, 200, server.device_list())
+    if parts == ["status.json"] and method == "GET":  # the status page's data (cloud/status_page.py)
+        return _json(writer, 200, await asyncio.to_thread(status_page.document, server))
     if len(parts) == 3 and parts[:2] == ["v1", "blobs"] and method == "PUT":
         if not _BLOB.fullmatch(parts[2]):
             raise _HttpError(400, "blob path must be /v1/blobs/<64 lowercase hex digits>")
@@ -157,6 +162,8 @@ async def handle_http(server: CloudServer, reader: asyncio.StreamReader, writer:
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        if method == "GET" and status_page.is_public(urlsplit(target).path):  # the page itself: no data, no token
+            return status_page.write_public(writer, urlsplit(target).path)
         auth = headers.get("authorization", "")
         if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), server.token.encode())):
             raise _HttpError(401, "missing or wrong bearer token (the admin token file beside the server key)")
