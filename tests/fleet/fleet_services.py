@@ -83,7 +83,8 @@ class Chromium:
         self.proc = subprocess.Popen(  # type: ignore[call-overload]
             [self.binary, "--headless", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              f"--user-data-dir={self.root / 'profile'}", "--no-first-run", "--no-default-browser-check",
-             "--disable-gpu", "--disable-extensions", "--disable-background-networking", "--window-size=1200,900",
+             "--disable-gpu", "--disable-extensions", "--disable-background-networking", "--disable-breakpad",
+             "--disable-crash-reporter", "--window-size=1200,900",
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=self._err, env=env, **self.user)
         active = self.root / "profile" / "DevToolsActivePort"
