@@ -80,13 +80,14 @@ class Chromium:
 
         env = {"HOME": str(self.root), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         self._err = open(self.root / "stderr.log", "wb")  # noqa: SIM115 (open for the browser's life)
-        self.proc = subprocess.Popen(  # type: ignore[call-overload]
+        self.proc = subprocess.Popen(
             [self.binary, "--headless", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              f"--user-data-dir={self.root / 'profile'}", "--no-first-run", "--no-default-browser-check",
              "--disable-gpu", "--disable-extensions", "--disable-background-networking", "--disable-breakpad",
              "--disable-crash-reporter", "--window-size=1200,900",
              "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=self._err, env=env, **self.user)
+            stdout=subprocess.DEVNULL, stderr=self._err, env=env, user=self.user.get("user"),
+            group=self.user.get("group"))
         active = self.root / "profile" / "DevToolsActivePort"
         end = time.monotonic() + timeout
         while not (active.exists() and len(active.read_text().split()) >= 2):

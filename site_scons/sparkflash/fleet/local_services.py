@@ -104,7 +104,8 @@ class LocalPostgres:
         self._log: IO[bytes] | None = None
 
     def _run(self, *args: str) -> None:
-        r = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, **self.user)  # type: ignore[call-overload]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, user=self.user.get("user"),
+                           group=self.user.get("group"))
         if r.returncode:
             raise ServiceError(f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
 
@@ -112,11 +113,12 @@ class LocalPostgres:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "fleet", "--auth=trust", "--no-sync",
                   "-E", "UTF8", "--locale=C")
         self._log = open(self.root / "postgres.log", "wb")  # noqa: SIM115 (open for the server's life)
-        self.proc = subprocess.Popen(  # type: ignore[call-overload]
+        self.proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-p", str(self.port),
              "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", f"max_connections={self.max_connections}"],
-            stdout=self._log, stderr=subprocess.STDOUT, **self.user)
+            stdout=self._log, stderr=subprocess.STDOUT, user=self.user.get("user"),
+            group=self.user.get("group"))
         end = time.monotonic() + 30
         while not (self.sock / f".s.PGSQL.{self.port}").exists():
             if self.proc.poll() is not None or time.monotonic() > end:
@@ -231,8 +233,8 @@ class LocalHaproxy:
         self.config.write_text(haproxy_config((self.host, self.port), self.backends, stats_socket=self.stats,
                                               per_source=self.per_source, maxconn=self.maxconn))
         self._log = open(self.root / "haproxy.log", "wb")  # noqa: SIM115 (open for the process's life)
-        self.proc = subprocess.Popen([self.binary, "-db", "-f", str(self.config)],  # type: ignore[call-overload]
-                                     stdout=self._log, stderr=subprocess.STDOUT, **self.user)
+        self.proc = subprocess.Popen([self.binary, "-db", "-f", str(self.config)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, user=self.user.get("user"), group=self.user.get("group"))
         end = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
