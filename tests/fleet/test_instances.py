@@ -114,6 +114,8 @@ def test_two_hundred_devices_survive_an_instance_kill(cluster: tuple[LocalCluste
         ours = {d["id"] for d in live["devices"] if d["connected"]} & {d.id for d in fleet.devices}
         assert len(ours) == 200 and live["instance"] == "instance-b"
         assert all(d.connected.is_set() for d in fleet.devices)
+        survivor.stop()  # a clean stop releases its devices at once, without waiting for the lease
+        assert _wait_store(store, lambda held: held == {}) == {}
     finally:
         lt.run(fleet.stop())
         lt.close()

@@ -130,3 +130,38 @@ def test_without_a_token_the_page_asks_for_one(instance: tuple[CloudInstance, St
         assert chrome.evaluate("sessionStorage.getItem('sparkflash-token')") is None
     finally:
         chrome.stop()
+
+
+def test_the_status_document_on_both_databases(make_store: Callable[..., Store]) -> None:
+    """What /status.json carries, from the store alone: phases with thresholds, summed progress,
+    each device's transfer and release, instances by their lease."""
+    from sparkflash.fleet.status import status_doc
+
+    store = make_store()
+    devs = device_ids(10, "5a")
+    for i, d in enumerate(devs):
+        store.put_device(d, PEM, capabilities=("save",) if i == 0 else (), generation="ccl" if i == 0 else None)
+    store.set_verified_release(devs[1], "example", "1.0.0", "cd" * 32, now=500.0)
+    Presence(store, "edge-2").apply(dict.fromkeys(devs[:4], "os"), now=1000.0)
+    ro = Rollouts(store)
+    ro.create("web-3-0", REF, Target(), (Phase(20, 1.0), Phase(100, 0.5)))
+    first = store.claim("edge-2", limit=10, connected_only=False)
+    assert len(first) == 2
+    store.save_progress("web-3-0", first[0].device_id, "web", acked=4096, sector=0, total=8192)
+    store.save_progress("web-3-0", first[0].device_id, "font", acked=0, sector=0, total=65536)
+    doc = status_doc(store, now=1010.0, lease_s=30.0, device_limit=5)
+    r = doc["rollouts"][0]
+    assert (r["id"], r["state"], r["phase"], r["devices"]) == ("web-3-0", "running", 1, 10)
+    assert r["bytes"] == {"acked": 4096, "total": 8192 + 65536} and r["counts"] == {"claimed": 2, "waiting": 8}
+    assert [(p["percent"], p["threshold"], p["devices"], p["failure_budget"], p["state"]) for p in r["phases"]] == [
+        (20.0, 1.0, 2, 0, "active"), (100.0, 0.5, 8, 4, "waiting")]
+    assert doc["device_count"] == 10 and len(doc["devices"]) == 5 and doc["connected_count"] == 4
+    by_id = {d["id"]: d for d in doc["devices"]}
+    assert by_id[devs[1]]["release"] == {"name": "example", "version": "1.0.0", "sha256": "cd" * 32, "verified_at": 500.0}
+    assert by_id[devs[0]]["capabilities"] == ["save"] and by_id[devs[0]]["instance"] == "edge-2"
+    mine = by_id.get(first[0].device_id) or status_doc(store, now=1010.0)["devices"][devs.index(first[0].device_id)]
+    assert mine["transfer"] == {"rollout": "web-3-0", "status": "claimed", "attempts": 1, "acked": 4096, "total": 73728}
+    assert doc["instances"] == [{"name": "edge-2", "devices": 4, "heartbeat_at": 1000.0, "alive": True}]
+    later = status_doc(store, now=1031.0, lease_s=30.0)  # the lease ran out: not shown as connected any more
+    assert later["connected_count"] == 0 and later["instances"][0]["alive"] is False
+    assert [e["kind"] for e in doc["events"]] == ["rollout-created"]
