@@ -150,3 +150,47 @@ def _wait_store(store: Store, ok: Callable[[dict[str, int]], bool], timeout: flo
         if ok(held) or time.monotonic() > end:
             return held
         time.sleep(0.1)
+
+
+def test_real_device_code_moves_to_the_other_instance(cluster: tuple[LocalCluster, Any, str, Path],
+                                                      tmp_path: Path) -> None:
+    """The real device protocol code from ../shared/peers (Device OS v0.4.9 `communication/` and
+    core-communication-lib master, built for the host by tests/peers/ota_harness), connected through
+    HAProxy: each instance records its generation; SIGKILL the instance holding the Device OS one and
+    it reconnects through HAProxy to the other, where the database and that instance then see both."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers" / "ota_harness"))
+    import realcore
+
+    from sparkflash.protocols.cloud_handshake import server_public_der
+    from sparkflash.protocols.core_keys import generate_device_key
+
+    c, pub, url, devices = cluster
+    cores = []
+    for kind in ("deviceos", "stock"):
+        exe = realcore.build(kind, tmp_path / "build" / kind)
+        core = realcore.RealCore(exe, tmp_path / f"core-{kind}", c.address[1], generate_device_key(),
+                                 server_public_der(pub))
+        (devices / f"{core.device_id}.pub.pem").write_bytes(core.public_pem)
+        cores.append(core)
+    store = open_store(url)
+    try:
+        assert len(import_key_dir(store, devices)[0]) == 2
+        for core in cores:
+            core.start()
+        assert sum(_wait_store(store, lambda held: sum(held.values()) == 2).values()) == 2
+        gens = {d.id: d.generation for d in store.devices()}
+        assert gens == {cores[0].device_id: "os", cores[1].device_id: "ccl"}  # from their handshakes
+        victim = c.instance(store.device(cores[0].device_id).instance)  # type: ignore[arg-type, union-attr]
+        survivor = next(i for i in c.instances if i is not victim)
+        victim.kill()  # the Device OS core's instance (the other core may be on either)
+        assert _wait_store(store, lambda held: held == {survivor.name: 2}, timeout=40) == {survivor.name: 2}
+        live = {d["id"]: d for d in _devices_doc(survivor.admin, survivor.token)["devices"]}
+        assert all(live[core.device_id]["connected"] for core in cores)
+        assert [live[core.device_id]["generation"] for core in cores] == ["os", "ccl"]
+    finally:
+        for core in cores:
+            if core.proc is not None:
+                core.kill()
+        store.close()
