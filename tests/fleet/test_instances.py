@@ -194,3 +194,16 @@ def test_real_device_code_moves_to_the_other_instance(cluster: tuple[LocalCluste
             if core.proc is not None:
                 core.kill()
         store.close()
+
+
+def test_a_heartbeat_brings_the_rows_in_line_with_the_live_connections(make_store: Callable[..., Store]) -> None:
+    s = make_store()
+    devs = device_ids(3, "5c")
+    for d in devs:
+        s.put_device(d, PEM)
+    p = Presence(s, "inst-c")
+    p.apply({devs[0]: "os", devs[1]: "os"}, now=10.0)
+    # devs[1] left without its goodbye reaching the database; devs[2] came without its hello
+    assert p.heartbeat({devs[0], devs[2]}, now=20.0) == 2
+    assert {d.id: (d.instance, d.last_seen) for d in s.devices()} == {
+        devs[0]: ("inst-c", 20.0), devs[1]: (None, 10.0), devs[2]: ("inst-c", 20.0)}

@@ -3,8 +3,9 @@ it holds (`fleet.instances`), renews that lease while it lives and releases a de
 
 The store is synchronous; the event loop never waits for it: attach/detach only note the change,
 and one task writes the noted changes in a worker thread, one transaction per batch (a thousand
-devices connecting in a second are a handful of transactions). The heartbeat renews the lease
-every third of it and sweeps the rows of instances that stopped renewing.
+devices connecting in a second are a handful of transactions). The heartbeat, every third of the
+lease, renews it, brings the rows naming this instance in line with its live sessions, and sweeps
+the rows of instances that stopped renewing.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class FleetInstance(CloudServer):
         self.presence: Presence | None = None
         self._changes: dict[str, str | None] = {}  # device -> generation (connected) / None (left), not yet written
         self._writer: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
         self._beat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -79,21 +81,24 @@ class FleetInstance(CloudServer):
             self._writer = asyncio.ensure_future(self._flush())
 
     async def _flush(self) -> None:
-        while self._changes and self.presence is not None:
-            batch, self._changes = self._changes, {}
-            try:
-                await asyncio.to_thread(self.presence.apply, batch)
-            except Exception as e:  # the database is away: keep the changes for the next heartbeat
-                log.warning("instance %s: could not record %d connection change(s): %s", self.instance_name, len(batch), e)
-                self._changes = batch | self._changes
-                return
+        async with self._flushing:  # one batch at a time: a device's "left" never overtakes its "seen"
+            while self._changes and self.presence is not None:
+                batch, self._changes = self._changes, {}
+                try:
+                    await asyncio.to_thread(self.presence.apply, batch)
+                except Exception as e:  # the database is away: keep the changes for the next heartbeat
+                    log.warning("instance %s: could not record %d connection change(s): %s", self.instance_name,
+                                len(batch), e)
+                    self._changes = batch | self._changes
+                    return
 
     async def _heartbeats(self) -> None:
         assert self.presence is not None
         while True:
             try:
                 await self._flush()
-                await asyncio.to_thread(self.presence.heartbeat, set(self.sessions))
+                async with self._flushing:  # no batch in flight; the live sessions are the truth
+                    await asyncio.to_thread(self.presence.heartbeat, set(self.sessions))
                 await asyncio.to_thread(self.presence.sweep)
             except Exception as e:
                 log.warning("instance %s: heartbeat failed: %s", self.instance_name, e)

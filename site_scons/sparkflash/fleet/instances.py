@@ -32,6 +32,14 @@ DEFAULT_LEASE_S = 30.0
 _CHUNK = 500  # ids per IN (...) list: well inside SQLite's and PostgreSQL's parameter limits
 
 
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _marks(part: list[str]) -> str:
+    return ", ".join("?" * len(part))
+
+
 @dataclass(frozen=True)
 class InstanceInfo:
     name: str
@@ -79,20 +87,24 @@ class Presence:
         return unknown
 
     def heartbeat(self, held: Collection[str], *, now: float | None = None) -> int:
-        """Renew the lease on every row naming this instance; take back those of `held` (the devices
-        connected here now) that a sweep released while this instance was too slow to renew. How
-        many rows name it afterwards."""
+        """Renew the lease on the rows naming this instance and bring them in line with `held` (the
+        devices connected here now): rows of devices no longer here are released, devices here whose
+        row a sweep released (this instance was too slow to renew) are taken back. How many rows
+        name it afterwards."""
         when = time.time() if now is None else now
+        mine = {ids.device_id(d) for d in held}
         with self.store.transaction():
-            n = len(self.store.db.execute("UPDATE devices SET last_seen = ? WHERE instance = ? RETURNING id",
-                                          (when, self.instance)))
-            if n < len(held):
-                todo = sorted(ids.device_id(d) for d in held)
-                for i in range(0, len(todo), _CHUNK):
-                    part = todo[i:i + _CHUNK]
-                    n += len(self.store.db.execute(
-                        f"UPDATE devices SET instance = ?, last_seen = ? WHERE instance IS NULL AND id IN "
-                        f"({', '.join('?' * len(part))}) RETURNING id", (self.instance, when, *part)))
+            named = {r[0] for r in self.store.db.execute("SELECT id FROM devices WHERE instance = ?", (self.instance,))}
+            for part in _chunks(sorted(named - mine)):
+                self.store.db.execute(f"UPDATE devices SET instance = NULL WHERE instance = ? AND id IN ({_marks(part)})",
+                                      (self.instance, *part))
+            renewed = {r[0] for r in self.store.db.execute(
+                "UPDATE devices SET last_seen = ? WHERE instance = ? RETURNING id", (when, self.instance))}
+            n = len(renewed)
+            for part in _chunks(sorted(mine - renewed)):
+                n += len(self.store.db.execute(
+                    f"UPDATE devices SET instance = ?, last_seen = ? WHERE instance IS NULL AND id IN ({_marks(part)}) "
+                    "RETURNING id", (self.instance, when, *part)))
         return n
 
     def sweep(self, *, now: float | None = None) -> dict[str, int]:
