@@ -207,3 +207,31 @@ def test_a_heartbeat_brings_the_rows_in_line_with_the_live_connections(make_stor
     assert p.heartbeat({devs[0], devs[2]}, now=20.0) == 2
     assert {d.id: (d.instance, d.last_seen) for d in s.devices()} == {
         devs[0]: ("inst-c", 20.0), devs[1]: (None, 10.0), devs[2]: ("inst-c", 20.0)}
+
+
+def test_a_killed_instance_s_devices_are_released_after_the_lease(cluster: tuple[LocalCluster, Any, str, Path]) -> None:
+    """Real processes, lease 3 s: the devices stop together with a SIGKILL of instance-a, so none
+    reconnects; instance-b's own devices leave cleanly at once, instance-a's rows are released by
+    instance-b's sweep once the lease ran out (an instance-expired event says so)."""
+    c, pub, url, devices = cluster
+    fleet = LightFleet(pub, c.address, 20, LightOptions(reconnect_s=5.0), key_pool=2, prefix="5e")  # none back before stop
+    fleet.register(devices)
+    store = open_store(url)
+    lt = LoopThread()
+    try:
+        import_key_dir(store, devices)
+        lt.run(_start(fleet))
+        assert lt.run(fleet.wait_connected(30), timeout=40) == 20
+        held = _wait_store(store, lambda h: sum(h.values()) == 20)
+        on_a = held.get("instance-a", 0)
+        assert on_a > 0
+        c.instance("instance-a").kill()
+        lt.run(fleet.stop())
+        assert _wait_store(store, lambda h: "instance-b" not in h, timeout=10) == {"instance-a": on_a}  # b: at once
+        assert _wait_store(store, lambda h: h == {}, timeout=20) == {}  # a: after its lease
+        expired = [e.detail for e in store.events() if e.kind == "instance-expired"]
+        assert expired == [{"instance": "instance-a", "devices": on_a, "by": "instance-b"}]
+    finally:
+        lt.run(fleet.stop())
+        lt.close()
+        store.close()
