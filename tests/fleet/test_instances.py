@@ -226,7 +226,8 @@ def test_a_killed_instance_s_devices_are_released_after_the_lease(cluster: tuple
         on_a = held.get("instance-a", 0)
         assert on_a > 0
         c.instance("instance-a").kill()
-        lt.run(fleet.stop())
+        for d in fleet.devices:  # every device off at once (not waiting for their tasks to end)
+            lt.loop.call_soon_threadsafe(d.stop)
         assert _wait_store(store, lambda h: "instance-b" not in h, timeout=10) == {"instance-a": on_a}  # b: at once
         assert _wait_store(store, lambda h: h == {}, timeout=20) == {}  # a: after its lease
         expired = [e.detail for e in store.events() if e.kind == "instance-expired"]
