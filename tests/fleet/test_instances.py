@@ -214,7 +214,7 @@ def test_a_killed_instance_s_devices_are_released_after_the_lease(cluster: tuple
     reconnects; instance-b's own devices leave cleanly at once, instance-a's rows are released by
     instance-b's sweep once the lease ran out (an instance-expired event says so)."""
     c, pub, url, devices = cluster
-    fleet = LightFleet(pub, c.address, 20, LightOptions(reconnect_s=5.0), key_pool=2, prefix="5e")  # none back before stop
+    fleet = LightFleet(pub, c.address, 20, LightOptions(reconnect_s=2.0), key_pool=2, prefix="5e")  # none back before stop
     fleet.register(devices)
     store = open_store(url)
     lt = LoopThread()
