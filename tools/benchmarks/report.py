@@ -33,6 +33,7 @@ TITLES = {
     "reconnect": "Reconnect storm (issue 14): 1,000 devices handshaking at once on this machine's cores",
     "parallel": "Parallel deploys (issue 15): four virtual Cores at once vs one",
     "agent": "Device agent (issue 13): its cost linked into spark_11 (`scons AGENT=1`)",
+    "fleet": "Fleet (issue 17): 1,000 light devices over 2 instances behind HAProxy, PostgreSQL",
 }
 HINTS = {"build": "core-firmware figures come from `tools/bench build --core-firmware PATH` (a core-firmware tree "
                    "with its sibling libraries); `all` measures them only if its results include them.",
@@ -86,6 +87,11 @@ TARGETS = (
     Target("parallel", "4 Cores at once / one Core, serial", "serial.four_over_one", "<=", 1.2, "#15"),
     Target("agent", "agent flash in spark_11 (bytes, kept sections)", "agent_flash", "<=", 6144, "#13"),
     Target("agent", "agent RAM in spark_11 (bytes)", "agent_ram", "<=", 1536, "#13"),
+    Target("fleet", "1,000 light devices over 2 instances behind HAProxy: all connected (s)", "all_connected_s", "<=", 5.0,
+           "#17"),
+    Target("fleet", "idle memory per connected device, instances' RSS (KiB)", "idle_kib_per_device", "<=", 20.0, "#17"),
+    Target("fleet", "instance SIGKILLed: its devices handshaken again elsewhere, all connected, the store agrees",
+           "kill.nothing_lost", "==", True, "#17"),
 )
 
 
