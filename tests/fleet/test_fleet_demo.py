@@ -1,4 +1,5 @@
-"""tools/fleet-demo as a user runs it: PostgreSQL, local S3, HAProxy, two instances, light devices."""
+"""tools/fleet-demo as a user runs it: PostgreSQL, local S3, HAProxy, two instances, light devices, a
+rollout through the instance that is then killed mid-rollout."""
 
 from __future__ import annotations
 
@@ -24,4 +25,8 @@ def test_the_fleet_demo_connects_moves_and_reports(tool: Callable[[str], str], t
     assert k["nothing_lost"] and k["connected"] == 30 and k["handshaken_again"] >= k["devices_moved"] > 0
     assert set(k["held"]) == {"instance-a", "instance-b"} - {k["instance"]} and sum(k["held"].values()) == 30
     assert Path(s["run_dir"]).is_relative_to(tmp_path) and list(Path(s["run_dir"]).glob("instance-*.log"))
-    assert s["rollout"]["state"] == "running" and [p["percent"] for p in s["rollout"]["phases"]] == [1, 10, 100]
+    r = s["rollout"]
+    assert r["state"] == "done" and [p["percent"] for p in r["phases"]] == [1, 10, 100]
+    assert [p["state"] for p in r["phases"]] == ["passed"] * 3 and r["succeeded"] == 30 and r["failed"] == 0
+    assert r["via"] == k["instance"]  # created through the instance that was then killed
+    assert [p["phase"] for p in r["timeline"]] == [1, 2, 3] and all(p["end_s"] is not None for p in r["timeline"])

@@ -165,3 +165,65 @@ def test_the_status_document_on_both_databases(make_store: Callable[..., Store])
     later = status_doc(store, now=1031.0, lease_s=30.0)  # the lease ran out: not shown as connected any more
     assert later["connected_count"] == 0 and later["instances"][0]["alive"] is False
     assert [e["kind"] for e in doc["events"]] == ["rollout-created"]
+
+
+def test_the_status_page_follows_a_real_server_rollout_in_chromium(tmp_path: Path, tool: Callable[[str], str],
+                                                                   make_release: Any) -> None:
+    """No store-level stand-in: a real `cloud serve` deploys a 64 KiB file to a light device (each chunk
+    takes 20 ms to program) and the page, loaded before, shows the server's own stored progress grow
+    and then the deployment end."""
+    import asyncio
+    import base64
+    import os
+
+    from fleet_services import LoopThread
+
+    from sparkflash.cloud.registry import DeviceRegistry
+    from sparkflash.fleet.lightcore import LightDevice, LightOptions, public_pem
+    from sparkflash.protocols.core_keys import generate_device_key
+
+    key, pub = server_key(tmp_path)
+    devkey = generate_device_key()
+    dev = LightDevice(device_ids(1, "5d")[0], devkey, pub, ("127.0.0.1", 0),
+                      LightOptions(dialect="ccl", save_begin=True, agent=True, reconnect_s=0.1, write_s=0.02))
+    DeviceRegistry(tmp_path / "devices").register(dev.id, public_pem(devkey), {"save_begin": True})
+    data = os.urandom(64 * 1024)
+    rel = make_release(tmp_path / "rel", [("big", 0x100000, data)])
+    inst = CloudInstance("status-r", key, tmp_path / "devices", f"sqlite:{tmp_path / 'fleet.db'}", log_dir=tmp_path).start()
+    dev.address = ("127.0.0.1", inst.port)
+    lt = LoopThread()
+    task: list[Any] = []
+    chrome = Chromium(tool("chromium")).start()
+    try:
+        async def up() -> None:
+            task.append(asyncio.ensure_future(dev.run()))
+            await asyncio.wait_for(dev.connected.wait(), 20)
+
+        lt.run(up())
+        chrome.navigate(f"{inst.admin}/status#token={inst.token}")
+        assert _wait(chrome, f"!!document.querySelector('tr[data-device=\"{dev.id}\"]')")
+
+        def call(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+            req = Request(inst.admin + path, method=method, data=json.dumps(body).encode(),
+                          headers={"Authorization": f"Bearer {inst.token}", "Content-Type": "application/json"})
+            with urlopen(req, timeout=30) as r:
+                doc: dict[str, Any] = json.load(r)
+            return doc
+
+        call("PUT", f"/v1/blobs/{rel.manifest.regions[0].sha256}", {"data": base64.b64encode(data).decode()})
+        rid = call("POST", "/v1/deployments", {"manifest_json": rel.raw.decode(), "devices": [dev.id]})["id"]
+        acked = f"Number(document.querySelector('[data-rollout=\"{rid}\"] .bytes .acked')?.textContent || -1)"
+        first = _wait(chrome, f"{acked} > 0 && {acked} < {len(data)} && {acked}", 30)
+        assert _wait(chrome, f"{acked} > {first} && {acked}", 30) > first  # it moves while the server writes
+        state = f"document.querySelector('[data-rollout=\"{rid}\"]')?.dataset.state === 'done'"
+        assert _wait(chrome, state, 60)
+        assert dev.flash.read(0x100000, len(data)) == data
+        shot = chrome.screenshot(tmp_path / "status-page-real.png")
+    finally:
+        chrome.stop()
+        dev.stop()
+        if task:
+            lt.run(asyncio.wait(task, timeout=10))
+        lt.close()
+        inst.stop()
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
