@@ -38,7 +38,8 @@ TITLES = {
 HINTS = {"build": "core-firmware figures come from `tools/bench build --core-firmware PATH` (a core-firmware tree "
                    "with its sibling libraries); `all` measures them only if its results include them.",
          "agent": "the linked cost comes from `tools/bench agent --core-firmware PATH` (spark_11 and its siblings)."}
-PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png"}
+PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png",
+         "fleet_rollout": "fleet_rollout.png"}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -92,6 +93,9 @@ TARGETS = (
     Target("fleet", "idle memory per connected device, instances' RSS (KiB)", "idle_kib_per_device", "<=", 20.0, "#17"),
     Target("fleet", "instance SIGKILLed: its devices handshaken again elsewhere, all connected, the store agrees",
            "kill.nothing_lost", "==", True, "#17"),
+    Target("fleet", "64 KiB rollout in 3 phases, an instance SIGKILLed mid-rollout: devices that got it (acknowledged "
+           "or verified)", "rollout.succeeded", ">=", 1000, "#17"),
+    Target("fleet", "the same rollout: devices failed", "rollout.failed", "==", 0, "#17"),
 )
 
 
@@ -356,7 +360,38 @@ def _plots(results: dict[str, Any], out: Path) -> tuple[list[str], str | None]:
         fig.savefig(out / PLOTS["ota_aggregate"], dpi=100)
         plt.close(fig)
         written.append(PLOTS["ota_aggregate"])
+    fleet_plot = _fleet_timeline(plt, results, out)
+    if fleet_plot:
+        written.append(fleet_plot)
     return written, None
+
+
+def _fleet_timeline(plt: Any, results: dict[str, Any], out: Path) -> str | None:
+    """The fleet rollout's members over time: succeeded, claimed, pending; each phase's start and the kill."""
+    ro = lookup(results.get("fleet"), "rollout") or {}
+    points = ro.get("timeline") or []
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    t = [p["t"] for p in points]
+    for key, style in (("succeeded", "-"), ("claimed", "--"), ("pending", ":"), ("failed", "-.")):
+        ax.plot(t, [p.get(key, 0) for p in points], style, label=key)
+    for ph in ro.get("phases", []):
+        if ph.get("start_s") is not None:
+            ax.axvline(ph["start_s"], color="grey", linewidth=0.8)
+            ax.annotate(f"phase {ph['phase']} ({ph['percent']:g} %)", (ph["start_s"], 0), rotation=90, fontsize=7,
+                        va="bottom", ha="right")
+    killed = [p["t"] for p in points if p.get("kill")]
+    if killed:
+        ax.axvline(killed[0], color="red", linewidth=1.2, label="instance SIGKILLed")
+    ax.set_xlabel("seconds since the rollout was created")
+    ax.set_ylabel("devices")
+    ax.set_title(f"Fleet rollout of {ro.get('devices', '?')} devices over 2 instances: members by state", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS["fleet_rollout"], dpi=100)
+    plt.close(fig)
+    return PLOTS["fleet_rollout"]
 
 
 def _relative_paths(doc: Any) -> Any:

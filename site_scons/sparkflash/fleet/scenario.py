@@ -78,7 +78,7 @@ async def run(cluster: LocalCluster, store: Store, fleet: LightFleet, *, kill: b
     rss_before = {i.name: i.rss_kib() for i in cluster.instances}
 
     async def in_store(want: dict[str, int] | None = None) -> bool:
-        held = await _db(held_by, store)
+        held: dict[str, int] = await _db(held_by, store)
         return held == want if want is not None else sum(held.values()) == n
 
     t0 = time.monotonic()
@@ -124,7 +124,7 @@ async def _kill(cluster: LocalCluster, store: Store, fleet: LightFleet, victim: 
     reconnect_s = await _until(back, timeout, 0.02)
 
     async def moved_in_store() -> bool:
-        h = await _db(held_by, store)
+        h: dict[str, int] = await _db(held_by, store)
         return sum(h.values()) == n and set(h) <= survivors
 
     store_after_s = await _until(moved_in_store, timeout)
@@ -188,7 +188,10 @@ async def _rollout(cluster: LocalCluster, store: Store, fleet: LightFleet, victi
         "resumed": sum(m.attempts > 1 for m in members), "reach_all_s": reach_s,
         "phases": [{"phase": p + 1, "percent": made["phases"][p]["percent"], "devices": made["phases"][p]["devices"],
                     **phase_times.get(p, {})} for p in range(last + 1)],
-        "chunks_written_again": rewritten, "timeline": timeline}
+        "chunks_written_again": rewritten, "reason": (await _db(store.rollout, rid)).reason,
+        "errors": sorted({str(m.detail.get("error") or [r.get("error") for r in m.detail.get("regions", [])])[:300]
+                          for m in members if m.status == "failed"})[:5],
+        "timeline": timeline}
     if kill_task is not None:
         out["kill"] = await kill_task
     return doc
