@@ -128,7 +128,9 @@ def test_a_rollout_reaches_every_device_through_two_instances_one_killed_mid_rol
         for d in fleet.devices:
             assert d.flash.read(BASE, SIZE) == data, d.id  # every byte, read from the device's memory
             statuses = [r["status"] for r in by_dev[d.id]["detail"]["regions"]]
-            assert statuses in ([["verified"]] if d.id in agent else [["acknowledged"]]), (d.id, statuses)
+            # with the agent "verified", or "unchanged" when an interrupted attempt had written it all already
+            # (the resumed one found every sector's digest matching); without, "acknowledged"
+            assert statuses in ([["verified"], ["unchanged"]] if d.id in agent else [["acknowledged"]]), (d.id, statuses)
             twice = [a for a, n in d.flash.write_counts.items() if n > 1]
             if d.id in claimed:  # resumed elsewhere: nothing below the stored resume point written again
                 assert all(a >= BASE + resume.get(d.id, 0) for a in twice), (d.id, resume.get(d.id), sorted(twice))
