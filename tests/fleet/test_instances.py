@@ -236,3 +236,45 @@ def test_a_killed_instance_s_devices_are_released_after_the_lease(cluster: tuple
         lt.run(fleet.stop())
         lt.close()
         store.close()
+
+
+def test_a_killed_instance_leaves_no_rsa_worker_behind(tmp_path: Path) -> None:
+    """SIGKILL gives a server no chance to stop its RSA worker processes; they leave by themselves once
+    their parent is gone (they used to stay, orphaned, for good)."""
+    import os
+    import time
+
+    from sparkflash.fleet.local_services import CloudInstance
+
+    key, _ = server_key(tmp_path)
+    inst = CloudInstance("rsa-a", key, tmp_path / "devices", f"sqlite:{tmp_path / 'fleet.db'}", log_dir=tmp_path,
+                         rsa_workers=1).start()
+    try:
+        def children(pid: int) -> list[int]:  # of every thread (the pool is started from the server's thread)
+            kids: list[int] = []
+            tasks = Path(f"/proc/{pid}/task")
+            for task in tasks.iterdir() if tasks.is_dir() else ():
+                try:
+                    kids += [int(c) for c in (task / "children").read_text().split()]
+                except OSError:
+                    pass
+            return kids + [g for k in kids for g in children(k)]
+
+        workers = children(inst.pid)
+        assert workers  # the pool (and its resource tracker) were started with the server
+        inst.kill()
+
+        def alive(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+            return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+        end = time.monotonic() + 15
+        while any(alive(p) for p in workers) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert [p for p in workers if alive(p)] == []
+    finally:
+        inst.stop()
