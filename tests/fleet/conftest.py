@@ -1,27 +1,22 @@
 """Fleet fixtures: every store test runs on SQLite and on a real PostgreSQL.
 
 The PostgreSQL server is Debian's, started once per session as an unprivileged user (root
-cannot run postgres): initdb into a temporary directory, a unix socket in that directory
-and no TCP listener, trust authentication for that socket only, stopped at the end. Each
-test gets a database of its own. Without the binaries the PostgreSQL half skips with the
+cannot run postgres) by `fleet.local_services.LocalPostgres`: initdb into a temporary
+directory, a unix socket in that directory and no TCP listener, trust authentication for
+that socket only, stopped at the end. Each test gets a schema of its own. Without the binaries the PostgreSQL half skips with the
 reason; under CI (tools/setup installs `postgresql`) it fails instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,11 +25,7 @@ import pytest
 
 from sparkflash.deploy.ota import AdminClient
 from sparkflash.fleet import Store, open_store
-
-
-def _pg_bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
-    return Path(found[-1]).parent if found else None
+from sparkflash.fleet.local_services import LocalPostgres, pg_bindir
 
 
 def _unavailable(why: str) -> None:
@@ -43,91 +34,9 @@ def _unavailable(why: str) -> None:
     pytest.skip(why)
 
 
-class PgServer:
-    """A throwaway PostgreSQL cluster; `url(db)` for a database in it."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="sparkflash-pg-"))
-        self.data, self.sock = self.root / "data", self.root / "sock"
-        self.sock.mkdir()
-        self.user: dict[str, Any] = {}
-        if os.geteuid() == 0:  # postgres refuses to run as root: drop to the postgres (or nobody) account
-            for name in ("postgres", "nobody"):
-                try:
-                    pw = pwd.getpwnam(name)
-                except KeyError:
-                    continue
-                self.user = {"user": pw.pw_uid, "group": pw.pw_gid}
-                for p in (self.root, self.sock):
-                    os.chown(p, pw.pw_uid, pw.pw_gid)
-                break
-        os.chmod(self.root, 0o755)
-        os.chmod(self.sock, 0o755)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 54329
-
-    def _run(self, *args: str) -> None:
-        r = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, **self.user)
-        if r.returncode:
-            raise RuntimeError(f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
-
-    def start(self) -> PgServer:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "fleet", "--auth=trust", "--no-sync",
-                  "-E", "UTF8", "--locale=C")
-        self.log = open(self.root / "postgres.log", "wb")  # noqa: SIM115 (open for the server's life)
-        self.proc = subprocess.Popen(
-            [str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-p", str(self.port),
-             "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
-            stdout=self.log, stderr=subprocess.STDOUT, **self.user)
-        end = time.monotonic() + 30
-        while not (self.sock / f".s.PGSQL.{self.port}").exists():
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"postgres did not start: {(self.root / 'postgres.log').read_text()[-2000:]}")
-            time.sleep(0.05)
-        self._ready()
-        return self
-
-    def _ready(self) -> None:
-        import psycopg
-
-        end = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(self.url("postgres"), autocommit=True).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.05)
-
-    def url(self, db: str) -> str:
-        return f"postgresql://fleet@/{db}?host={self.sock}&port={self.port}"
-
-    def create_db(self, name: str) -> str:
-        """A fresh schema in the one database (instant, where CREATE DATABASE takes most of a second)."""
-        import psycopg
-
-        with psycopg.connect(self.url("postgres"), autocommit=True) as c:
-            c.execute(f'CREATE SCHEMA "{name}"')
-        return self.url("postgres") + f"&options=-csearch_path%3D{name}"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()  # SIGTERM: smart shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.log.close()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PgServer]:
-    bindir = _pg_bindir()
+def postgres_server() -> Iterator[LocalPostgres]:
+    bindir = pg_bindir()
     if bindir is None:
         _unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres)")
     try:
@@ -135,7 +44,7 @@ def postgres_server() -> Iterator[PgServer]:
     except ImportError:
         _unavailable("psycopg is not installed (pip install 'psycopg>=3.1')")
     assert bindir is not None
-    srv = PgServer(bindir)
+    srv = LocalPostgres(bindir)
     try:
         srv.start()
     except BaseException:
@@ -153,7 +62,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database URL on each backend."""
     if request.param == "sqlite":
         return f"sqlite:{tmp_path / 'fleet.db'}"
-    srv: PgServer = request.getfixturevalue("postgres_server")
+    srv: LocalPostgres = request.getfixturevalue("postgres_server")
     _COUNTER[0] += 1
     return srv.create_db(f"t{os.getpid()}_{_COUNTER[0]}")
 

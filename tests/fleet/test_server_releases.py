@@ -73,3 +73,24 @@ def test_a_tampered_or_unsigned_s3_release_and_a_path_are_refused(fleet: Any, pu
         with pytest.raises(InputError, match="not valid"):
             fleet.client.call("POST", "/v1/deployments", {"release": bad, "devices": [dev.id]})
     assert dev.flash.sectors == {} and fleet.server.db.rollouts() == []
+
+
+def test_many_deployments_opening_one_release_at_once_all_get_it(publish_release: Any, keys: Any, s3_endpoint: str,
+                                                                 tmp_path: Any) -> None:
+    """An instance that did not create a rollout opens its release on its first claims, many at once (each
+    deployment in a worker thread): every one gets the same verified release, fetched into the cache once
+    (concurrent fetches into one cache directory raced on its files: a device failed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sparkflash.cloud.releases import BlobStore, ReleaseSource
+    from sparkflash.manifest.keys import TrustStore
+
+    data = os.urandom(20_000)
+    ref = publish_release(f"c-{uuid.uuid4().hex[:8]}", "1.2.0", data)
+    src = ReleaseSource(BlobStore(tmp_path / "store"), TrustStore.from_paths([keys / "release.pub.pem"]), False,
+                        endpoint_url=s3_endpoint)
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda _: src.open(ref), range(32)))
+    assert len({id(r) for r in got}) == 1 and got[0].signature is not None
+    (region,) = got[0].manifest.regions
+    assert got[0].blob(region) == data and region.sha256 == hashlib.sha256(data).hexdigest()

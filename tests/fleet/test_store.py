@@ -217,3 +217,34 @@ def test_postgresql_claims_skip_rows_another_instance_holds(postgres_server: obj
     finally:
         a.close()
         b.close()
+
+
+def test_an_instance_claims_its_devices_and_those_away_for_the_lease(store: Store) -> None:
+    """What the server's claimer asks for (connected_only, offline_s = its lease): its own devices at once,
+    a device never seen at once (it fails after its connect timeout if it never comes), a device that just
+    left only once it has been away for the lease (it is probably reconnecting to another instance)."""
+    for i in range(4):
+        store.put_device(dev(i), _KEY)
+    store.device_seen(dev(0), "a", now=1000.0)
+    store.device_seen(dev(1), "b", now=1000.0)
+    store.device_seen(dev(3), "a", now=1000.0)
+    store.device_left(dev(3), "a", now=1005.0)  # dev 2: never seen
+    one_phase(store, "r1", [dev(i) for i in range(4)])
+    assert [c.device_id for c in store.claim("a", now=1010.0, offline_s=30.0)] == [dev(0), dev(2)]
+    assert [c.device_id for c in store.claim("b", now=1010.0, offline_s=30.0)] == [dev(1)]
+    assert store.claim("b", now=1034.0, offline_s=30.0) == []  # dev 3 left 29 s ago
+    assert [c.device_id for c in store.claim("b", now=1036.0, offline_s=30.0)] == [dev(3)]
+
+
+def test_a_renewal_hands_the_claim_back_when_the_device_moved(store: Store) -> None:
+    add(store, 1, instance="a")
+    one_phase(store, "r1", [dev(0)])
+    (_,) = store.claim("a", lease_s=30, now=1000.0)
+    store.save_progress("r1", dev(0), "web", acked=8192, sector=0x2000, total=20000, now=1001.0)
+    store.device_seen(dev(0), "b", now=1002.0)  # it reconnected through another instance; a still lives
+    assert not store.renew("a", "r1", dev(0), lease_s=30, now=1005.0)
+    [m] = store.members("r1")
+    assert (m.status, m.claimed_by) == ("pending", None)
+    (c,) = store.claim("b", lease_s=30, now=1006.0)  # at once, not after a's lease
+    assert (c.device_id, c.attempt, c.progress) == (dev(0), 2, {"web": (8192, 0x2000, 20000)})
+    assert not store.finish("a", "r1", dev(0), ok=True, detail={})  # a's late outcome is fenced off

@@ -33,13 +33,15 @@ TITLES = {
     "reconnect": "Reconnect storm (issue 14): 1,000 devices handshaking at once on this machine's cores",
     "parallel": "Parallel deploys (issue 15): four virtual Cores at once vs one",
     "agent": "Device agent (issue 13): its cost linked into spark_11 (`scons AGENT=1`)",
+    "fleet": "Fleet (issue 17): 1,000 light devices over 2 instances behind HAProxy, PostgreSQL",
 }
 HINTS = {"build": "the tree-set figures come from `tools/bench build`, which unpacks spark_11, flasher and flasher_hal "
                    "from ../shared/peers (`--sets` chooses; `--core-firmware PATH` adds one more tree).",
          "agent": "the linked cost comes from `tools/bench agent --core-firmware PATH` (spark_11 and its siblings)."}
 #: the real tree sets of ../shared/peers that tools/bench build measures beside their makefiles (issue 12)
 TREE_SETS = ("spark_11", "flasher", "flasher_hal")
-PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png"}
+PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png",
+         "fleet_rollout": "fleet_rollout.png"}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -92,6 +94,14 @@ TARGETS = (
     Target("parallel", "4 Cores at once / one Core, serial", "serial.four_over_one", "<=", 1.2, "#15"),
     Target("agent", "agent flash in spark_11 (bytes, kept sections)", "agent_flash", "<=", 6144, "#13"),
     Target("agent", "agent RAM in spark_11 (bytes)", "agent_ram", "<=", 1536, "#13"),
+    Target("fleet", "1,000 light devices over 2 instances behind HAProxy: all connected (s)", "all_connected_s", "<=", 5.0,
+           "#17"),
+    Target("fleet", "idle memory per connected device, instances' RSS (KiB)", "idle_kib_per_device", "<=", 20.0, "#17"),
+    Target("fleet", "instance SIGKILLed: its devices handshaken again elsewhere, all connected, the store agrees",
+           "kill.nothing_lost", "==", True, "#17"),
+    Target("fleet", "64 KiB rollout in 3 phases, an instance SIGKILLed mid-rollout: devices that got it (acknowledged "
+           "or verified)", "rollout.succeeded", ">=", 1000, "#17"),
+    Target("fleet", "the same rollout: devices failed", "rollout.failed", "==", 0, "#17"),
 )
 
 
@@ -367,7 +377,38 @@ def _plots(results: dict[str, Any], out: Path) -> tuple[list[str], str | None]:
         fig.savefig(out / PLOTS["ota_aggregate"], dpi=100)
         plt.close(fig)
         written.append(PLOTS["ota_aggregate"])
+    fleet_plot = _fleet_timeline(plt, results, out)
+    if fleet_plot:
+        written.append(fleet_plot)
     return written, None
+
+
+def _fleet_timeline(plt: Any, results: dict[str, Any], out: Path) -> str | None:
+    """The fleet rollout's members over time: succeeded, claimed, pending; each phase's start and the kill."""
+    ro = lookup(results.get("fleet"), "rollout") or {}
+    points = ro.get("timeline") or []
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    t = [p["t"] for p in points]
+    for key, style in (("succeeded", "-"), ("claimed", "--"), ("pending", ":"), ("failed", "-.")):
+        ax.plot(t, [p.get(key, 0) for p in points], style, label=key)
+    for ph in ro.get("phases", []):
+        if ph.get("start_s") is not None:
+            ax.axvline(ph["start_s"], color="grey", linewidth=0.8)
+            ax.annotate(f"phase {ph['phase']} ({ph['percent']:g} %)", (ph["start_s"], 0), rotation=90, fontsize=7,
+                        va="bottom", ha="right")
+    killed = [p["t"] for p in points if p.get("kill")]
+    if killed:
+        ax.axvline(killed[0], color="red", linewidth=1.2, label="instance SIGKILLed")
+    ax.set_xlabel("seconds since the rollout was created")
+    ax.set_ylabel("devices")
+    ax.set_title(f"Fleet rollout of {ro.get('devices', '?')} devices over 2 instances: members by state", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS["fleet_rollout"], dpi=100)
+    plt.close(fig)
+    return PLOTS["fleet_rollout"]
 
 
 def _relative_paths(doc: Any) -> Any:

@@ -50,12 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="fleet database: a SQLite file (default STORE/fleet.db) or postgresql://USER@HOST/DB; holds "
                         "devices, deployments and rollouts, progress, events (a restart resumes from it)")
     s.add_argument("--instance", default="local",
-                   help="this server's name in the database (its claims and connections; default 'local')")
+                   help="this server's name in the database (its claims and connections; default 'local'); "
+                        "several instances on one database need distinct names")
     s.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint for releases named by reference (default: "
                                                          "AWS_ENDPOINT_URL or AWS)")
     s.add_argument("--max-per-peer", type=int, default=64, help="live device connections per IP address (default 64)")
     s.add_argument("--rsa-workers", type=int, default=os.cpu_count() or 1,
                    help="processes for the RSA handshakes (default: one per CPU; 0 = on the event loop)")
+    s.add_argument("--instance-lease", type=float, default=30.0, metavar="SECONDS",
+                   help="an instance silent this long loses its devices and its claimed deployments to the others "
+                        "(heartbeats every third of it; default 30 s)")
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     s.set_defaults(func=_serve)
 
@@ -108,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
                       admin=args.admin, trust=trust, token=load_or_create_token(token_path), store=args.store,
                       insecure_unsigned=args.insecure_unsigned, limits=Limits(per_peer=args.max_per_peer),
                       rsa_workers=args.rsa_workers, database=args.database, instance=args.instance,
-                      s3_endpoint=args.s3_endpoint)
+                      s3_endpoint=args.s3_endpoint, lease_s=args.instance_lease)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -14,6 +14,8 @@
     GET  /v1/rollouts                    every rollout (state, phase, reason)
     GET  /v1/rollouts/ID                 the rollout, each phase (threshold, counts, state), each device
     POST /v1/rollouts/ID/pause|resume|abort   resume takes {"retry_failed": bool}
+    GET  /status.json                    the status page's data (cloud/status_page.py; the page, GET /status,
+                                         is the one route served without the token: it holds no data)
 
 Every request needs `Authorization: Bearer TOKEN` (the token file beside the server key);
 a body must be `Content-Type: application/json` (a browser cannot send that cross-site
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from sparkflash.cloud import deployments
+from sparkflash.cloud import deployments, status_page
 from sparkflash.cloud.registry import normalise_id
 from sparkflash.cloud.releases import release_from_dir, release_from_post
 from sparkflash.errors import SparkflashError
@@ -214,6 +216,8 @@ async def _route(server: CloudServer, method: str, target: str, body: bytes, wri
         return _json(writer, 200, await server.db_call(server.device_list))
     if len(parts) == 4 and parts[:2] == ["v1", "devices"] and parts[3] == "labels" and method == "PUT":
         return _json(writer, 200, await server.db_call(_set_labels, server, normalise_id(parts[2]), _doc(body)))
+    if parts == ["status.json"] and method == "GET":  # the status page's data (cloud/status_page.py)
+        return _json(writer, 200, await server.db_call(status_page.document, server))
     if len(parts) == 3 and parts[:2] == ["v1", "blobs"] and method == "PUT":
         if not _BLOB.fullmatch(parts[2]):
             raise _HttpError(400, "blob path must be /v1/blobs/<64 lowercase hex digits>")
@@ -255,6 +259,8 @@ async def handle_http(server: CloudServer, reader: asyncio.StreamReader, writer:
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        if method == "GET" and status_page.is_public(urlsplit(target).path):  # the page itself: no data, no token
+            return status_page.write_public(writer, urlsplit(target).path)
         auth = headers.get("authorization", "")
         if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), server.token.encode())):
             raise _HttpError(401, "missing or wrong bearer token (the admin token file beside the server key)")

@@ -218,7 +218,8 @@ class _Run:
         refused = {r.name: why for r in regions if (why := refusal(self.board, r, info)) is not None}
         result = DeployResult(m.name, m.version, self.device, "ota", [])
         self.emit({"event": "deploy-start", "release": m.name, "version": m.version, "via": "ota",
-                   "regions": len(regions), "attempt": self.claim.attempt})
+                   "regions": len(regions), "attempt": self.claim.attempt, "instance": self.server.instance,
+                   "resume": {r.name: self._resume_at(r, info.agent) for r in regions}})
         if refused:  # nothing sent: each refused region fails with its reason (exit 2), the others are skipped
             for r in regions:
                 rr = RegionResult(r.name, r.address, r.size, "failed" if r.name in refused else "skipped",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import threading
 from pathlib import Path
 
 from sparkflash.errors import InputError, VerifyError
@@ -129,6 +130,9 @@ class ReleaseSource:
                  endpoint_url: str | None = None) -> None:
         self.blobs, self.trust, self.insecure, self.endpoint_url = blobs, trust, insecure, endpoint_url
         self._open: dict[str, Release] = {}
+        # one fetch at a time: an instance's first claims of a rollout made elsewhere all open its release at
+        # once, and concurrent fetches of one release into the same cache directory raced on its files
+        self._lock = threading.RLock()
 
     def _paths(self, sha256: str) -> tuple[Path, Path]:
         if not SHA256.fullmatch(sha256):
@@ -154,14 +158,19 @@ class ReleaseSource:
         m = CHANNEL_REF.fullmatch(ref)
         if m is None:
             return ref, self.open(ref)
-        rel = self._fetch(m["url"], m["channel"])
-        root = m["url"].rsplit("/", 1)[0]
-        pinned = f"{root}/releases/{rel.manifest.name}/{rel.manifest.version}"
-        self._open[pinned] = rel
+        with self._lock:
+            rel = self._fetch(m["url"], m["channel"])
+            root = m["url"].rsplit("/", 1)[0]
+            pinned = f"{root}/releases/{rel.manifest.name}/{rel.manifest.version}"
+            self._open[pinned] = rel
         return pinned, rel
 
     def open(self, ref: str) -> Release:
         """The verified release a kept reference names (fetched and checked once per server process)."""
+        with self._lock:
+            return self._open_locked(ref)
+
+    def _open_locked(self, ref: str) -> Release:
         if ref in self._open:
             return self._open[ref]
         if ref.startswith("stored:"):

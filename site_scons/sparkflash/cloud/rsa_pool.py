@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
@@ -36,11 +39,20 @@ Call = tuple[Callable[..., Any], tuple[Any, ...]]
 _key: rsa.RSAPrivateKey | None = None
 
 
-def _init(der: bytes) -> None:
+def _init(der: bytes, parent: int) -> None:
     global _key
     k = serialization.load_der_private_key(der, None)
     assert isinstance(k, rsa.RSAPrivateKey)
     _key = k
+    threading.Thread(target=_orphan_watch, args=(parent,), name="sparkflash-rsa-parent", daemon=True).start()
+
+
+def _orphan_watch(parent: int) -> None:
+    """A SIGKILLed server never tells its workers, and a spawn worker waiting on the executor's queue
+    does not notice (the queue's pipe stays open in the worker itself): leave once the parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _open(nonce: bytes, block: bytes) -> DeviceHello:
@@ -79,7 +91,7 @@ class RsaPool:
                                          serialization.NoEncryption())
             # spawn: the server runs threads, and fork() in a threaded process can deadlock
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init, initargs=(der,))
+                                             initializer=_init, initargs=(der, os.getpid()))
         return self._pool
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -6,6 +6,12 @@ SQLite under the state directory by default, or PostgreSQL): registered devices,
 and deployments, per-region progress, events. The store is used from one worker thread, in
 order, so the loop never waits on the database. `ServerThread` runs the whole server in the
 background for tests, benchmarks and the CLI alike.
+
+Several instances may share one PostgreSQL database behind a TCP load balancer: each records
+the devices whose connection it holds (`fleet.instances.Presence`: `devices.instance`,
+renewed by a heartbeat every third of `lease_s`, the rows of an instance silent for a lease
+released by the others' sweep), and claims only the rollout members whose device it holds
+(`cloud.work`), so a rollout created through any instance's admin API reaches every device.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from sparkflash.deploy.run import Ledger
 from sparkflash.errors import InputError, SparkflashError, TransportTimeout
 from sparkflash.fleet import Store, open_store
 from sparkflash.fleet.ids import instance_id
+from sparkflash.fleet.instances import Presence
 from sparkflash.manifest.keys import TrustStore
 
 __all__ = ["CloudServer", "Limits", "ServerThread", "load_or_create_token", "load_server_key"]
@@ -82,7 +89,7 @@ class CloudServer:
                  trust: TrustStore | None = None, token: str | None = None, store: Path | None = None,
                  insecure_unsigned: bool = False, limits: Limits | None = None, rsa_workers: int = 0,
                  database: str | Path | None = None, instance: str = "local", s3_endpoint: str | None = None,
-                 connected_only: bool = False, lease_s: float = 30.0) -> None:
+                 lease_s: float = 30.0) -> None:
         self.key, self.registry, self.trust = key, registry, trust
         self.host, self.port, self.admin_addr = host, port, admin
         self.token = token or secrets.token_urlsafe(32)
@@ -95,7 +102,10 @@ class CloudServer:
         self.instance = instance_id(instance)
         self.db: Store = open_store(database or self.store.root / "fleet.db")
         self._dbx = ThreadPoolExecutor(1, thread_name_prefix="sparkflash-db")  # one connection, used in order
-        self.work = Claimer(self, lease_s=lease_s, connected_only=connected_only)
+        self.lease_s = lease_s  # an instance silent this long loses its devices and its claims to the others
+        self.presence = Presence(self.db, self.instance, lease_s=lease_s)
+        self.work = Claimer(self, lease_s=lease_s)
+        self._beat: asyncio.Task[None] | None = None
         self.peers: dict[str, int] = {}
         self._bucket, self._bucket_t = float(self.limits.pending_burst), time.monotonic()
         self.sessions: dict[str, DeviceSession] = {}
@@ -154,7 +164,9 @@ class CloudServer:
         self._changed = asyncio.Condition()
         await asyncio.to_thread(self.rsa.warm)
         await self.db_call(self._import_all)
-        await self.db_call(self.db.instance_gone, self.instance)  # connections of an earlier life are gone
+        released = await self.db_call(self.presence.begin)  # connections of an earlier life are gone
+        if released:
+            log.info("instance %s: released %d device(s) left from its previous run", self.instance, released)
         dev = await asyncio.start_server(self._on_device, self.host, self.port, backlog=512)
         self.port = dev.sockets[0].getsockname()[1]
         self._servers.append(dev)
@@ -163,12 +175,16 @@ class CloudServer:
             self.admin_addr = adm.sockets[0].getsockname()[:2]
             self._servers.append(adm)
         self.work.start()
+        self._beat = asyncio.create_task(self._heartbeats(), name="sparkflash-heartbeat")
         log.info("cloud: devices on %s:%d, admin on %s, instance %s", self.host, self.port, self.admin_addr,
                  self.instance)
 
     async def close(self) -> None:
         """Stop listening and end every connection; handlers finish rather than being cancelled
         (a cancelled stream handler makes Python 3.11's asyncio log a spurious traceback)."""
+        if self._beat is not None:
+            self._beat.cancel()
+            await asyncio.gather(self._beat, return_exceptions=True)
         await self.work.stop()
         for s in self._servers:
             s.close()
@@ -179,8 +195,25 @@ class CloudServer:
         for s in self._servers:
             await s.wait_closed()
         self.rsa.close()
+        try:
+            await self.db_call(self.presence.end)  # a clean stop: its devices are released at once, no lease to wait
+        except Exception as e:  # noqa: BLE001 - the database is away; the lease releases them
+            log.warning("instance %s: could not release its devices: %s", self.instance, e)
         await self.db_call(self.db.close)
         self._dbx.shutdown()
+
+    async def _heartbeats(self) -> None:
+        """Every third of the lease: renew the rows of the devices held here (in line with the live
+        sessions: a lost goodbye or hello is corrected), then release those of instances that went
+        silent. On the database thread, after every connection change queued before it."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.db_call(self.presence.heartbeat, set(self.sessions))
+                if await self.db_call(self.presence.sweep):
+                    self.work.wake()  # their devices may be claimable now
+            except Exception as e:  # noqa: BLE001 - the database is away: the next beat tries again
+                log.warning("instance %s: heartbeat failed: %s", self.instance, e)
 
     async def _on_device(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = str(writer.get_extra_info("peername")[0])
@@ -246,14 +279,14 @@ class CloudServer:
         self.sessions[s.info.device_id] = s
         if old is not None and old is not s:
             old.close()
-        self.db_later(self.db.device_seen, s.info.device_id, self.instance, generation=s.info.generation)
+        self.db_later(self.presence.apply, {s.info.device_id: s.info.generation})
         self._notify()
         self.work.wake()
 
     def detach(self, s: DeviceSession) -> None:
         if s.info is not None and self.sessions.get(s.info.device_id) is s:
             del self.sessions[s.info.device_id]
-            self.db_later(self.db.device_left, s.info.device_id, self.instance)
+            self.db_later(self.presence.apply, {s.info.device_id: None})
         self._notify()
 
     def _notify(self) -> None:
@@ -301,7 +334,7 @@ class CloudServer:
                         "release": None if row is None or row.release is None else
                         {"name": row.release[0], "version": row.release[1], "sha256": row.release[2],
                          "verified_at": row.release_verified_at}})
-        return {"devices": out, "refused": list(self.registry.refused)}
+        return {"devices": out, "refused": list(self.registry.refused), "instance": self.instance}
 
 
 class ServerThread:

@@ -8,9 +8,15 @@ anyway (`Store.finish` is fenced by the claim). On start the instance takes back
 claimed in an earlier life (a restart resumes at once, from the stored progress, instead of
 waiting out the leases).
 
-`connected_only`: with one instance every member may be claimed here (a device that does not
-connect fails after its connect timeout, as a deployment always did); with several, an instance
-claims only devices whose connection it holds (`devices.instance`).
+An instance claims the members whose device it holds (`devices.instance`, written as devices
+connect), so with several instances behind a load balancer each deploys to its own devices and
+a rollout created on any of them reaches all. A device connected nowhere is claimed by any
+instance once it has been away for a lease (or was never seen): its deployment waits for it to
+connect, or fails after its connect timeout, as with one instance. A device whose instance died
+reconnects elsewhere and is claimed there once the dead instance's claim lease has run out; the
+deployment resumes from the progress the store holds. Wake-ups are local (a rollout created or
+resumed here, a device connecting here) plus a poll every `poll_s`: another instance's new
+rollout is seen within that second (no LISTEN/NOTIFY yet).
 """
 
 from __future__ import annotations
@@ -30,10 +36,8 @@ log = logging.getLogger("sparkflash.cloud")
 
 
 class Claimer:
-    def __init__(self, server: CloudServer, *, lease_s: float = 30.0, limit: int = 64, poll_s: float = 1.0,
-                 connected_only: bool = False) -> None:
+    def __init__(self, server: CloudServer, *, lease_s: float = 30.0, limit: int = 64, poll_s: float = 1.0) -> None:
         self.server, self.lease_s, self.limit, self.poll_s = server, lease_s, limit, poll_s
-        self.connected_only = connected_only
         self.active: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -67,7 +71,7 @@ class Claimer:
             if free > 0:
                 try:
                     claims = await srv.db_call(srv.db.claim, srv.instance, limit=free, lease_s=self.lease_s,
-                                               connected_only=self.connected_only)
+                                               connected_only=True, offline_s=self.lease_s)
                 except Exception:  # noqa: BLE001 - a database hiccup: try again on the next round
                     log.exception("instance %s: claiming work failed", srv.instance)
                     claims = []

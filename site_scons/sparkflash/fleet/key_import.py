@@ -8,6 +8,7 @@ anything else is reported with its path and the reason, and nothing is half-writ
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -40,6 +41,18 @@ def _read_key(path: Path) -> str:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+def _declared(root: Path, device_id: str) -> set[str]:
+    """What the operator declared with `cloud register` (DIR/<id>.json): capabilities the wire cannot prove."""
+    path = root / f"{device_id}.json"
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode) or path.stat().st_size > MAX_KEY:
+            return set()
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return set()
+    return {"save_begin"} if isinstance(doc, dict) and doc.get("save_begin") is True else set()
+
+
 def import_key_dir(store: Store, root: Path, *, labels: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """(imported device ids, problems as 'path: reason'); all imports in one transaction.
     Files not named like a key (`pending/`, notes) are left alone."""
@@ -56,6 +69,6 @@ def import_key_dir(store: Store, root: Path, *, labels: tuple[str, ...] = ()) ->
                 continue
             old = store.device(m["id"])
             store.put_device(m["id"], pem, labels=old.labels + labels if old else labels,
-                             capabilities=old.capabilities if old else ())
+                             capabilities=sorted(set(old.capabilities if old else ()) | _declared(root, m["id"])))
             done.append(m["id"])
     return done, problems

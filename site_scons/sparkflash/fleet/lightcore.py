@@ -50,6 +50,8 @@ class MemoryFlash:
 
     def __init__(self) -> None:
         self.sectors: dict[int, bytearray] = {}
+        self.write_counts: dict[int, int] = {}  # address of each write (an OTA chunk) -> how many times: tests see rewrites
+        self.write_count = 0
 
     def sector_start(self, address: int) -> int:
         return address - address % SECTOR
@@ -68,6 +70,8 @@ class MemoryFlash:
     def write(self, address: int, data: bytes) -> bool:
         if not self._ok(address, address + len(data)):
             return False
+        self.write_counts[address] = self.write_counts.get(address, 0) + 1
+        self.write_count += 1
         i = 0
         while i < len(data):
             a = address + i
@@ -109,6 +113,7 @@ class LightOptions:
     time_scale: float = 1.0  # multiplies the OTA receiver's 3-s re-request and 30-s watchdog
     save_begin: bool = False  # ccl: the flasher_additions library (SaveBegin stores files at any address)
     agent: bool = False  # our device agent's cloud function and variable (digests of its memory: "verified")
+    write_s: float = 0.0  # time the flash takes to program one chunk (a real SST25 takes milliseconds): 0 = none
 
 
 @dataclass
@@ -213,6 +218,7 @@ class LightDevice:
                     raise EOFError("closed by the server")
                 last_rx = now
                 opener.receive_data(data)
+                written = self.flash.write_count
                 while (raw := opener.next_message()) is not None:
                     m = coap.decode(raw)
                     if m.type == coap.ACK and m.code == coap.EMPTY and m.mid == ping_mid:
@@ -221,6 +227,8 @@ class LightDevice:
                         continue
                     if self._dispatch(m, rx, send, now):
                         return  # firmware installed: the device resets
+                if self.opt.write_s and self.flash.write_count > written:  # programming: nothing else meanwhile
+                    await asyncio.sleep(self.opt.write_s * (self.flash.write_count - written))
             send(rx.on_timeout(now))
             if rx.finished is not None and rx.finished.watchdog:
                 raise TimeoutError("update watchdog: no progress")
@@ -343,12 +351,15 @@ class LightFleet:
         self._tasks: list[asyncio.Task[None]] = []
 
     def register(self, devices_dir: Path) -> None:
-        """Write each device's key as DIR/<id>.pub.pem, the layout `sparkflash cloud serve --devices` reads."""
+        """Write each device's key as DIR/<id>.pub.pem, the layout `sparkflash cloud serve --devices` reads
+        (with DIR/<id>.json declaring SaveBegin when the devices have it, as `cloud register --save-begin`)."""
         devices_dir.mkdir(parents=True, exist_ok=True)
         pems: dict[int, bytes] = {}
         for d in self.devices:
             pem = pems.setdefault(id(d.key), public_pem(d.key))
             (devices_dir / f"{d.id}.pub.pem").write_bytes(pem)
+            if d.opt.save_begin:
+                (devices_dir / f"{d.id}.json").write_text('{"save_begin": true}\n')
 
     def start(self, stagger_s: float = 0.0) -> None:
         """Start every device (optionally spread over `stagger_s`)."""

@@ -314,10 +314,12 @@ class Store:
 
     # -- work -----------------------------------------------------------------------------
     def claim(self, instance: str, *, limit: int = 16, lease_s: float = 30.0, now: float | None = None,
-              connected_only: bool = True) -> list[Claim]:
+              connected_only: bool = True, offline_s: float | None = None) -> list[Claim]:
         """Hand `instance` up to `limit` devices to deploy to: pending members of running rollouts, and
         claimed ones whose lease expired (their instance died). `connected_only`: only devices whose
-        connection this instance holds. Two instances never get the same row."""
+        connection this instance holds, and with `offline_s` also those connected nowhere that were
+        never seen or not for `offline_s` (any instance may take them; their deployment then waits
+        for the device, or fails after its connect timeout). Two instances never get the same row."""
         inst = ids.instance_id(instance)
         if not 1 <= limit <= 1000:
             raise InputError(f"claim limit {limit} must be 1-1000")
@@ -325,9 +327,12 @@ class Store:
         sql = ("SELECT rd.rollout_id, rd.device_id, r.release_ref, rd.attempts FROM rollout_devices rd "
                "JOIN rollouts r ON r.id = rd.rollout_id JOIN devices d ON d.id = rd.device_id "
                "WHERE r.state = 'running' AND (rd.status = 'pending' OR (rd.status = 'claimed' AND rd.lease_until < ?))"
-               + (" AND d.instance = ?" if connected_only else "")
+               + ((" AND (d.instance = ?" + ("" if offline_s is None else
+                                              " OR (d.instance IS NULL AND (d.last_seen IS NULL OR d.last_seen < ?))")
+                   + ")") if connected_only else "")
                + " ORDER BY r.created_at, rd.phase, rd.device_id LIMIT ?" + self.db.skip_locked)
-        params: list[Any] = [when] + ([inst] if connected_only else []) + [limit]
+        where: list[Any] = [inst] + ([] if offline_s is None else [when - offline_s])
+        params: list[Any] = [when] + (where if connected_only else []) + [limit]
         out = []
         with self.db.transaction():
             for rid, dev, ref, attempts in self.db.execute(sql, params):
@@ -353,12 +358,20 @@ class Store:
 
     def renew(self, instance: str, rollout_id: str, device_id: str, *, lease_s: float = 30.0,
               now: float | None = None) -> bool:
-        """Extend a lease this instance still holds; False once another instance took the work over."""
+        """Extend a lease this instance still holds; False once another instance took the work over, or
+        when the device now connects through another instance (the claim is then handed back at once:
+        pending, for that instance to take, from the progress stored so far)."""
         when = time.time() if now is None else now
-        rows = self.db.execute("UPDATE rollout_devices SET lease_until = ?, updated_at = ? WHERE rollout_id = ? AND "
-                               "device_id = ? AND status = 'claimed' AND claimed_by = ? RETURNING device_id",
-                               (when + lease_s, when, ids.rollout_id(rollout_id), ids.device_id(device_id),
-                                ids.instance_id(instance)))
+        inst, dev = ids.instance_id(instance), ids.device_id(device_id)
+        with self.db.transaction():
+            if self.db.execute("SELECT 1 FROM devices WHERE id = ? AND instance IS NOT NULL AND instance <> ?", (dev, inst)):
+                self.db.execute("UPDATE rollout_devices SET status = 'pending', claimed_by = NULL, lease_until = NULL, "
+                                "updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status = 'claimed' AND "
+                                "claimed_by = ?", (when, ids.rollout_id(rollout_id), dev, inst))
+                return False
+            rows = self.db.execute("UPDATE rollout_devices SET lease_until = ?, updated_at = ? WHERE rollout_id = ? AND "
+                                   "device_id = ? AND status = 'claimed' AND claimed_by = ? RETURNING device_id",
+                                   (when + lease_s, when, ids.rollout_id(rollout_id), dev, inst))
         return bool(rows)
 
     def finish(self, instance: str, rollout_id: str, device_id: str, *, ok: bool, detail: dict[str, Any],
