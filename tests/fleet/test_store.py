@@ -105,6 +105,19 @@ def test_claims_only_connected_devices_and_each_once(store: Store) -> None:
     assert [c.device_id for c in store.claim("b", limit=10, now=1001.0, connected_only=False)] == [dev(7)]
 
 
+def test_a_device_takes_one_deployment_at_a_time(store: Store) -> None:
+    """Two rollouts for one device (a rerun while the first still runs): the second waits for the
+    first to end, so their messages never interleave on the device's one connection."""
+    add(store, 2, instance="a")
+    one_phase(store, "r1", [dev(0)])
+    store.create_rollout("r2", REF, Target(), [Phase(100, 1.0)], [(dev(0), 0), (dev(1), 0)], now=1000.5)
+    got = store.claim("a", limit=10, lease_s=30, now=1000.0)
+    assert [(c.rollout_id, c.device_id) for c in got] == [("r1", dev(0)), ("r2", dev(1))]
+    assert store.claim("a", limit=10, lease_s=30, now=1001.0) == []  # r2's dev 0 waits for r1's
+    assert store.finish("a", "r1", dev(0), ok=True, detail={}, now=1002.0)
+    assert [(c.rollout_id, c.device_id) for c in store.claim("a", limit=10, now=1003.0)] == [("r2", dev(0))]
+
+
 def test_an_expired_lease_moves_to_another_instance_and_fences_the_old_one(store: Store) -> None:
     add(store, 1, instance="a")
     one_phase(store, "r1", [dev(0)])

@@ -319,23 +319,29 @@ class Store:
         claimed ones whose lease expired (their instance died). `connected_only`: only devices whose
         connection this instance holds, and with `offline_s` also those connected nowhere that were
         never seen or not for `offline_s` (any instance may take them; their deployment then waits
-        for the device, or fails after its connect timeout). Two instances never get the same row."""
+        for the device, or fails after its connect timeout). Two instances never get the same row,
+        and a device is in one live claim at a time: a second rollout's member for it waits for the first."""
         inst = ids.instance_id(instance)
         if not 1 <= limit <= 1000:
             raise InputError(f"claim limit {limit} must be 1-1000")
         when = time.time() if now is None else now
         sql = ("SELECT rd.rollout_id, rd.device_id, r.release_ref, rd.attempts FROM rollout_devices rd "
                "JOIN rollouts r ON r.id = rd.rollout_id JOIN devices d ON d.id = rd.device_id "
-               "WHERE r.state = 'running' AND (rd.status = 'pending' OR (rd.status = 'claimed' AND rd.lease_until < ?))"
+               "WHERE r.state = 'running' AND (rd.status = 'pending' OR (rd.status = 'claimed' AND rd.lease_until < ?)) "
+               # one deployment at a time per device: another rollout's live claim on it makes this one wait
+               "AND NOT EXISTS (SELECT 1 FROM rollout_devices o WHERE o.device_id = rd.device_id AND "
+               "o.rollout_id <> rd.rollout_id AND o.status = 'claimed' AND o.lease_until >= ?)"
                + ((" AND (d.instance = ?" + ("" if offline_s is None else
                                               " OR (d.instance IS NULL AND (d.last_seen IS NULL OR d.last_seen < ?))")
                    + ")") if connected_only else "")
                + " ORDER BY r.created_at, rd.phase, rd.device_id LIMIT ?" + self.db.skip_locked)
         where: list[Any] = [inst] + ([] if offline_s is None else [when - offline_s])
-        params: list[Any] = [when] + (where if connected_only else []) + [limit]
+        params: list[Any] = [when, when] + (where if connected_only else []) + [limit]
         out = []
         with self.db.transaction():
             for rid, dev, ref, attempts in self.db.execute(sql, params):
+                if any(c.device_id == dev for c in out):  # a second rollout's member for it waits for the first
+                    continue
                 until = when + lease_s
                 # the same condition again: the row lock (or SQLite's write lock) already excludes a
                 # second claimer; this keeps a claim single even if that ever changed
