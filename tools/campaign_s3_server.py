@@ -7,8 +7,10 @@ requests of a publish + deploy and dies (os._exit, as SIGKILL would: no reply, n
 at request N, either before replying or in the middle of the body it is receiving (PUT)
 or sending (GET). The campaign draws N from a calibration run's request count.
 
-Every request is logged to --report as one JSON line; the stop adds {"fired": ...} first,
-fsynced, so the campaign knows the fault really hit a request in flight.
+Every request is logged to --report (emptied at the start) as one JSON line; the stop adds
+{"fired": ...}, fsynced before the exit, so the campaign knows the fault really hit a
+request in flight. The mirror's read-back of an object being written (the server asking
+itself) is not a client request and is not counted.
 
     campaign_s3_server.py --data DIR --bucket B --report FILE [--stop-at N [--mid-body]]
 """
@@ -21,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,8 +41,9 @@ class StopAt:
 
     def __init__(self, app: Any, report: Path, stop_at: int | None, mid_body: bool) -> None:
         self.app, self.stop_at, self.mid_body = app, stop_at, mid_body
-        self.report = open(report, "a", buffering=1)  # noqa: SIM115 - lives as long as the server
+        self.report = open(report, "w", buffering=1)  # noqa: SIM115 - per start; lives as long as the server
         self.count = 0
+        self.writing: Counter[str] = Counter()  # paths a write is being handled for, by the wrapped app
         self.counting = False  # off while LocalS3 restores the mirrored objects
         self.lock = threading.Lock()
 
@@ -54,15 +58,30 @@ class StopAt:
                        "phase": phase})
             os._exit(137)
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if not self.counting:
+    def _inner(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The wrapped app; while it handles a write, the mirror's own read-back of that key (a request
+        of the server to itself) comes in on another thread and must not count."""
+        path = environ.get("PATH_INFO", "")
+        if environ["REQUEST_METHOD"] not in ("PUT", "POST", "DELETE"):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         with self.lock:
-            self.count += 1
-            n = self.count
-            self._log({"n": n, "method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", "")})
-        if n != self.stop_at:
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
+            self.writing[path] += 1
+        try:
+            return list(self.app(environ, start_response))
+        finally:
+            with self.lock:
+                self.writing[path] -= 1
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        with self.lock:
+            internal = not self.counting or (environ["REQUEST_METHOD"] == "GET" and self.writing[path] > 0)
+            if not internal:
+                self.count += 1
+                n = self.count
+                self._log({"n": n, "method": environ["REQUEST_METHOD"], "path": path})
+        if internal or n != self.stop_at:
+            return self._inner(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if self.mid_body and length > 1:  # a PUT half received
             environ["wsgi.input"].read(length // 2)
@@ -75,7 +94,7 @@ class StopAt:
             held.append(args)
             return lambda _b: None
 
-        body = b"".join(self.app(environ, hold))
+        body = b"".join(self._inner(environ, hold))
         if len(body) < 2 or not held:  # nothing to cut in half (HEAD, an empty reply): the request was handled
             self._die(n, environ, "handled, before the reply")
         start_response(*held[0])
