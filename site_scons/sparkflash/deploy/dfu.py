@@ -4,10 +4,10 @@ Per region: select the memory's alt, refuse non-writable layout segments, read b
 touched sectors, then per contiguous run of changed sectors: erase those not already
 blank (highest first: the Core's Erase moves the pointer, so erasing the run's first sector
 last sets it for the data blocks), set the pointer only if that erase was not needed,
-DNLOAD blocks 2, 3, 4... (blank chunks left out), read the run back (one retry). `device_digest` is computed from those device reads (the pre-read
-of untouched sectors, the read-back of rewritten runs), or reads the region: the Core
-itself never reports an error. Backends: pyusb or the virtual core's socket (DfuSession), or
-the installed dfu-util.
+DNLOAD blocks 2, 3, 4... (blank chunks left out), read the run back (one retry).
+`device_digest` is computed from those device reads (the pre-read of untouched sectors,
+the read-back of rewritten runs), or reads the region: the Core itself never reports an
+error. Backends: pyusb or the virtual core's socket (DfuSession), or the installed dfu-util.
 """
 
 from __future__ import annotations
