@@ -141,7 +141,7 @@ def test_no_virtual_core_is_a_clear_device_error(tmp_path: Path, capsys: pytest.
 
 def test_poll_timeouts_are_honoured(core_dir: Path, tmp_path: Path) -> None:
     """With the Core's timeouts on, the host waits exactly what the Core announced (no sleeping in tests
-    beyond that: one SPI sector = erase 20 ms + Set Address 30 ms each + 4 blocks x 30 ms)."""
+    beyond that: one SPI sector = erase 20 ms + Set Address 30 ms + 4 blocks x 30 ms)."""
     from sparkflash.boards import load_board
     from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
     from sparkflash.deploy.dfu_session import DfuSession, open_pipes
@@ -160,9 +160,41 @@ def test_poll_timeouts_are_honoured(core_dir: Path, tmp_path: Path) -> None:
         finally:
             session.close()
         assert session.counts["erase"] == 1 and session.counts["dnload"] == 4
-        # Set Address x2: read before, the write run (the read-back after reuses the pointer)
-        assert session.counts["set_address"] == 2
-        assert session.waited_s == pytest.approx(0.020 + 4 * 0.030 + 2 * 0.030)
+        # one Set Address, for the read before: the run's erase of its first sector left the pointer
+        # there (the Core's Erase moves it), and the read-back after reuses it
+        assert session.counts["set_address"] == 1
+        assert session.waited_s == pytest.approx(0.020 + 4 * 0.030 + 1 * 0.030)
+
+
+def test_a_run_whose_first_sector_needs_no_erase_sets_the_pointer(core_dir: Path, tmp_path: Path) -> None:
+    """Erases go highest first so the last one (the run's first sector) leaves the pointer at the
+    run; when that sector is already blank nothing moved the pointer there, so it is set."""
+    from sparkflash.boards import load_board
+    from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
+    from sparkflash.deploy.dfu_session import DfuSession, open_pipes
+
+    with VirtualCore(core_dir, CoreOptions(dfu_poll=False, endpoints=("dfu",))) as core:
+        ext = core.state.external
+        ext.write_erased(0xC0000, b"\x11" * 0x3000)  # three sectors of old bytes
+        ext.erase_sector(0xC0000)  # ... the first one blank again
+        data = os.urandom(0x3000)
+        f = tmp_path / "d.bin"
+        f.write_bytes(data)
+        rel = adhoc_release(f, 0xC0000, "spark-core", False, tmp_path / "store")
+        (region,) = rel.manifest.regions
+        (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
+        session = DfuSession(pipe)
+        try:
+            fl = DfuFlasher(SessionBackend(session), load_board("spark-core"))
+            rep = fl.write_region(region, rel.blob(region), lambda d, t: None)
+            assert fl.device_digest(region) == (region.crc32, region.sha256)
+        finally:
+            session.close()
+        assert (rep.sectors_erased, rep.retries) == (2, 0)
+        assert session.counts["set_address"] == 2  # the read before, and the run's (its first sector was blank)
+        assert ext.read(0xC0000, 0x3000) == data
+        erases = [a for kind, a in core.endpoints["dfu"].device.commands if kind == "erase"]
+        assert erases == [0xC2000, 0xC1000]  # highest first
 
 
 def test_two_devices_in_one_deploy(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from sparkflash.boards import load_board
 from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
 from sparkflash.deploy.dfu_session import DfuSession, open_pipes
 from sparkflash.manifest.model import Region
+from sparkflash.protocols.dfuse_device import POLL_MS
 from sparkflash.virtual.core import CoreOptions, VirtualCore
 
 
@@ -121,17 +122,25 @@ t0 = time.monotonic()
 (pipe,) = open_pipes(["1d50:607f"], 0x1D50, 0x607F)
 fl = DfuFlasher(SessionBackend(DfuSession(pipe)), board)
 r = Region("b", memory, address, len(data), hashlib.sha256(data).hexdigest(), zlib.crc32(data), ())
+session = fl.backend.session
 fl.write_region(r, data, lambda d, t: None)
 assert fl.device_digest(r) == (r.crc32, r.sha256)
 dt = time.monotonic() - t0
+counts, waited = dict(session.counts), session.waited_s
 n = 300
 t1 = time.monotonic()
 for _ in range(n):
     pipe.control(__import__("sparkflash.protocols.dfuse", fromlist=["x"]).ControlRequest(0x80, 6, 0x0100, 0, length=18), 5)
 per = (time.monotonic() - t1) / n
 pipe.close()
-print(json.dumps({"s": dt, "control_s": per}))
+print(json.dumps({"s": dt, "control_s": per, "transfers": sum(counts.values()), "poll_wait_s": waited}))
 """
+
+
+def _announced_wait(commands: list[tuple[str, int]], memory: str) -> float:
+    """Seconds of bwPollTimeout the Core announced for these commands (each erase, Set Address, block)."""
+    erase_ms, other_ms = POLL_MS[memory]
+    return sum(erase_ms if kind == "erase" else other_ms for kind, _ in commands) / 1000
 
 
 def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
@@ -157,10 +166,12 @@ def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
                 f = tmp / f"usb-{memory}.bin"
                 f.write_bytes(data)
                 flash.write_erased(address, os.urandom(len(data)))
-                t0 = time.monotonic()
+                device = core.endpoints["dfu"].device  # the Core's command log: what dfu-util made it wait
+                n0, t0 = len(device.commands), time.monotonic()
                 subprocess.run(["dfu-util", "-d", "1d50:607f", "-a", str(alt), "-s", f"0x{address:08x}", "-D", str(f)],
                                env=env, check=True, capture_output=True)
                 dfu_util_s = time.monotonic() - t0
+                dfu_util_wait = _announced_wait(core.endpoints["dfu"].device.commands[n0:], memory)
                 if flash.read(address, len(data)) != data:
                     raise RuntimeError(f"dfu-util: {memory} flash does not hold the written bytes")
                 flash.write_erased(address, os.urandom(len(data)))
@@ -170,7 +181,15 @@ def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
                 if flash.read(address, len(data)) != data:
                     raise RuntimeError(f"ours: {memory} flash does not hold the written bytes")
                 out[memory] = {"bytes": len(data), "dfu_util_s": round(dfu_util_s, 3), "ours_s": round(ours["s"], 3),
-                               "dfu_util_over_ours": round(dfu_util_s / ours["s"], 3)}
+                               "dfu_util_over_ours": round(dfu_util_s / ours["s"], 3),
+                               # the poll timeouts the Core announced, which both must let pass: their ratio is
+                               # the ceiling of dfu_util_over_ours with a zero-cost link
+                               "dfu_util_poll_wait_s": round(dfu_util_wait, 3),
+                               "ours_poll_wait_s": round(ours["poll_wait_s"], 3),
+                               "poll_wait_ratio": round(dfu_util_wait / ours["poll_wait_s"], 3),
+                               "ours_control_transfers": ours["transfers"],
+                               "ours_ms_per_transfer_beyond_polls": round(
+                                   1000 * (ours["s"] - ours["poll_wait_s"]) / ours["transfers"], 3)}
                 out["bridge_control_s"] = ours["control_s"]
         # the same standard request straight over the virtual Core's socket: what the bridge adds
         (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)

@@ -109,5 +109,8 @@ def _run(args: argparse.Namespace) -> int:
                      "reset": "reset" in " ".join(args.fault) and None in (st.internal.reset_after_programs,
                                                                            st.external.reset_after_programs)}
             print(json.dumps({"event": "stopped", "fired": [k for k, v in fired.items() if v], "rx_bytes": f.rx_count,
-                              "programs": st.internal.program_count + st.external.program_count}), flush=True)
+                              "programs": st.internal.program_count + st.external.program_count,
+                              # `--fault reset@N` arms each flash's own count: N past the larger never fires
+                              "programs_max_per_flash": max(st.internal.program_count, st.external.program_count)}),
+                  flush=True)
     return 0

@@ -2,11 +2,12 @@
 
 Per region: select the memory's alt, refuse non-writable layout segments, read back the
 touched sectors, then per contiguous run of changed sectors: erase those not already
-blank, set the pointer once, DNLOAD blocks 2, 3, 4... (blank chunks left out), read the
-run back (one retry). `device_digest` is computed from those device reads (the pre-read
-of untouched sectors, the read-back of rewritten runs), or reads the region: the Core
-itself never reports an error. Backends: pyusb or the virtual core's socket (DfuSession), or
-the installed dfu-util.
+blank (highest first: the Core's Erase moves the pointer, so erasing the run's first sector
+last sets it for the data blocks), set the pointer only if that erase was not needed,
+DNLOAD blocks 2, 3, 4... (blank chunks left out), read the run back (one retry).
+`device_digest` is computed from those device reads (the pre-read of untouched sectors,
+the read-back of rewritten runs), or reads the region: the Core itself never reports an
+error. Backends: pyusb or the virtual core's socket (DfuSession), or the installed dfu-util.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ class SessionBackend:
 
     def write_run(self, start: int, data: bytes, erase: list[int], progress: ProgressFn) -> int:
         s, host = self.session, self.session.host
-        for a in erase:
+        for a in sorted(erase, reverse=True):  # the Core's Erase moves the pointer: end on the lowest sector
             s.run(host.erase(a))
-        s.run(host.set_address(start))  # once per run; Erase moved the pointer
+        if not erase or min(erase) != start:  # else the last erase left the pointer at `start`
+            s.run(host.set_address(start))  # once per run (a command and its poll timeout)
         sent = 0
         for block, address, chunk in chunks(start, data, host.transfer_size, skip_blank=True):
             s.run(host.download(block, chunk, address))

@@ -108,9 +108,11 @@ class _Mirror:
 class LocalS3:
     """moto's S3 server in a thread of this process, on host:port (port 0 = any free port)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, data: Path | None = None, verbose: bool = False) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, data: Path | None = None, verbose: bool = False,
+                 wrap: Callable[[Any], Any] | None = None) -> None:
+        """`wrap`: outermost WSGI middleware (the fault campaign's server stop at the Nth request)."""
         _check_loopback(host)
-        self.host, self.port, self.data, self.verbose = host, port, data, verbose
+        self.host, self.port, self.data, self.verbose, self.wrap = host, port, data, verbose, wrap
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._mirror: _Mirror | None = None
@@ -134,6 +136,8 @@ class LocalS3:
         if self.data is not None:
             self.data.mkdir(parents=True, exist_ok=True)
             app = self._mirror = _Mirror(app, self.data)
+        if self.wrap is not None:
+            app = self.wrap(app)
         try:
             self._server = make_server(self.host, self.port, app, threaded=True, request_handler=handler)
         except OSError as e:
