@@ -337,7 +337,7 @@ class Store:
                + " ORDER BY r.created_at, rd.phase, rd.device_id LIMIT ?" + self.db.skip_locked)
         where: list[Any] = [inst] + ([] if offline_s is None else [when - offline_s])
         params: list[Any] = [when, when] + (where if connected_only else []) + [limit]
-        out = []
+        out: list[Claim] = []
         with self.db.transaction():
             for rid, dev, ref, attempts in self.db.execute(sql, params):
                 if any(c.device_id == dev for c in out):  # a second rollout's member for it waits for the first
