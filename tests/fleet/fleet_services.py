@@ -75,7 +75,7 @@ class Chromium:
         self._stack = contextlib.ExitStack()
         self._ws: Any = None
 
-    def start(self, timeout: float = 30.0) -> Chromium:
+    def start(self, timeout: float = 60.0) -> Chromium:
         from websockets.sync.client import connect
 
         env = {"HOME": str(self.root), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -92,7 +92,9 @@ class Chromium:
         end = time.monotonic() + timeout
         while not (active.exists() and len(active.read_text().split()) >= 2):
             if self.proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"chromium did not start: {(self.root / 'stderr.log').read_text()[-2000:]}")
+                why, code = (self.root / "stderr.log").read_text()[-2000:], self.proc.poll()
+                self.stop()  # no browser or open log left behind for the next test
+                raise RuntimeError(f"chromium did not start within {timeout:g} s (exit {code}): {why}")
             time.sleep(0.05)
         try:
             page = self._page(int(active.read_text().split()[0]))
@@ -140,8 +142,11 @@ class Chromium:
         """Poll a JS expression until it is truthy; its value."""
         end = time.monotonic() + timeout
         while True:
-            v = self.evaluate(expression)
-            if v:
+            try:  # a page still loading may not have the element yet: that is "not yet", not a failure
+                v = self.evaluate(expression)
+            except RuntimeError as e:
+                v = e
+            if v and not isinstance(v, RuntimeError):
                 return v
             if time.monotonic() > end:
                 raise TimeoutError(f"{expression} still {v!r} after {timeout:g} s")
