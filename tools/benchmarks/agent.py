@@ -2,7 +2,7 @@
 core-firmware tree built with and without `AGENT=1`, the agent's kept sections from the
 map file, and the whole image's growth.
 
-    tools/bench agent --core-firmware /path/to/core-firmware   (spark_11 and its siblings)
+    tools/bench agent [--core-firmware /path/to/core-firmware]   (default: spark_11 from ../shared/peers)
 
 Without a tree only the agent's portable objects are measured (arm-none-eabi-size of each
 object compiled -Os for the Cortex-M3; an upper bound: the link drops unused functions).
@@ -19,7 +19,7 @@ from typing import Any
 
 from sparkflash import device_agent
 from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL
-from sparkflash.firmware.workspace import make_checkout, run_scons
+from sparkflash.firmware.workspace import PEERS, make_checkout, run_scons, unpack_tree_set
 
 _USED = re.compile(r"^(flash|ram)\s+(\d+)\s", re.MULTILINE)
 
@@ -55,10 +55,13 @@ def run(argv: list[str]) -> dict[str, Any]:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         res: dict[str, Any] = {"goal_flash": FLASH_GOAL, "goal_ram": RAM_GOAL, **_objects(Path(tmp))}
-        if args.core_firmware:
-            tree = args.core_firmware.resolve()
+        tree = args.core_firmware.resolve() if args.core_firmware else None
+        if tree is None and PEERS.is_dir():  # spark_11 from ../shared/peers, as tools/bench build does
+            tree = unpack_tree_set("spark_11", Path(tmp) / "peers")
+        if tree is not None:
             base, with_agent = _build(tree, Path(tmp) / "base", False), _build(tree, Path(tmp) / "agent", True)
-            res.update(tree=str(tree), agent_flash=with_agent["agent_flash"], agent_ram=with_agent["agent_ram"],
+            res.update(tree=str(tree) if args.core_firmware else "spark_11 (../shared/peers)",
+                       agent_flash=with_agent["agent_flash"], agent_ram=with_agent["agent_ram"],
                        image_growth_flash=with_agent["flash"] - base["flash"],
                        image_growth_ram=with_agent["ram"] - base["ram"])
     return res

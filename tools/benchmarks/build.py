@@ -22,7 +22,6 @@ import hashlib
 import resource
 import shutil
 import statistics
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,9 +30,8 @@ from typing import Any
 
 from sparkflash.firmware.coretree import COMMON, COMMUNICATION
 from sparkflash.firmware.toolchain import find_toolchain
-from sparkflash.firmware.workspace import make_checkout, run_make, run_scons
+from sparkflash.firmware.workspace import PEERS, make_checkout, run_make, run_scons, unpack_tree_set
 
-PEERS = Path(__file__).resolve().parents[2].parent / "shared" / "peers"
 TREE_SETS = ("spark_11", "flasher", "flasher_hal")
 EXAMPLE_EDIT = "examples/core-firmware/src/application.cpp"
 CORE_EDIT = "src/spark_wiring.cpp"
@@ -141,7 +139,7 @@ def _fresh_clone(template: Path, dest: Path) -> Callable[[], None]:
     return prepare
 
 
-def _tree_set(source: Path, work: Path, repeat: int) -> dict[str, object]:
+def _tree_set(source: Path, work: Path, repeat: int, label: str) -> dict[str, object]:
     """scons and make on two copies of one tree set, taking turns in every round."""
     for name in ("core-firmware", COMMON, COMMUNICATION):
         if not (source.parent / name).is_dir():
@@ -184,7 +182,7 @@ def _tree_set(source: Path, work: Path, repeat: int) -> dict[str, object]:
     } for side in ("make", "scons"))
     scons["warm_cache_fresh_clone_s"] = warm["scons"]
     return {
-        "tree": str(source),
+        "tree": label,  # never a path of this machine: the record is committed
         "make": make,
         "scons": scons,
         "make_bin_sha256": _sha(make_bin),
@@ -205,13 +203,10 @@ def _tree_set(source: Path, work: Path, repeat: int) -> dict[str, object]:
 
 
 def _unpack(name: str, dest: Path) -> Path:
-    for part in ("core-firmware", COMMON, COMMUNICATION):
-        archive = PEERS / f"{part}-{name}.tar.gz"
-        if not archive.is_file():
-            raise SystemExit(f"bench build: {archive} not found (tree sets come from ../shared/peers; or use --core-firmware)")
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
-    return dest / "core-firmware"
+    try:
+        return unpack_tree_set(name, dest)
+    except FileNotFoundError as e:
+        raise SystemExit(f"bench build: {e}; or use --core-firmware") from None
 
 
 def run(argv: list[str]) -> dict[str, object]:
@@ -229,10 +224,12 @@ def run(argv: list[str]) -> dict[str, object]:
         result["example"] = _example(checkout, args.repeat)
         result["example"]["bin_bytes"] = (checkout / "build/release/firmware.bin").stat().st_size  # type: ignore[index]
         if args.core_firmware:
-            result["core_firmware"] = _tree_set(args.core_firmware.resolve(), work / "cf", args.repeat)
+            result["core_firmware"] = _tree_set(args.core_firmware.resolve(), work / "cf", args.repeat,
+                                               args.core_firmware.name)
         sets: dict[str, object] = {}
         for name in filter(None, args.sets.split(",")):
-            sets[name] = _tree_set(_unpack(name, work / "peers" / name), work / name, args.repeat)
+            sets[name] = _tree_set(_unpack(name, work / "peers" / name), work / name, args.repeat,
+                                   f"{name} (../shared/peers)")
         if sets:
             result["tree_sets"] = sets  # report.py's #12 rows, one per tree set
     return result

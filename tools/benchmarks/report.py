@@ -37,7 +37,7 @@ TITLES = {
 }
 HINTS = {"build": "the tree-set figures come from `tools/bench build`, which unpacks spark_11, flasher and flasher_hal "
                    "from ../shared/peers (`--sets` chooses; `--core-firmware PATH` adds one more tree).",
-         "agent": "the linked cost comes from `tools/bench agent --core-firmware PATH` (spark_11 and its siblings)."}
+         "agent": "the linked cost comes from spark_11 of ../shared/peers (or `tools/bench agent --core-firmware PATH`)."}
 #: the real tree sets of ../shared/peers that tools/bench build measures beside their makefiles (issue 12)
 TREE_SETS = ("spark_11", "flasher", "flasher_hal")
 PLOTS = {"throughput": "throughput.png", "ota_aggregate": "ota_aggregate.png", "speedups": "speedups.png",

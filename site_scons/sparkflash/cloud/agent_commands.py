@@ -24,7 +24,21 @@ PIECE = 62  # characters of a command per call: "+" + 62 < 64
 
 
 async def agent_line(s: DeviceSession, line: str) -> L.Reply:
-    """Run one agent line command through the cloud function; its reply (Refused on `ERR`)."""
+    """Run one agent line command through the cloud function; its reply (Refused on `ERR`).
+
+    A session that died between the pieces of a command (a server killed mid REC SET) leaves
+    its "+" piece in the agent, which prefixes it to the next command: that call fails as a
+    syntax error and consumes the piece, so a syntax refusal is answered by sending the
+    command once more."""
+    try:
+        return await _agent_line(s, line)
+    except L.Refused as e:
+        if e.code != L.ERR_SYNTAX:
+            raise
+        return await _agent_line(s, line)
+
+
+async def _agent_line(s: DeviceSession, line: str) -> L.Reply:
     from sparkflash.cloud.session import AGENT_FUNCTION, AGENT_RESULT
 
     where = f"device {s.device_id}: agent {line.split(' ', 1)[0]} over the cloud"

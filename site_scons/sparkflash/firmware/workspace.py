@@ -8,15 +8,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from sparkflash.firmware import PACKAGE_DIR
-from sparkflash.firmware.coretree import NEWLIB_COMPAT_DEFINES, NEWLIB_COMPAT_LINK
+from sparkflash.firmware.coretree import COMMON, COMMUNICATION, NEWLIB_COMPAT_DEFINES, NEWLIB_COMPAT_LINK
 from sparkflash.firmware.toolchain import find_toolchain
 
-__all__ = ["REPO_ROOT", "make_checkout", "run_make", "run_scons"]
+__all__ = ["PEERS", "REPO_ROOT", "make_checkout", "run_make", "run_scons", "unpack_tree_set"]
 
 REPO_ROOT = PACKAGE_DIR.parents[2]
+PEERS = REPO_ROOT.parent / "shared" / "peers"  # the real trees, as archives (../shared/peers/README)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc", ".sconsign*")
 
 
@@ -61,3 +63,15 @@ def run_make(firmware: Path, *args: str, timeout: float = 900) -> subprocess.Com
     link = " ".join([tc.tool("g++"), *NEWLIB_COMPAT_LINK])
     cmd = ["make", "-C", str(firmware / "build"), f"CC={cc}", f"CPP={link}", f"MAKE_ARGS=--no-print-directory CC='{cc}'", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def unpack_tree_set(name: str, dest: Path, peers: Path = PEERS) -> Path:
+    """Unpack one tree set (core-firmware and its two libraries, e.g. "spark_11") side by side
+    under `dest`; its core-firmware. FileNotFoundError names a missing archive."""
+    for part in ("core-firmware", COMMON, COMMUNICATION):
+        archive = peers / f"{part}-{name}.tar.gz"
+        if not archive.is_file():
+            raise FileNotFoundError(f"{archive} not found (tree sets come from ../shared/peers)")
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    return dest / "core-firmware"
