@@ -173,7 +173,10 @@ async def _rollout(cluster: LocalCluster, store: Store, fleet: LightFleet, victi
                 pt["end_s"] = t
         if kill_task is None and victim is not None and phase == last:
             c = counts.get(last, {})
-            if c.get("succeeded", 0) * 10 >= sum(c.values()) and c.get("claimed"):
+            started = phase_times.get(last, {}).get("start_s")
+            # a tenth done, or transfers in flight for 0.3 s (a small fleet may finish between two samples)
+            if c.get("claimed") and (c.get("succeeded", 0) * 10 >= sum(c.values())
+                                     or (started is not None and t - started >= 0.3)):
                 kill_task = asyncio.create_task(_kill(cluster, store, fleet, victim, 60.0))
                 timeline[-1]["kill"] = victim.name
         if state != "running":
