@@ -16,12 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from fleet_services import LoopThread
 
 from sparkflash.deploy.ota import AdminClient
 from sparkflash.fleet import Store, open_store
@@ -110,7 +110,6 @@ def make_release() -> Callable[..., Any]:
 
 
 # -- the cloud server as a process, and an event loop for light devices ---------------------
-T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -152,23 +151,6 @@ class Served:
     def _close(self) -> None:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
-
-
-class LoopThread:
-    """An event loop in a thread: light devices run there while the test talks to the server."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fleet_services import LoopThread
 
 from sparkflash.cli import main
 from sparkflash.fleet.lightcore import (
@@ -25,8 +25,6 @@ from sparkflash.fleet.lightcore import (
     MemoryFlash,
 )
 from sparkflash.protocols.ota import crc32
-
-T = TypeVar("T")
 
 
 def test_memory_flash_is_nor_flash() -> None:
@@ -40,23 +38,6 @@ def test_memory_flash_is_nor_flash() -> None:
     assert f.erase(0x80000, 1) and f.read(0x80ffe, 2) == b"\xff\xff" and f.read(0x81000, 2) == b"\x00\x01"
     assert f.digest(0x81000, 2) == (crc32(b"\x00\x01"), hashlib.sha256(b"\x00\x01").digest())
     assert f.digest(0x1FFFFF, 2) is None
-
-
-class LoopThread:
-    """An event loop in a thread: the light devices run there while the test calls the CLI."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
