@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sparkflash.cli import main
-from sparkflash.fleet.local_services import own_dirs, unprivileged
+from sparkflash.fleet.local_services import own_dirs, stop_process, unprivileged
 
 T = TypeVar("T")
 
@@ -161,12 +161,7 @@ class Chromium:
         self._stack.close()
         self._ws = None
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc, 10)
             self.proc = None
             self._err.close()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["CloudInstance", "LocalCluster", "LocalHaproxy", "LocalPostgres", "ServiceError", "free_port", "own_dirs",
-           "pg_bindir", "rss_kib", "unprivileged"]
+           "pg_bindir", "rss_kib", "stop_process", "unprivileged"]
 
 
 class ServiceError(RuntimeError):
@@ -82,6 +82,16 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise ServiceError(f"process {pid}: no VmRSS")
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float) -> None:
+    """SIGTERM (a service's clean shutdown), SIGKILL after `grace_s`, and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def pg_bindir() -> Path | None:
@@ -155,12 +165,7 @@ class LocalPostgres:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()  # SIGTERM: smart shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc, 20)  # SIGTERM: smart shutdown
             self.proc = None
         if self._log is not None:
             self._log.close()
@@ -287,12 +292,7 @@ class LocalHaproxy:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc, 10)
             self.proc = None
         if self._log is not None:
             self._log.close()
@@ -368,12 +368,7 @@ class CloudInstance:
     def stop(self) -> None:
         if self.proc is not None:
             if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
+                stop_process(self.proc, 15)
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
             self.proc = None
