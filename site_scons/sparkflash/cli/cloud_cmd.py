@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _serve(args: argparse.Namespace) -> int:
     from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
     from sparkflash.cloud.server import Limits, load_or_create_token, load_server_key
-    from sparkflash.manifest.keys import TrustStore
+    from sparkflash.manifest.trust import load_trust
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
@@ -104,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.trust and not args.insecure_unsigned:
         raise InputError("cloud serve needs --trust KEY (the release signing keys it accepts); "
                          "--insecure-unsigned exists for tests only")
-    trust = TrustStore.from_paths(args.trust) if args.trust else None
+    trust = load_trust(args.trust) if args.trust else None
     host = args.host if args.host is not None else args.listen[0]
     port = args.port if args.port is not None else args.listen[1]
     token_path = args.key.with_name(args.key.name + ".admin-token")

@@ -18,9 +18,9 @@ import threading
 from pathlib import Path
 
 from sparkflash.errors import InputError, VerifyError
-from sparkflash.manifest.keys import TrustStore
+from sparkflash.manifest.trust import Trust
 from sparkflash.manifest.model import SIGNATURE_NAME, Manifest
-from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key
+from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key, verify_manifest_signature
 from sparkflash.manifest.sources import read_regular
 
 __all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "ReleaseSource", "release_from_dir", "release_from_post"]
@@ -63,7 +63,7 @@ class BlobStore:
         return self.put(sha256, data)
 
 
-def _check(manifest: Manifest, sig: Signature | None, raw: bytes, trust: TrustStore | None, insecure: bool,
+def _check(manifest: Manifest, sig: Signature | None, raw: bytes, trust: Trust | None, insecure: bool,
            origin: str) -> None:
     for r in manifest.regions:
         if not SHA256.fullmatch(r.sha256):
@@ -76,13 +76,10 @@ def _check(manifest: Manifest, sig: Signature | None, raw: bytes, trust: TrustSt
     if sig is None:
         raise VerifyError(f"{origin}: unsigned release; sign it (sparkflash manifest sign) — the server deploys "
                           "only releases signed by a key in its --trust store")
-    if sig.key_id not in trust.keys:
-        raise VerifyError(f"{origin}: signed by unknown key {sig.key_id[:16]}…; the server does not trust it")
-    if not trust.verify(sig.key_id, sig.signature, raw):
-        raise VerifyError(f"{origin}: signature does not match the manifest (tampered?)")
+    verify_manifest_signature(trust, raw, sig, origin)
 
 
-def release_from_post(manifest_json: object, signature_json: object, store: BlobStore, trust: TrustStore | None,
+def release_from_post(manifest_json: object, signature_json: object, store: BlobStore, trust: Trust | None,
                       insecure: bool) -> Release:
     """A release posted as text; its blobs must already be in the server's store."""
     if not isinstance(manifest_json, str) or len(manifest_json) > MANIFEST_CAP:
@@ -99,7 +96,7 @@ def release_from_post(manifest_json: object, signature_json: object, store: Blob
     return Release(manifest, raw, sig, store.root)
 
 
-def release_from_dir(path: Path, store: BlobStore, trust: TrustStore | None, insecure: bool) -> Release:
+def release_from_dir(path: Path, store: BlobStore, trust: Trust | None, insecure: bool) -> Release:
     """A release directory (or its manifest.json) on the server host: read, checked, blobs copied into the store.
 
     Blocking: call it from a worker thread."""
@@ -126,7 +123,7 @@ class ReleaseSource:
     rollout is created: the rollout then names the release it found, so every device (and a
     resumed deployment) gets the same one. Blocking: call from a worker thread."""
 
-    def __init__(self, blobs: BlobStore, trust: TrustStore | None, insecure: bool, *,
+    def __init__(self, blobs: BlobStore, trust: Trust | None, insecure: bool, *,
                  endpoint_url: str | None = None) -> None:
         self.blobs, self.trust, self.insecure, self.endpoint_url = blobs, trust, insecure, endpoint_url
         self._open: dict[str, Release] = {}
