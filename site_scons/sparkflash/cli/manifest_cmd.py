@@ -13,10 +13,10 @@ from sparkflash.cli.output import fmt_size, plural, say
 from sparkflash.errors import InputError
 from sparkflash.manifest.build import build_release, plan_release
 from sparkflash.manifest.keys import load_signer
-from sparkflash.manifest.trust import load_trust
 from sparkflash.manifest.model import Manifest
 from sparkflash.manifest.release import MANIFEST_NAME, open_release, sign_manifest, verify_manifest_signature
 from sparkflash.manifest.svg import render_svg
+from sparkflash.manifest.trust import load_trust
 
 __all__ = ["register"]
 

@@ -18,10 +18,10 @@ import threading
 from pathlib import Path
 
 from sparkflash.errors import InputError, VerifyError
-from sparkflash.manifest.trust import Trust
 from sparkflash.manifest.model import SIGNATURE_NAME, Manifest
 from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key, verify_manifest_signature
 from sparkflash.manifest.sources import read_regular
+from sparkflash.manifest.trust import Trust
 
 __all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "ReleaseSource", "release_from_dir", "release_from_post"]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from sparkflash import names
 from sparkflash.errors import InputError, VerifyError
 from sparkflash.manifest.keys import Signer
-from sparkflash.manifest.trust import ROLE_MANIFEST, Trust, verify_signatures
 from sparkflash.manifest.model import MANIFEST_NAME, SIGNATURE_NAME, Manifest, Region
+from sparkflash.manifest.trust import ROLE_MANIFEST, Trust, verify_signatures
 
 __all__ = [
     "MANIFEST_NAME",
