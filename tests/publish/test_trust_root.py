@@ -295,3 +295,41 @@ def test_the_cli_sets_up_two_of_three_and_rotates_a_key(make_release: MakeReleas
     shown = json.loads(r.stdout)["versions"]
     assert [v["version"] for v in shown] == [1, 2] and shown[1]["roles"]["manifest"]["threshold"] == 2
     assert len(shown[1]["roles"]["manifest"]["keys"]) == 2
+
+
+def test_the_cloud_server_verifies_through_the_same_root(make_release: MakeRelease, keys: Callable[[str], FileSigner],
+                                                         tmp_path: Path) -> None:
+    """`cloud serve --trust ROOT.root.json`: a posted release needs the manifest role's threshold too."""
+    from sparkflash.cloud.releases import BlobStore, release_from_post
+
+    m1, m2, r, c = keys("m1"), keys("m2"), keys("r"), keys("c")
+    d = _root_dir(tmp_path, {"root": [r], "manifest": [m1, m2], "channel": [c]}, {"manifest": 2}, [r])
+    trust = TrustRoot.from_file(d.file(1))
+    dist = make_release("1.0.0", {"a": b"\x01" * 4096})
+    raw = (dist / "manifest.json").read_text()
+    store = BlobStore(tmp_path / "server-blobs")
+    _sign(dist, m1)
+    with pytest.raises(VerifyError, match="1 valid signature.* of the 2 the manifest role needs"):
+        release_from_post(raw, (dist / SIGNATURE_NAME).read_text(), store, trust, False)
+    _sign(dist, m1, m2)
+    rel = release_from_post(raw, (dist / SIGNATURE_NAME).read_text(), store, trust, False)
+    assert rel.signature is not None and len(rel.signature.all) == 2
+
+
+def test_a_co_signature_added_after_publishing_reaches_the_bucket(
+        make_release: MakeRelease, keys: Callable[[str], FileSigner], s3_url: str, tmp_path: Path) -> None:
+    m1, m2, r, c = keys("m1"), keys("m2"), keys("r"), keys("c")
+    d = _root_dir(tmp_path, {"root": [r], "manifest": [m1, m2], "channel": [c]}, {"manifest": 2}, [r])
+    _push(s3_url, d)
+    trust = TrustRoot.from_file(d.file(1))
+    dist = make_release("1.0.0", {"a": b"\x01" * 4096})
+    _sign(dist, m1)
+    assert publish(dist, s3_url, signer=m1).manifest_status == "created"
+    with pytest.raises(VerifyError, match="1 valid signature"):
+        _fetch(s3_url, trust, tmp_path)
+    sign_manifest(dist / "manifest.json", m2, add=True)
+    assert publish(dist, s3_url, trust=trust).manifest_status == "signatures-added"
+    assert Manifest.from_bytes(_fetch(s3_url, trust, tmp_path).read_bytes()).version == "1.0.0"
+    _sign(dist, m2)  # fewer signatures than stored: never replaces them
+    assert publish(dist, s3_url, signer=m2).manifest_status == "unchanged"
+    _fetch(s3_url, trust, tmp_path)

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--key", type=Path, required=True, help="server RSA-2048 private key (from `cloud keygen`)")
     s.add_argument("--devices", type=Path, required=True, help="directory of registered device keys (<id>.pub.pem)")
     s.add_argument("--trust", type=Path, action="append", default=[],
-                   help="deploy only releases signed by these keys (required unless --insecure-unsigned)")
+                   help="deploy only releases signed by these keys, or by a threshold of a root of trust's "
+                        "manifest keys (ROOT.root.json); required unless --insecure-unsigned")
     s.add_argument("--insecure-unsigned", action="store_true",
                    help="TESTS ONLY: also deploy unsigned releases (anyone with the token can then flash anything)")
     s.add_argument("--store", type=Path, help="state directory: blob store, downgrade record and the default "

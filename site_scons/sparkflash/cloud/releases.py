@@ -27,6 +27,7 @@ __all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "ReleaseSource", "release_fr
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MANIFEST_CAP = 256 * 1024
+SIGNATURE_CAP = 16 * 1024  # manifest.json.sig with up to 32 signatures (k-of-n)
 BLOB_CAP = 2 * 1024 * 1024  # the largest thing a Core holds (its external flash)
 
 
@@ -89,7 +90,7 @@ def release_from_post(manifest_json: object, signature_json: object, store: Blob
     manifest = Manifest.from_bytes(raw, origin)
     sig = None
     if signature_json is not None:
-        if not isinstance(signature_json, str) or len(signature_json) > 4096:
+        if not isinstance(signature_json, str) or len(signature_json) > SIGNATURE_CAP:
             raise InputError("'signature_json' must be the text of manifest.json.sig")
         sig = Signature.from_bytes(signature_json.encode(), origin)
     _check(manifest, sig, raw, trust, insecure, origin)
@@ -104,7 +105,7 @@ def release_from_dir(path: Path, store: BlobStore, trust: Trust | None, insecure
     raw = read_regular(mpath, MANIFEST_CAP)
     manifest = Manifest.from_bytes(raw, str(mpath))
     spath = mpath.with_name(SIGNATURE_NAME)
-    sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+    sig = Signature.from_bytes(read_regular(spath, SIGNATURE_CAP), str(spath)) if spath.exists() else None
     _check(manifest, sig, raw, trust, insecure, str(mpath))
     for r in manifest.regions:
         if not store.path(r.sha256).exists():
@@ -177,7 +178,7 @@ class ReleaseSource:
             raw = read_regular(mpath, MANIFEST_CAP)
             if hashlib.sha256(raw).hexdigest() != ref[len("stored:"):]:
                 raise VerifyError(f"{mpath}: the stored manifest does not match its digest (altered on disk?)")
-            sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+            sig = Signature.from_bytes(read_regular(spath, SIGNATURE_CAP), str(spath)) if spath.exists() else None
             manifest = Manifest.from_bytes(raw, str(mpath))
             _check(manifest, sig, raw, self.trust, self.insecure, str(mpath))
             rel = Release(manifest, raw, sig, self.blobs.root)
@@ -200,7 +201,7 @@ class ReleaseSource:
                              channel_memory=ChannelMemory(self.blobs.root / "channels"))
         raw = read_regular(path, MANIFEST_CAP)
         spath = path.with_name(SIGNATURE_NAME)
-        sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+        sig = Signature.from_bytes(read_regular(spath, SIGNATURE_CAP), str(spath)) if spath.exists() else None
         manifest = Manifest.from_bytes(raw, str(path))
         _check(manifest, sig, raw, self.trust, self.insecure, url)
         for r in manifest.regions:  # fetch_release checked each blob; they are in the store by digest now

@@ -87,7 +87,7 @@ class PublishReport:
     name: str
     version: str
     manifest_sha256: str
-    manifest_status: str = "pending"  # "created" | "unchanged"
+    manifest_status: str = "pending"  # "created" | "unchanged" | "signatures-added"
     blobs: list[BlobResult] = field(default_factory=list)
     channel: dict[str, Any] | None = None
     replaced_orphan_signature: bool = False  # an interrupted publish had left a signature without manifest
@@ -174,6 +174,17 @@ def _upload_blob(store: S3Store, key: str, data: bytes, b: BlobResult, opts: Pub
     on_event({"event": "blob-done", "sha256": b.sha256, "size": b.size, "status": b.status})
 
 
+def _adds_signatures(stored: bytes | None, sig: Signature, where: str) -> bool:
+    """Does `sig` hold every signature of the stored file and more? (Then it may replace it.)"""
+    if stored is None:
+        return False
+    try:
+        old = set(Signature.from_bytes(stored, where + ".sig").all)
+    except VerifyError:
+        return False
+    return old < set(sig.all)
+
+
 def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, report: PublishReport) -> None:
     """Signature, then manifest, each with If-None-Match: of racing publishers exactly one pair
     lands, nothing is overwritten, and the manifest (what makes a release visible) comes last.
@@ -186,6 +197,9 @@ def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, r
         existing = store.get(mkey)
         if existing == rel.raw:
             report.manifest_status = "unchanged"  # the same release, signed by another trusted key
+            if _adds_signatures(store.get(skey), sig, where):  # a co-signer's (k-of-n): keep every old one
+                store.put(skey, sig_raw, if_none_match=False, content_type="application/json")
+                report.manifest_status = "signatures-added"
             return
         if existing is not None:
             raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
