@@ -30,9 +30,16 @@ class Token:
         return f"pkcs11:token={self.label};object={obj}?{q}"
 
 
+_made: list[Token] = []  # the one token of this process, whichever conftest's fixture made it
+
+
 @pytest.fixture(scope="session")
 def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
-    """One token per test session: SoftHSM2 reads its configuration once per process."""
+    """One token per test session: SoftHSM2 reads its configuration once per process (several
+    conftests import this fixture; the first to run creates the token, the others reuse it)."""
+    if _made:
+        yield _made[0]
+        return
     util = shutil.which("softhsm2-util")
     module = next((m for m in MODULES if os.path.exists(m)), None)
     if util is None or module is None:
@@ -56,7 +63,8 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
         params = s.create_domain_parameters(
             KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.101.112")}, local=True)
         params.generate_keypair(mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN, store=True, label="release")
-    yield Token(module, "sparkflash-test")
+    _made.append(Token(module, "sparkflash-test"))
+    yield _made[0]
     if old is None:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
