@@ -139,12 +139,13 @@ def _push(args: argparse.Namespace) -> int:
 
     d = RootDir(args.dir)
     loc = parse_s3_url(args.url)
+    for v in d.versions():  # all checked before the bucket is touched
+        if not d.status(d.load(v)).complete:
+            raise InputError(f"{d.file(v)}: root v{v} is not completely signed; sign it before pushing")
     store = open_store(loc.bucket, ClientOptions(endpoint_url=args.endpoint_url, region=args.aws_region))
     store.ensure_bucket(args.create_bucket)
     done = []
     for v in d.versions():
-        if not d.status(d.load(v)).complete:
-            raise InputError(f"{d.file(v)}: root v{v} is not completely signed; sign it before pushing")
         done.append(push_root(store, loc, d.file(v).read_bytes(), str(d.file(v))))
     if args.json:
         print(json.dumps({"event": "result", "ok": True, "exit_code": 0, "roots": done}, sort_keys=True))
