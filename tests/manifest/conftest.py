@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from softhsm_token import token  # noqa: F401  (the session SoftHSM2 token fixture)
 from sparkflash.manifest.keys import generate_key
 
 SP_TOP = 0x20005000  # end of the STM32F103CB's 20 KiB RAM

@@ -7,65 +7,17 @@ and never exists as a file. Signatures must verify exactly like a file key's.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from softhsm_token import PIN, Token
 from sparkflash.errors import InputError
 from sparkflash.manifest.keys import TrustStore, load_signer
 from sparkflash.manifest.pkcs11_key import parse_pkcs11_uri
 from sparkflash.manifest.release import open_release
-
-MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
-PIN = "4321"
-
-
-@dataclass
-class Token:
-    module: str
-    label: str
-
-    def uri(self, obj: str = "release", pin: bool = True) -> str:
-        q = f"module-path={self.module}" + (f"&pin-value={PIN}" if pin else "")
-        return f"pkcs11:token={self.label};object={obj}?{q}"
-
-
-@pytest.fixture(scope="session")
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
-    """One token per test session: SoftHSM2 reads its configuration once per process."""
-    util = shutil.which("softhsm2-util")
-    module = next((m for m in MODULES if os.path.exists(m)), None)
-    if util is None or module is None:
-        if os.environ.get("CI"):
-            pytest.fail("softhsm2 is not installed although tools/setup installs it (apt package softhsm2)")
-        pytest.skip("softhsm2 is not installed (apt-get install softhsm2)")
-    pkcs11 = pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed")
-    from pkcs11 import Attribute, KeyType, Mechanism
-    from pkcs11.util.ec import encode_named_curve_parameters
-
-    tmp_path = tmp_path_factory.mktemp("softhsm")
-    (tmp_path / "tokens").mkdir()
-    conf = tmp_path / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
-    old = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)  # subprocesses (the CLI) inherit it
-    subprocess.run([util, "--init-token", "--free", "--label", "sparkflash-test", "--pin", PIN, "--so-pin", "87654321"],
-                   check=True, capture_output=True)
-    tok = pkcs11.lib(module).get_token(token_label="sparkflash-test")
-    with tok.open(user_pin=PIN, rw=True) as s:
-        params = s.create_domain_parameters(
-            KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.101.112")}, local=True)
-        params.generate_keypair(mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN, store=True, label="release")
-    yield Token(module, "sparkflash-test")
-    if old is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = old
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

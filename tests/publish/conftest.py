@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from softhsm_token import token  # noqa: F401  (the session SoftHSM2 token fixture)
 from sparkflash.manifest.build import build_release
 from sparkflash.manifest.keys import FileSigner, TrustStore, generate_key, load_signer
 from sparkflash.manifest.release import sign_manifest

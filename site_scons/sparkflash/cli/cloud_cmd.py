@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--key", type=Path, required=True, help="server RSA-2048 private key (from `cloud keygen`)")
     s.add_argument("--devices", type=Path, required=True, help="directory of registered device keys (<id>.pub.pem)")
     s.add_argument("--trust", type=Path, action="append", default=[],
-                   help="deploy only releases signed by these keys (required unless --insecure-unsigned)")
+                   help="deploy only releases signed by these keys, or by a threshold of a root of trust's "
+                        "manifest keys (ROOT.root.json); required unless --insecure-unsigned")
     s.add_argument("--insecure-unsigned", action="store_true",
                    help="TESTS ONLY: also deploy unsigned releases (anyone with the token can then flash anything)")
     s.add_argument("--store", type=Path, help="state directory: blob store, downgrade record and the default "
@@ -96,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _serve(args: argparse.Namespace) -> int:
     from sparkflash.cloud import CloudServer, DeviceRegistry, ServerThread
     from sparkflash.cloud.server import Limits, load_or_create_token, load_server_key
-    from sparkflash.manifest.keys import TrustStore
+    from sparkflash.manifest.trust import load_trust
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
@@ -104,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.trust and not args.insecure_unsigned:
         raise InputError("cloud serve needs --trust KEY (the release signing keys it accepts); "
                          "--insecure-unsigned exists for tests only")
-    trust = TrustStore.from_paths(args.trust) if args.trust else None
+    trust = load_trust(args.trust) if args.trust else None
     host = args.host if args.host is not None else args.listen[0]
     port = args.port if args.port is not None else args.listen[1]
     token_path = args.key.with_name(args.key.name + ".admin-token")

@@ -25,9 +25,9 @@ from sparkflash.deploy.flash_input import FORMATS
 from sparkflash.deploy.parallel import Job, run_parallel
 from sparkflash.deploy.run import Ledger, select_regions
 from sparkflash.errors import DeviceError, InputError, RemoteProtocolError
-from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Region
 from sparkflash.manifest.release import Release, open_release
+from sparkflash.manifest.trust import load_trust
 
 __all__ = ["register", "VIA_MODULES", "open_source", "adhoc_release"]
 
@@ -73,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("source", help="manifest.json path (or its directory), s3://BUCKET/PREFIX/releases/NAME/VERSION, "
                                   "or s3://BUCKET/PREFIX/NAME with --channel")
     d.add_argument("--channel", help="with an s3://BUCKET/PREFIX/NAME source: deploy this channel's release")
-    d.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key (.pub.pem) or directory")
+    d.add_argument("--trust", type=Path, action="append", default=[],
+                   help="root of trust (ROOT.root.json) or trusted public key (.pub.pem) or directory")
     d.add_argument("--no-verify-signature", action="store_true", help="accept an unsigned release (digests still checked)")
     d.add_argument("--region", action="append", help="only the region with this name (repeatable)")
     d.add_argument("--memory", help="only regions in this memory (internal or external)")
@@ -99,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def open_source(args: argparse.Namespace) -> Release:
-    trust = TrustStore.from_paths(args.trust) if args.trust else None
+    trust = load_trust(args.trust) if args.trust else None
     src: str = args.source
     if src.startswith("s3://"):
         fetch = importlib.import_module("sparkflash.publish.fetch")

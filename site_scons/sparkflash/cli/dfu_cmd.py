@@ -14,8 +14,8 @@ from pathlib import Path
 from sparkflash.boards import Board, load_board
 from sparkflash.cli.output import fmt_size, plural, say
 from sparkflash.errors import InputError
-from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.release import MANIFEST_NAME, open_release
+from sparkflash.manifest.trust import load_trust
 from sparkflash.protocols.dfu_file import (
     BCD_DFUSE,
     Element,
@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-o", "--out", type=Path, help="the .dfu file to write (required)")
     p.add_argument("--output", dest="out", type=Path, help=argparse.SUPPRESS)  # deprecated spelling of --out
     p.add_argument("--board", default="spark-core", help="board for ADDRESS FILE inputs (default spark-core)")
-    p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key for a release")
+    p.add_argument("--trust", type=Path, action="append", default=[],
+                   help="root of trust (ROOT.root.json) or trusted public key for a release")
     p.add_argument("--no-verify-signature", action="store_true", help="accept an unsigned release")
     p.add_argument("--allow-protected", action="store_true", help="ADDRESS FILE inputs may write protected areas")
     p.set_defaults(func=_pack)
@@ -116,7 +117,7 @@ def _pieces(args: argparse.Namespace) -> tuple[Board, list[tuple[int, bytes, str
         mpath = Path(path_s)
         if mpath.is_dir():
             mpath = mpath / MANIFEST_NAME
-        trust = TrustStore.from_paths(args.trust) if args.trust else None
+        trust = load_trust(args.trust) if args.trust else None
         rel = open_release(mpath, trust, require_signature=not args.no_verify_signature)
         board_name = rel.manifest.board
         pieces += [(r.address, rel.blob(r), f"{mpath}: region {r.name!r}") for r in rel.manifest.regions]

@@ -1,4 +1,4 @@
-"""`sparkflash keys generate|id`: Ed25519 release-signing keys."""
+"""`sparkflash keys generate|id|export-public|root`: Ed25519 release-signing keys and the root of trust."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("key", help="PEM private key path or RFC 7512 pkcs11: URI")
     e.add_argument("out", type=Path, help="where to write KEY.pub.pem (refuses to overwrite)")
     e.set_defaults(func=_export)
+    from sparkflash.cli import keys_root_cmd
+
+    keys_root_cmd.register(ks)
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -12,10 +12,11 @@ from sparkflash.boards import Board, load_board
 from sparkflash.cli.output import fmt_size, plural, say
 from sparkflash.errors import InputError
 from sparkflash.manifest.build import build_release, plan_release
-from sparkflash.manifest.keys import TrustStore, load_signer
+from sparkflash.manifest.keys import load_signer
 from sparkflash.manifest.model import Manifest
-from sparkflash.manifest.release import MANIFEST_NAME, open_release, sign_manifest
+from sparkflash.manifest.release import MANIFEST_NAME, open_release, sign_manifest, verify_manifest_signature
 from sparkflash.manifest.svg import render_svg
+from sparkflash.manifest.trust import load_trust
 
 __all__ = ["register"]
 
@@ -63,12 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     v = ms.add_parser("verify", help="check the signature against trusted keys and every blob digest")
     v.add_argument("release", type=Path, help="release dir or its manifest.json")
     v.add_argument("--trust", type=Path, action="append", default=[], required=True,
-                   help="trusted public key (.pub.pem) or a directory of them")
+                   help="root of trust (ROOT.root.json), or trusted public keys (.pub.pem files or directories)")
     v.set_defaults(func=_verify)
 
     g = ms.add_parser("sign", help="write manifest.json.sig next to the manifest")
     g.add_argument("release", type=Path, help="release dir or its manifest.json")
-    g.add_argument("--key", required=True, help="Ed25519 private key (PEM path or RFC 7512 pkcs11: URI)")
+    g.add_argument("--key", action="append", required=True,
+                   help="Ed25519 private key (PEM path or RFC 7512 pkcs11: URI); repeat to sign with several")
+    g.add_argument("--add", action="store_true",
+                   help="keep the signatures already in manifest.json.sig (a co-signer adds theirs: k-of-n)")
     g.set_defaults(func=_sign)
 
 
@@ -160,24 +164,28 @@ def _show(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     mpath = _manifest_path(args.release)
-    rel = open_release(mpath, TrustStore.from_paths(args.trust))
+    trust = load_trust(args.trust)
+    rel = open_release(mpath, trust)
     rel.verify_blobs()
     m = rel.manifest
     assert rel.signature is not None
+    signed_by = verify_manifest_signature(trust, rel.raw, rel.signature, str(mpath))
     if args.json:
         print(json.dumps({"ok": True, "exit_code": 0, "manifest": str(mpath), "name": m.name, "version": m.version,
-                          "key_id": rel.signature.key_id, "regions": len(m.regions)}, sort_keys=True))
+                          "key_id": signed_by[0], "signed_by": signed_by, "regions": len(m.regions)}, sort_keys=True))
     else:
-        print(f"OK: {m.name} {m.version}: signature by key {rel.signature.key_id[:16]}… and "
+        print(f"OK: {m.name} {m.version}: signature by key {', '.join(k[:16] + '…' for k in signed_by)} and "
               f"{plural(len(m.regions), 'blob digest')} verified")
     return 0
 
 
 def _sign(args: argparse.Namespace) -> int:
-    signer = load_signer(args.key)
-    out = sign_manifest(_manifest_path(args.release), signer)
+    signers = [load_signer(k) for k in args.key]
+    out = sign_manifest(_manifest_path(args.release), signers, add=args.add)
+    kids = [s.key_id for s in signers]
     if args.json:
-        print(json.dumps({"ok": True, "exit_code": 0, "signature": str(out), "key_id": signer.key_id}, sort_keys=True))
+        print(json.dumps({"ok": True, "exit_code": 0, "signature": str(out), "key_id": kids[0], "key_ids": kids},
+                         sort_keys=True))
     elif not args.quiet:
-        print(f"wrote {out} (key id {signer.key_id})")
+        print(f"wrote {out} (key id {', '.join(kids)})")
     return 0

@@ -40,9 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--channel", help="also point channels/NAME/CHANNEL.json at this release (needs --key)")
     p.add_argument("--channel-expires-days", type=float, default=30.0, metavar="DAYS",
                    help="the channel record expires after DAYS (default 30): a frozen channel stops deploying")
-    p.add_argument("--key", help="Ed25519 private key (PEM path or pkcs11: URI): checks the release signature, "
-                                 "signs the channel record")
-    p.add_argument("--trust", type=Path, action="append", default=[], help="trusted public key (.pub.pem) or directory")
+    p.add_argument("--key", action="append", default=[],
+                   help="Ed25519 private key (PEM path or pkcs11: URI): checks the release signature, signs the "
+                        "channel record; repeat for a channel role with a threshold above 1")
+    p.add_argument("--trust", type=Path, action="append", default=[],
+                   help="root of trust (ROOT.root.json, walked up through the bucket's roots/), or trusted "
+                        "public keys (.pub.pem files or directories)")
     p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL(_S3), else AWS)")
     p.add_argument("--aws-region", help="AWS region (default: AWS_REGION / AWS config, else us-east-1)")
     p.add_argument("--region", dest="aws_region", help=argparse.SUPPRESS)  # deprecated spelling of --aws-region
@@ -81,12 +84,13 @@ class _PublishPrinter:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from sparkflash.manifest.keys import TrustStore, load_signer
+    from sparkflash.manifest.keys import load_signer
+    from sparkflash.manifest.trust import load_trust
     from sparkflash.publish.store import ClientOptions
     from sparkflash.publish.upload import PublishOptions, publish
 
-    signer = load_signer(args.key) if args.key else None
-    trust = TrustStore.from_paths(args.trust) if args.trust else None
+    signer = [load_signer(k) for k in args.key]
+    trust = load_trust(args.trust) if args.trust else None
     rep = Reporter(True) if args.json else None
     printer = (lambda ev: None) if args.quiet else _PublishPrinter()
     report = publish(args.dist, args.url, signer=signer, trust=trust, channel=args.channel,

@@ -18,15 +18,16 @@ import threading
 from pathlib import Path
 
 from sparkflash.errors import InputError, VerifyError
-from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import SIGNATURE_NAME, Manifest
-from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key
+from sparkflash.manifest.release import Release, Signature, atomic_write, blob_key, verify_manifest_signature
 from sparkflash.manifest.sources import read_regular
+from sparkflash.manifest.trust import Trust
 
 __all__ = ["BLOB_CAP", "MANIFEST_CAP", "BlobStore", "ReleaseSource", "release_from_dir", "release_from_post"]
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MANIFEST_CAP = 256 * 1024
+SIGNATURE_CAP = 16 * 1024  # manifest.json.sig with up to 32 signatures (k-of-n)
 BLOB_CAP = 2 * 1024 * 1024  # the largest thing a Core holds (its external flash)
 
 
@@ -63,7 +64,7 @@ class BlobStore:
         return self.put(sha256, data)
 
 
-def _check(manifest: Manifest, sig: Signature | None, raw: bytes, trust: TrustStore | None, insecure: bool,
+def _check(manifest: Manifest, sig: Signature | None, raw: bytes, trust: Trust | None, insecure: bool,
            origin: str) -> None:
     for r in manifest.regions:
         if not SHA256.fullmatch(r.sha256):
@@ -76,13 +77,10 @@ def _check(manifest: Manifest, sig: Signature | None, raw: bytes, trust: TrustSt
     if sig is None:
         raise VerifyError(f"{origin}: unsigned release; sign it (sparkflash manifest sign) — the server deploys "
                           "only releases signed by a key in its --trust store")
-    if sig.key_id not in trust.keys:
-        raise VerifyError(f"{origin}: signed by unknown key {sig.key_id[:16]}…; the server does not trust it")
-    if not trust.verify(sig.key_id, sig.signature, raw):
-        raise VerifyError(f"{origin}: signature does not match the manifest (tampered?)")
+    verify_manifest_signature(trust, raw, sig, origin)
 
 
-def release_from_post(manifest_json: object, signature_json: object, store: BlobStore, trust: TrustStore | None,
+def release_from_post(manifest_json: object, signature_json: object, store: BlobStore, trust: Trust | None,
                       insecure: bool) -> Release:
     """A release posted as text; its blobs must already be in the server's store."""
     if not isinstance(manifest_json, str) or len(manifest_json) > MANIFEST_CAP:
@@ -92,14 +90,14 @@ def release_from_post(manifest_json: object, signature_json: object, store: Blob
     manifest = Manifest.from_bytes(raw, origin)
     sig = None
     if signature_json is not None:
-        if not isinstance(signature_json, str) or len(signature_json) > 4096:
+        if not isinstance(signature_json, str) or len(signature_json) > SIGNATURE_CAP:
             raise InputError("'signature_json' must be the text of manifest.json.sig")
         sig = Signature.from_bytes(signature_json.encode(), origin)
     _check(manifest, sig, raw, trust, insecure, origin)
     return Release(manifest, raw, sig, store.root)
 
 
-def release_from_dir(path: Path, store: BlobStore, trust: TrustStore | None, insecure: bool) -> Release:
+def release_from_dir(path: Path, store: BlobStore, trust: Trust | None, insecure: bool) -> Release:
     """A release directory (or its manifest.json) on the server host: read, checked, blobs copied into the store.
 
     Blocking: call it from a worker thread."""
@@ -107,7 +105,7 @@ def release_from_dir(path: Path, store: BlobStore, trust: TrustStore | None, ins
     raw = read_regular(mpath, MANIFEST_CAP)
     manifest = Manifest.from_bytes(raw, str(mpath))
     spath = mpath.with_name(SIGNATURE_NAME)
-    sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+    sig = Signature.from_bytes(read_regular(spath, SIGNATURE_CAP), str(spath)) if spath.exists() else None
     _check(manifest, sig, raw, trust, insecure, str(mpath))
     for r in manifest.regions:
         if not store.path(r.sha256).exists():
@@ -126,7 +124,7 @@ class ReleaseSource:
     rollout is created: the rollout then names the release it found, so every device (and a
     resumed deployment) gets the same one. Blocking: call from a worker thread."""
 
-    def __init__(self, blobs: BlobStore, trust: TrustStore | None, insecure: bool, *,
+    def __init__(self, blobs: BlobStore, trust: Trust | None, insecure: bool, *,
                  endpoint_url: str | None = None) -> None:
         self.blobs, self.trust, self.insecure, self.endpoint_url = blobs, trust, insecure, endpoint_url
         self._open: dict[str, Release] = {}
@@ -180,7 +178,7 @@ class ReleaseSource:
             raw = read_regular(mpath, MANIFEST_CAP)
             if hashlib.sha256(raw).hexdigest() != ref[len("stored:"):]:
                 raise VerifyError(f"{mpath}: the stored manifest does not match its digest (altered on disk?)")
-            sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+            sig = Signature.from_bytes(read_regular(spath, SIGNATURE_CAP), str(spath)) if spath.exists() else None
             manifest = Manifest.from_bytes(raw, str(mpath))
             _check(manifest, sig, raw, self.trust, self.insecure, str(mpath))
             rel = Release(manifest, raw, sig, self.blobs.root)
@@ -203,7 +201,7 @@ class ReleaseSource:
                              channel_memory=ChannelMemory(self.blobs.root / "channels"))
         raw = read_regular(path, MANIFEST_CAP)
         spath = path.with_name(SIGNATURE_NAME)
-        sig = Signature.from_bytes(read_regular(spath, 4096), str(spath)) if spath.exists() else None
+        sig = Signature.from_bytes(read_regular(spath, SIGNATURE_CAP), str(spath)) if spath.exists() else None
         manifest = Manifest.from_bytes(raw, str(path))
         _check(manifest, sig, raw, self.trust, self.insecure, url)
         for r in manifest.regions:  # fetch_release checked each blob; they are in the store by digest now

@@ -44,7 +44,7 @@ from sparkflash.errors import InputError, SparkflashError, TransportTimeout
 from sparkflash.fleet import Store, open_store
 from sparkflash.fleet.ids import instance_id
 from sparkflash.fleet.instances import Presence
-from sparkflash.manifest.keys import TrustStore
+from sparkflash.manifest.trust import Trust
 
 __all__ = ["CloudServer", "Limits", "ServerThread", "load_or_create_token", "load_server_key"]
 
@@ -86,7 +86,7 @@ def load_or_create_token(path: Path) -> str:
 class CloudServer:
     def __init__(self, key: rsa.RSAPrivateKey, registry: DeviceRegistry, *, host: str = "127.0.0.1",
                  port: int = 5683, admin: tuple[str, int] | None = ("127.0.0.1", 8683),
-                 trust: TrustStore | None = None, token: str | None = None, store: Path | None = None,
+                 trust: Trust | None = None, token: str | None = None, store: Path | None = None,
                  insecure_unsigned: bool = False, limits: Limits | None = None, rsa_workers: int = 0,
                  database: str | Path | None = None, instance: str = "local", s3_endpoint: str | None = None,
                  lease_s: float = 30.0) -> None:

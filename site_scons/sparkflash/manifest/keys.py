@@ -24,6 +24,9 @@ class Signer(Protocol):
     @property
     def key_id(self) -> str: ...
 
+    @property
+    def public_key(self) -> Ed25519PublicKey: ...
+
     def sign(self, payload: bytes) -> bytes: ...
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from sparkflash import names
 from sparkflash.errors import InputError, VerifyError
-from sparkflash.manifest.keys import Signer, TrustStore
+from sparkflash.manifest.keys import Signer
 from sparkflash.manifest.model import MANIFEST_NAME, SIGNATURE_NAME, Manifest, Region
+from sparkflash.manifest.trust import ROLE_MANIFEST, Trust, verify_signatures
 
 __all__ = [
     "MANIFEST_NAME",
@@ -34,7 +35,10 @@ __all__ = [
     "store_blob",
     "sign_manifest",
     "open_release",
+    "verify_manifest_signature",
 ]
+
+MAX_SIGNATURES = 32
 
 
 
@@ -65,11 +69,35 @@ def store_blob(root: Path, data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Signature:
-    key_id: str
+    """manifest.json.sig: one or more Ed25519 signatures over the manifest bytes (k-of-n).
+
+    One signature keeps the original form {"alg", "key_id", "signature"} (byte-identical to what
+    older releases carry); more are {"alg": "ed25519", "signatures": [{"key_id", "signature"}, ...]},
+    sorted by key id so that the same set of signers always writes the same bytes."""
+
+    key_id: str  # the first signer (named in messages)
     signature: bytes
+    more: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def all(self) -> list[tuple[str, bytes]]:
+        return [(self.key_id, self.signature), *self.more]
+
+    @classmethod
+    def of(cls, sigs: list[tuple[str, bytes]]) -> Signature:
+        by_key = dict(sigs)  # one signature per key: a key signing twice still counts once
+        if not by_key:
+            raise ValueError("no signatures")
+        ordered = sorted(by_key.items())
+        return cls(ordered[0][0], ordered[0][1], tuple(ordered[1:]))
 
     def to_bytes(self) -> bytes:
-        d = {"alg": "ed25519", "key_id": self.key_id, "signature": base64.b64encode(self.signature).decode()}
+        if not self.more:
+            d: dict[str, object] = {"alg": "ed25519", "key_id": self.key_id,
+                                    "signature": base64.b64encode(self.signature).decode()}
+        else:
+            d = {"alg": "ed25519", "signatures": [{"key_id": k, "signature": base64.b64encode(s).decode()}
+                                                  for k, s in self.all]}
         return (json.dumps(d, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
     @classmethod
@@ -78,7 +106,10 @@ class Signature:
             d = json.loads(raw)
             if d["alg"] != "ed25519":
                 raise ValueError(f"unsupported alg {d['alg']!r}")
-            sig = cls(names.key_id(d["key_id"]), base64.b64decode(d["signature"], validate=True))
+            entries = d["signatures"] if "signatures" in d else [d]
+            if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_SIGNATURES:
+                raise ValueError(f"'signatures' must list 1 to {MAX_SIGNATURES} signatures")
+            sig = cls.of([(names.key_id(e["key_id"]), base64.b64decode(e["signature"], validate=True)) for e in entries])
         except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
             raise VerifyError(f"{origin}: malformed signature file: {e}") from e
         if sig.to_bytes() != raw:
@@ -86,12 +117,19 @@ class Signature:
         return sig
 
 
-def sign_manifest(manifest_path: Path, signer: Signer) -> Path:
+def sign_manifest(manifest_path: Path, signer: Signer | list[Signer], *, add: bool = False) -> Path:
+    """Write manifest.json.sig signed by each signer; with `add`, keep the signatures already there
+    (a co-signer adds theirs: k-of-n). Without `add` the file is replaced (a rebuilt manifest's
+    old signatures would not match it)."""
     raw = manifest_path.read_bytes()
     Manifest.from_bytes(raw, str(manifest_path))  # never sign something that does not parse
-    sig = Signature(signer.key_id, signer.sign(raw))
     out = manifest_path.with_name(SIGNATURE_NAME)
-    atomic_write(out, sig.to_bytes())
+    sigs: list[tuple[str, bytes]] = []
+    if add and out.exists():
+        sigs = Signature.from_bytes(out.read_bytes(), str(out)).all
+    for s in signer if isinstance(signer, list) else [signer]:
+        sigs = [(k, v) for k, v in sigs if k != s.key_id] + [(s.key_id, s.sign(raw))]
+    atomic_write(out, Signature.of(sigs).to_bytes())
     return out
 
 
@@ -132,7 +170,7 @@ class Release:
 
 def open_release(
     manifest_path: Path,
-    trust: TrustStore | None,
+    trust: Trust | None,
     *,
     blob_dir: Path | None = None,
     require_signature: bool = True,
@@ -153,8 +191,12 @@ def open_release(
     if require_signature:
         if sig is None:
             raise VerifyError(f"{manifest_path}: unsigned release (no {SIGNATURE_NAME}); sign it or pass --no-verify-signature")
-        if trust is None or sig.key_id not in trust.keys:
+        if trust is None:
             raise VerifyError(f"{manifest_path}: signed by unknown key {sig.key_id[:16]}…; add its public key with --trust")
-        if not trust.verify(sig.key_id, sig.signature, raw):
-            raise VerifyError(f"{manifest_path}: signature does not match the manifest (tampered?)")
+        verify_manifest_signature(trust, raw, sig, str(manifest_path))
     return Release(manifest, raw, sig, blob_dir or manifest_path.parent)
+
+
+def verify_manifest_signature(trust: Trust, raw: bytes, sig: Signature, origin: str) -> list[str]:
+    """A threshold of the manifest role's keys signed these manifest bytes (the key ids that did)."""
+    return verify_signatures(trust, ROLE_MANIFEST, raw, sig.all, origin, "manifest")

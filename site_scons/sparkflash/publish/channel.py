@@ -23,13 +23,15 @@ from typing import Any
 
 from sparkflash import names
 from sparkflash.errors import InputError, VerifyError
-from sparkflash.manifest.keys import Signer, TrustStore
+from sparkflash.manifest.keys import Signer
+from sparkflash.manifest.trust import ROLE_CHANNEL, Trust, verify_signatures
 
 __all__ = ["CHANNEL_FORMAT", "ChannelMemory", "ChannelRecord", "format_time", "open_channel", "parse_time",
            "sign_channel"]
 
 CHANNEL_FORMAT = "sparkflash-channel/2"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_MAX_SIGNATURES = 32
 
 
 def _canonical(d: dict[str, Any]) -> bytes:
@@ -66,20 +68,29 @@ class ChannelRecord:
         return _canonical(self.to_json())
 
 
-def sign_channel(record: ChannelRecord, signer: Signer) -> bytes:
-    """The object stored at channels/<name>/<channel>.json."""
-    doc = {"record": record.to_json(), "alg": "ed25519", "key_id": signer.key_id,
-           "signature": base64.b64encode(signer.sign(record.payload())).decode()}
+def sign_channel(record: ChannelRecord, signer: Signer | list[Signer]) -> bytes:
+    """The object stored at channels/<name>/<channel>.json. One signer keeps the original form
+    (alg, key_id, signature); several (k-of-n) write "signatures": [{key_id, signature}, ...]."""
+    signers = signer if isinstance(signer, list) else [signer]
+    sigs = sorted({s.key_id: s.sign(record.payload()) for s in signers}.items())
+    if not sigs:
+        raise InputError("a channel record needs at least one signing key")
+    doc: dict[str, Any] = {"record": record.to_json(), "alg": "ed25519"}
+    if len(sigs) == 1:
+        doc |= {"key_id": sigs[0][0], "signature": base64.b64encode(sigs[0][1]).decode()}
+    else:
+        doc["signatures"] = [{"key_id": k, "signature": base64.b64encode(v).decode()} for k, v in sigs]
     return _canonical(doc)
 
 
-def open_channel(raw: bytes, origin: str, trust: TrustStore | None, *,
+def open_channel(raw: bytes, origin: str, trust: Trust | None, *,
                  now: datetime | None = None) -> tuple[ChannelRecord, str]:
-    """Parse (and, given a trust store, verify) a channel object; returns (record, key_id).
+    """Parse (and, given a trust store or root, verify) a channel object; returns (record, first key_id).
 
     With trust=None the signature is not checked here: the manifest it points to is
-    still pinned by digest and its own signature is checked by `open_release`. With
-    `now`, an expired record is refused.
+    still pinned by digest and its own signature is checked by `open_release`. With a root,
+    a threshold of its channel role's keys must have signed (a manifest key does not count).
+    With `now`, an expired record is refused.
     """
     try:
         doc = json.loads(raw)
@@ -93,19 +104,18 @@ def open_channel(raw: bytes, origin: str, trust: TrustStore | None, *,
         parse_time(r["expires"])
         rec = ChannelRecord(names.release_name(r["name"]), names.channel(r["channel"]), names.version(r["version"]),
                             names.digest(r["manifest_sha256"]), seq, str(r["expires"]))
-        kid = names.key_id(doc["key_id"])
-        sig = base64.b64decode(doc["signature"], validate=True)
+        entries = doc["signatures"] if "signatures" in doc else [doc]
+        if not isinstance(entries, list) or not 1 <= len(entries) <= _MAX_SIGNATURES:
+            raise ValueError(f"'signatures' must list 1 to {_MAX_SIGNATURES} signatures")
+        sigs = [(names.key_id(e["key_id"]), base64.b64decode(e["signature"], validate=True)) for e in entries]
     except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
         raise VerifyError(f"{origin}: malformed channel record: {e}") from e
     if trust is not None:
-        if kid not in trust.keys:
-            raise VerifyError(f"{origin}: channel record signed by unknown key {kid[:16]}…; add its public key with --trust")
-        if not trust.verify(kid, sig, rec.payload()):
-            raise VerifyError(f"{origin}: channel record signature does not match (altered in the bucket?)")
+        verify_signatures(trust, ROLE_CHANNEL, rec.payload(), sigs, origin, "channel record")
     if now is not None and parse_time(rec.expires) <= now:
         raise VerifyError(f"{origin}: channel record (sequence {rec.sequence}, {rec.name} {rec.version}) expired at "
                           f"{rec.expires}; a frozen or replayed channel? Move the channel again to renew it")
-    return rec, kid
+    return rec, sigs[0][0]
 
 
 def state_root() -> Path:

@@ -22,7 +22,6 @@ from typing import Any
 
 from sparkflash import names
 from sparkflash.errors import InputError, NoSuchChannel, PublishError, VerifyError
-from sparkflash.manifest.keys import TrustStore
 from sparkflash.manifest.model import Manifest, Region
 from sparkflash.manifest.release import (
     MANIFEST_NAME,
@@ -30,8 +29,11 @@ from sparkflash.manifest.release import (
     Signature,
     atomic_write,
     blob_key,
+    verify_manifest_signature,
 )
+from sparkflash.manifest.trust import Trust, TrustRoot
 from sparkflash.publish.channel import ChannelMemory, open_channel
+from sparkflash.publish.roots import RootMemory, refresh_root
 from sparkflash.publish.store import (
     ClientOptions,
     S3Store,
@@ -69,25 +71,29 @@ def parse_release_url(url: str) -> tuple[S3Url, str, str]:
     return S3Url(loc.bucket, "/".join(parts[:-3])), names.release_name(parts[-2], url), names.version(parts[-1], url)
 
 
-def resolve_channel(store: S3Store, url: str, channel: str, trust: TrustStore | None,
-                    memory: ChannelMemory | None = None) -> tuple[S3Url, str, str, str]:
-    """s3://BUCKET/PREFIX/NAME + channel -> (store root, name, version, pinned manifest sha256).
-    A verified record must not be expired nor older (by sequence) than the last one `memory`
-    holds for this channel; it then becomes the last one."""
+def _channel_root(url: str) -> tuple[S3Url, str]:
+    """s3://BUCKET/PREFIX/NAME -> (store root, name)."""
     loc = parse_s3_url(url)
     parts = loc.prefix.split("/") if loc.prefix else []
     if not parts:
         raise InputError(f"{url}: with --channel, expected s3://BUCKET/PREFIX/NAME")
-    root = S3Url(loc.bucket, "/".join(parts[:-1]))
-    name = names.release_name(parts[-1], url)
+    return S3Url(loc.bucket, "/".join(parts[:-1])), names.release_name(parts[-1], url)
+
+
+def resolve_channel(store: S3Store, url: str, channel: str, trust: Trust | None,
+                    memory: ChannelMemory | None = None) -> tuple[S3Url, str, str, str]:
+    """s3://BUCKET/PREFIX/NAME + channel -> (store root, name, version, pinned manifest sha256).
+    A verified record must not be expired nor older (by sequence) than the last one `memory`
+    holds for this channel; it then becomes the last one."""
+    root, name = _channel_root(url)
     names.channel(channel, "--channel")
     key = root.key("channels", name, f"{channel}.json")
     raw = store.get(key)
     if raw is None:
         have = [c.removesuffix(".json") for c in store.list_children(root.key("channels", name), folders=False)]
-        raise NoSuchChannel(f"s3://{loc.bucket}/{key}: no channel {channel!r} for {name}"
+        raise NoSuchChannel(f"s3://{root.bucket}/{key}: no channel {channel!r} for {name}"
                            + (f" (channels: {', '.join(have)})" if have else " (nothing published for it)"))
-    origin = f"s3://{loc.bucket}/{key}"
+    origin = f"s3://{root.bucket}/{key}"
     rec, _ = open_channel(raw, origin, trust, now=datetime.now(UTC))
     if rec.name != name or rec.channel != channel:
         raise VerifyError(f"{origin}: record is for {rec.name}/{rec.channel}, not {name}/{channel}")
@@ -125,7 +131,7 @@ def _fetch_blob(store: S3Store, root: S3Url, region: Region, cache: Path, on_eve
 
 
 def _verify_manifest(raw: bytes, sig_raw: bytes | None, origin: str, name: str, version: str,
-                     pinned: str | None, trust: TrustStore | None, require_signature: bool = True) -> Manifest:
+                     pinned: str | None, trust: Trust | None, require_signature: bool = True) -> Manifest:
     try:
         m = Manifest.from_bytes(raw, origin)
     except InputError as e:
@@ -142,11 +148,7 @@ def _verify_manifest(raw: bytes, sig_raw: bytes | None, origin: str, name: str, 
     if trust is not None:
         if sig_raw is None:
             raise VerifyError(f"{origin}: release has no {SIGNATURE_NAME}; refusing an unsigned release")
-        sig = Signature.from_bytes(sig_raw, origin + ".sig")
-        if sig.key_id not in trust.keys:
-            raise VerifyError(f"{origin}: signed by unknown key {sig.key_id[:16]}…; add its public key with --trust")
-        if not trust.verify(sig.key_id, sig.signature, raw):
-            raise VerifyError(f"{origin}: signature does not match the manifest (altered in the bucket?)")
+        verify_manifest_signature(trust, raw, Signature.from_bytes(sig_raw, origin + ".sig"), origin)
     if (m.name, m.version) != (name, version):
         raise VerifyError(f"{origin}: manifest is for {m.name} {m.version}, not {name} {version} (moved or replayed?)")
     return m
@@ -158,12 +160,13 @@ def fetch_release(
     channel: str | None = None,
     cache: Path | None = None,
     endpoint_url: str | None = None,
-    trust: TrustStore | None = None,
+    trust: Trust | None = None,
     client_options: ClientOptions | None = None,
     on_event: EventFn = _noop,
     store: S3Store | None = None,
     require_signature: bool = True,
     channel_memory: ChannelMemory | None = None,
+    root_memory: RootMemory | None = None,
 ) -> Path:
     """Download, verify and cache a release; the local manifest.json path (blobs/ beside it).
     The manifest and its signature are checked before any blob is downloaded; without a trust
@@ -173,6 +176,8 @@ def fetch_release(
     if store is None:
         store = open_store(parse_s3_url(url).bucket, opts)
     pinned: str | None = None
+    if isinstance(trust, TrustRoot):  # the bucket's roots/ chain from what this host trusts: the newest root
+        trust = refresh_root(trust, store, _channel_root(url)[0] if channel else parse_release_url(url)[0], root_memory)
     if channel:
         root, name, version, pinned = resolve_channel(store, url, channel, trust, channel_memory)
     else:

@@ -25,7 +25,7 @@ from typing import Any
 
 from sparkflash import names
 from sparkflash.errors import InputError, PublishError, VerifyError
-from sparkflash.manifest.keys import Signer, TrustStore
+from sparkflash.manifest.keys import Signer
 from sparkflash.manifest.release import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -33,13 +33,16 @@ from sparkflash.manifest.release import (
     Signature,
     blob_key,
     open_release,
+    verify_manifest_signature,
 )
+from sparkflash.manifest.trust import Trust, TrustRoot
 from sparkflash.publish.channel import (
     ChannelRecord,
     format_time,
     open_channel,
     sign_channel,
 )
+from sparkflash.publish.roots import refresh_root
 from sparkflash.publish.store import (
     ClientOptions,
     S3Store,
@@ -84,7 +87,7 @@ class PublishReport:
     name: str
     version: str
     manifest_sha256: str
-    manifest_status: str = "pending"  # "created" | "unchanged"
+    manifest_status: str = "pending"  # "created" | "unchanged" | "signatures-added"
     blobs: list[BlobResult] = field(default_factory=list)
     channel: dict[str, Any] | None = None
     replaced_orphan_signature: bool = False  # an interrupted publish had left a signature without manifest
@@ -104,23 +107,24 @@ class PublishReport:
         }
 
 
-def _load_local(dist: Path, signer: Signer | None, trust: TrustStore | None) -> Release:
+def _load_local(dist: Path, signers: list[Signer], trust: Trust | None) -> Release:
     """The release to publish, its signature and every blob checked: never publish what cannot deploy."""
     mpath = dist / MANIFEST_NAME if dist.is_dir() else dist
     rel = open_release(mpath, None, blob_dir=mpath.parent, require_signature=False)
     sig = rel.signature
     if sig is None:
         raise VerifyError(f"{mpath}: unsigned release (no {SIGNATURE_NAME}); sign it first (scons sign)")
-    if trust is not None and sig.key_id in trust.keys:
-        ok = trust.verify(sig.key_id, sig.signature, rel.raw)
-    elif signer is not None and sig.key_id == signer.key_id:
-        ok = signer.sign(rel.raw) == sig.signature  # Ed25519 is deterministic
-    elif signer is None and trust is None:
+    if trust is not None:
+        verify_manifest_signature(trust, rel.raw, sig, str(mpath))
+    elif not signers:
         raise InputError(f"{mpath}: pass --key or --trust so the release signature can be checked before publishing")
     else:
-        raise VerifyError(f"{mpath}: signed by key {sig.key_id[:16]}…, which is neither --key nor in --trust")
-    if not ok:
-        raise VerifyError(f"{mpath}: signature does not match the manifest (edited after signing?)")
+        mine = {s.key_id: s for s in signers}
+        ours = [(k, v) for k, v in sig.all if k in mine]
+        if not ours:
+            raise VerifyError(f"{mpath}: signed by key {sig.key_id[:16]}…, which is neither --key nor in --trust")
+        if not all(mine[k].sign(rel.raw) == v for k, v in ours):  # Ed25519 is deterministic
+            raise VerifyError(f"{mpath}: signature does not match the manifest (edited after signing?)")
     rel.verify_blobs()
     return rel
 
@@ -170,6 +174,17 @@ def _upload_blob(store: S3Store, key: str, data: bytes, b: BlobResult, opts: Pub
     on_event({"event": "blob-done", "sha256": b.sha256, "size": b.size, "status": b.status})
 
 
+def _adds_signatures(stored: bytes | None, sig: Signature, where: str) -> bool:
+    """Does `sig` hold every signature of the stored file and more? (Then it may replace it.)"""
+    if stored is None:
+        return False
+    try:
+        old = set(Signature.from_bytes(stored, where + ".sig").all)
+    except VerifyError:
+        return False
+    return old < set(sig.all)
+
+
 def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, report: PublishReport) -> None:
     """Signature, then manifest, each with If-None-Match: of racing publishers exactly one pair
     lands, nothing is overwritten, and the manifest (what makes a release visible) comes last.
@@ -182,6 +197,9 @@ def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, r
         existing = store.get(mkey)
         if existing == rel.raw:
             report.manifest_status = "unchanged"  # the same release, signed by another trusted key
+            if _adds_signatures(store.get(skey), sig, where):  # a co-signer's (k-of-n): keep every old one
+                store.put(skey, sig_raw, if_none_match=False, content_type="application/json")
+                report.manifest_status = "signatures-added"
             return
         if existing is not None:
             raise PublishError(f"{where}: {m.name} {m.version} is already published with different content; "
@@ -201,12 +219,12 @@ def _commit_manifest(store: S3Store, loc: S3Url, rel: Release, sig: Signature, r
                            "a release is immutable: bump the version")
 
 
-def _check_channel(channel: str, signer: Signer | None) -> Signer:
+def _check_channel(channel: str, signers: list[Signer]) -> list[Signer]:
     """Before anything is uploaded: a channel move that cannot happen fails the publish up front."""
-    if signer is None:
+    if not signers:
         raise InputError(f"--channel {channel}: a channel record must be signed; pass --key")
     names.channel(channel, "--channel")
-    return signer
+    return signers
 
 
 def _previous_sequence(raw: bytes) -> tuple[int, str]:
@@ -222,16 +240,20 @@ def _previous_sequence(raw: bytes) -> tuple[int, str]:
             return 0, "?"
 
 
-def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signer: Signer,
-                  opts: PublishOptions) -> dict[str, Any]:
-    """The next record: sequence = the stored one's + 1, expiry = now + channel_ttl."""
+def _move_channel(store: S3Store, loc: S3Url, rel: Release, channel: str, signers: list[Signer],
+                  opts: PublishOptions, trust: Trust | None) -> dict[str, Any]:
+    """The next record: sequence = the stored one's + 1, expiry = now + channel_ttl; given a root,
+    checked against its channel role before it is stored (a record no reader accepts never lands)."""
     m = rel.manifest
     key = loc.key("channels", m.name, f"{channel}.json")
     previous = store.get(key)
     seq, prev_version = _previous_sequence(previous) if previous is not None else (0, "")
     expires = format_time(datetime.now(UTC) + opts.channel_ttl)
     rec = ChannelRecord(m.name, channel, m.version, hashlib.sha256(rel.raw).hexdigest(), seq + 1, expires)
-    store.put(key, sign_channel(rec, signer), if_none_match=False, content_type="application/json")
+    doc = sign_channel(rec, signers)
+    if trust is not None:
+        open_channel(doc, f"s3://{store.bucket}/{key} (not stored)", trust)
+    store.put(key, doc, if_none_match=False, content_type="application/json")
     return {"channel": channel, "url": f"s3://{store.bucket}/{key}", "version": m.version, "previous": prev_version,
             "sequence": rec.sequence, "expires": rec.expires}
 
@@ -240,8 +262,8 @@ def publish(
     dist: Path,
     url: str,
     *,
-    signer: Signer | None = None,
-    trust: TrustStore | None = None,
+    signer: Signer | list[Signer] | None = None,
+    trust: Trust | None = None,
     channel: str | None = None,
     client_options: ClientOptions | None = None,
     options: PublishOptions | None = None,
@@ -251,12 +273,16 @@ def publish(
     """Upload DIST (a signed release directory) under s3://BUCKET/PREFIX; see the module doc for order."""
     opts = options or PublishOptions()
     loc = parse_s3_url(url)
-    channel_signer = _check_channel(channel, signer) if channel else None
-    rel = _load_local(dist, signer, trust)
-    assert rel.signature is not None
-    m = rel.manifest
+    signers = signer if isinstance(signer, list) else [] if signer is None else [signer]
+    channel_signers = _check_channel(channel, signers) if channel else []
     if store is None:
         store = open_store(loc.bucket, client_options or ClientOptions())
+    if isinstance(trust, TrustRoot):  # verify with the newest root the bucket's chain leads to
+        store.ensure_bucket(opts.create_bucket)
+        trust = refresh_root(trust, store, loc)
+    rel = _load_local(dist, signers, trust)
+    assert rel.signature is not None
+    m = rel.manifest
     store.ensure_bucket(opts.create_bucket)
     report = PublishReport(loc.url("releases", m.name, m.version), m.name, m.version,
                            hashlib.sha256(rel.raw).hexdigest())
@@ -271,8 +297,8 @@ def publish(
         _upload_blob(store, loc.key(blob_key(b.sha256)), data, b, opts, on_event)
     _commit_manifest(store, loc, rel, rel.signature, report)
     on_event({"event": "manifest-done", "url": report.url, "status": report.manifest_status})
-    if channel and channel_signer is not None:
-        report.channel = _move_channel(store, loc, rel, channel, channel_signer, opts)
+    if channel and channel_signers:
+        report.channel = _move_channel(store, loc, rel, channel, channel_signers, opts, trust)
         on_event({"event": "channel-done", **report.channel})
     on_event({"event": "publish-done", "bytes_uploaded": report.bytes_uploaded})
     return report
