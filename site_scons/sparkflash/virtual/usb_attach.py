@@ -4,12 +4,18 @@ The bridge needs GObject introspection (python3-gi, gir1.2-umockdev-1.0), which 
 does not see, so it runs as a child of the system Python (/usr/bin/python3, or
 $SPARKFLASH_GI_PYTHON). `env()` is what a libusb program needs to see the Core as USB
 device 1d50:607f: LD_PRELOAD of umockdev's preload library and UMOCKDEV_DIR.
+
+The bridge's hot path, virtual/usb_ioctl_server.c, is built here with the host gcc on first
+use, into the per-user cache ($SPARKFLASH_HOME/cache/usb, else ~/.cache/sparkflash/usb) under
+a name carrying its source digest, so an edited source is rebuilt and an unchanged one never.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,10 +23,38 @@ from typing import IO, Any
 
 from sparkflash.errors import ToolchainError
 
-__all__ = ["UsbBridge", "bridge_available", "gi_python"]
+__all__ = ["UsbBridge", "bridge_available", "gi_python", "ioctl_server"]
 
 BRIDGE = Path(__file__).with_name("usb_bridge.py")
+SERVER_SOURCE = Path(__file__).with_name("usb_ioctl_server.c")
 APT_HINT = "apt-get install umockdev gir1.2-umockdev-1.0 python3-gi"
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("SPARKFLASH_HOME"):
+        return Path(os.environ["SPARKFLASH_HOME"]) / "cache" / "usb"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sparkflash" / "usb"
+
+
+def ioctl_server() -> Path:
+    """The built usb_ioctl_server (compiled now if this source's build is not in the cache)."""
+    source = SERVER_SOURCE.read_bytes()
+    target = _cache_dir() / f"usb_ioctl_server-{hashlib.sha256(source).hexdigest()[:16]}"
+    if target.exists():
+        return target
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if not cc:
+        raise ToolchainError("virtual-core --usb: no C compiler to build usb_ioctl_server (apt-get install gcc)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    p = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(SERVER_SOURCE)], capture_output=True, text=True,
+                       check=False)
+    if p.returncode:
+        tmp.unlink(missing_ok=True)
+        raise ToolchainError(f"virtual-core --usb: {cc} could not build {SERVER_SOURCE.name}: {p.stderr.strip()[-400:]}")
+    os.replace(tmp, target)  # atomic: a concurrent start sees the old state or the whole binary
+    return target
 
 
 def gi_python() -> str:
@@ -53,7 +87,7 @@ class UsbBridge:
         why = bridge_available()
         if why:
             raise ToolchainError(f"virtual-core --usb: {why}")
-        cmd = [gi_python(), str(BRIDGE), "--socket", str(self.state_dir / "dfu.sock")]
+        cmd = [gi_python(), str(BRIDGE), "--socket", str(self.state_dir / "dfu.sock"), "--server", str(ioctl_server())]
         if self.unconfigured:
             cmd.append("--unconfigured")
         cmd += self.extra
