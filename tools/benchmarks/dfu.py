@@ -17,7 +17,8 @@ command/data block costs the bwPollTimeout the Core announces: 50 ms internal, S
    over the bare socket. Skipped (with the reason) where umockdev/python3-gi are missing.
 
 Options: --spi-kib N (default 256), --internal-kib N (16), --big-kib N (1536),
---usb-spi-kib N (256), --usb-internal-kib N (100), --no-usb, --quick (128/8/256, 64/16).
+--usb-spi-kib N (256), --usb-internal-kib N (100), --no-usb, --usb-only (part 3 alone),
+--default-timer-slack (part 3's clients without the 1 us timer slack), --quick (128/8/256, 64/16).
 """
 
 from __future__ import annotations
@@ -143,19 +144,24 @@ def _announced_wait(commands: list[tuple[str, int]], memory: str) -> float:
     return sum(erase_ms if kind == "erase" else other_ms for kind, _ in commands) / 1000
 
 
-def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
-    """Real dfu-util against us, both through libusb and the umockdev bridge to one virtual Core."""
+def _through_usb(tmp: Path, spi_kib: int, internal_kib: int, *, fine_slack: bool = True) -> dict[str, Any]:
+    """Real dfu-util against us, both through libusb and the umockdev bridge to one virtual Core.
+
+    Both clients run with a 1 us timer slack (fine_slack): umockdev's preload library sleeps
+    usleep(0) after each forwarded ioctl, 60-90 us with the default 50 us slack, three times per
+    control transfer; a real usbfs has no such sleep. Each side gets the same."""
     import subprocess
     import sys
 
     from sparkflash.protocols.dfuse import ControlRequest
-    from sparkflash.virtual.usb_attach import UsbBridge, bridge_available
+    from sparkflash.virtual.usb_attach import CLIENT_TIMER_SLACK_NS, UsbBridge, bridge_available, fine_timer_slack
 
     why = bridge_available()
     if why:
         return {"skipped": why}
     core = VirtualCore(tmp / "usb-core", CoreOptions(dfu_poll=True, endpoints=("dfu",))).start()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"client_timer_slack_ns": CLIENT_TIMER_SLACK_NS if fine_slack else "default"}
+    preexec = fine_timer_slack if fine_slack else None
     try:
         with UsbBridge(core.state.path) as bridge:
             env = {**os.environ, **bridge.env()}
@@ -169,14 +175,14 @@ def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
                 device = core.endpoints["dfu"].device  # the Core's command log: what dfu-util made it wait
                 n0, t0 = len(device.commands), time.monotonic()
                 subprocess.run(["dfu-util", "-d", "1d50:607f", "-a", str(alt), "-s", f"0x{address:08x}", "-D", str(f)],
-                               env=env, check=True, capture_output=True)
+                               env=env, check=True, capture_output=True, preexec_fn=preexec)
                 dfu_util_s = time.monotonic() - t0
                 dfu_util_wait = _announced_wait(core.endpoints["dfu"].device.commands[n0:], memory)
                 if flash.read(address, len(data)) != data:
                     raise RuntimeError(f"dfu-util: {memory} flash does not hold the written bytes")
                 flash.write_erased(address, os.urandom(len(data)))
                 child = subprocess.run([sys.executable, "-c", _OURS_IN_CHILD, memory, hex(address), str(f)], env=env,
-                                       check=True, capture_output=True, text=True)
+                                       check=True, capture_output=True, text=True, preexec_fn=preexec)
                 ours = json.loads(child.stdout)
                 if flash.read(address, len(data)) != data:
                     raise RuntimeError(f"ours: {memory} flash does not hold the written bytes")
@@ -216,10 +222,19 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--usb-spi-kib", type=int, default=256)
     p.add_argument("--usb-internal-kib", type=int, default=100)
     p.add_argument("--no-usb", action="store_true", help="skip real dfu-util vs ours through virtual-core --usb")
+    p.add_argument("--usb-only", action="store_true", help="only real dfu-util vs ours through virtual-core --usb")
+    p.add_argument("--default-timer-slack", action="store_true",
+                   help="run both libusb clients with the default timer slack (umockdev's usleep(0) per ioctl ~60-90 us)")
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
     if a.quick:
         a.spi_kib, a.internal_kib, a.big_kib, a.usb_spi_kib, a.usb_internal_kib = 128, 8, 256, 64, 16
+    if a.usb_only:
+        with tempfile.TemporaryDirectory(prefix="bench-dfu-") as tmp:
+            usb = _through_usb(Path(tmp), a.usb_spi_kib, a.usb_internal_kib, fine_slack=not a.default_timer_slack)
+        return {"real_dfu_util_usb": usb,
+                "targets": {"real_dfu_util_spi>=1.8": usb.get("external", {}).get("dfu_util_over_ours", 0) >= 1.8,
+                            "real_dfu_util_internal>=1.45": usb.get("internal", {}).get("dfu_util_over_ours", 0) >= 1.45}}
     with tempfile.TemporaryDirectory(prefix="bench-dfu-") as tmp:
         core = VirtualCore(Path(tmp) / "core", CoreOptions(dfu_poll=True, endpoints=("dfu",))).start()
         try:
@@ -233,7 +248,8 @@ def run(argv: list[str]) -> dict[str, Any]:
                 session.close()
         finally:
             core.stop()
-        usb = {"skipped": "--no-usb"} if a.no_usb else _through_usb(Path(tmp), a.usb_spi_kib, a.usb_internal_kib)
+        usb = {"skipped": "--no-usb"} if a.no_usb else _through_usb(Path(tmp), a.usb_spi_kib, a.usb_internal_kib,
+                                                                   fine_slack=not a.default_timer_slack)
     return {
         "poll_timeouts": "Core: internal 50 ms; SPI 20 ms erase, 30 ms otherwise (dfu_poll on)",
         "write_spi": spi,

@@ -4,7 +4,9 @@
  * Why C: umockdev's own ioctl handler (UMockdev.IoctlBase through GObject introspection) costs
  * ~0.8 ms per control transfer on an idle machine and 2-4 ms on a loaded one (GLib async I/O and
  * a Python signal handler for each of the 3 ioctls of a transfer, 6 socket round trips). Here a
- * transfer is 4 round trips with the client, one with the Core, no main loop, no allocation.
+ * transfer (SUBMITURB, REAPURBNDELAY, REAPURBNDELAY -> EAGAIN) is 3 round trips with the client,
+ * one with the Core, no main loop, no allocation: the client's memory is read and written in place
+ * (process_vm_readv/writev) where the kernel allows it, else through READ_MEM/WRITE_MEM.
  *
  * Wire protocol of libumockdev-preload (umockdev 0.17, src/libumockdev-preload.c remote_emulate):
  * the client sends {cmd, arg1, arg2} as three unsigned longs, cmd 1 = ioctl(request arg1, pointer
@@ -48,7 +50,7 @@
 #define MAX_CLIENTS 8
 #define MAX_DONE 64
 #define MAX_FAIL 64
-#define MAX_TRANSFER (8 + 4096)
+#define MAX_TRANSFER (8 + 65535) /* setup + the largest wLength */
 #define DEVNUM 2
 #define USB_SPEED_FULL 2
 
@@ -162,7 +164,7 @@ static int core_connect(void) {
 /* One control transfer: 0 or -errno; IN data into `in` (at most `cap` bytes), its length in *got. */
 static int core_control(const uint8_t *setup, const uint8_t *out, size_t out_len, uint8_t *in, size_t cap,
                         size_t *got) {
-    uint8_t frame[MAX_TRANSFER];
+    static uint8_t frame[MAX_TRANSFER];
     int is_in = setup[0] & 0x80;
     size_t n = 8 + (is_in ? 0 : out_len);
     memcpy(frame, setup, 8);
@@ -209,7 +211,7 @@ static int is_failed_urb(long n) {
 
 static int submit(struct client *c, unsigned long addr) {
     struct usbdevfs_urb urb;
-    uint8_t buf[MAX_TRANSFER];
+    static uint8_t buf[MAX_TRANSFER];
     if (read_mem(c, addr, &urb, sizeof urb)) return -1;
     if (urb.type != USBDEVFS_URB_TYPE_CONTROL || urb.buffer_length < 8 || urb.buffer_length > MAX_TRANSFER)
         return fail(c->fd, EINVAL);  /* the Core has only EP0 */
