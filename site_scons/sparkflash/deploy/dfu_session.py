@@ -16,7 +16,7 @@ from typing import Any
 
 from sparkflash.errors import DeviceGone, InputError
 from sparkflash.protocols.dfu_layout import Layout, parse_layout
-from sparkflash.protocols.dfuse import ControlRequest, DfuseHost, Done, EndpointStalled, Operation, Req, Wait
+from sparkflash.protocols.dfuse import ControlRequest, DfuseHost, Done, EndpointStalled, Operation, Req, SkipFn, Wait
 from sparkflash.protocols.usb_descriptors import (
     DT_CONFIG,
     DT_DEVICE,
@@ -118,8 +118,8 @@ class DfuSession:
                 ev = op.on_reply(data)
         return ev.value
 
-    def read(self, address: int, length: int, *, pointer_is_set: bool = False) -> bytes:
-        return bytes(self.run(self.host.read(address, length, pointer_is_set=pointer_is_set)))
+    def read(self, address: int, length: int, *, pointer_is_set: bool = False, skip: SkipFn | None = None) -> bytes:
+        return bytes(self.run(self.host.read(address, length, pointer_is_set=pointer_is_set, skip=skip)))
 
     def close(self) -> None:
         self.pipe.close()
