@@ -51,13 +51,17 @@ def _cache_dir() -> Path:
     return Path(base) / "sparkflash" / "usb"
 
 
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+
+
 def ioctl_server() -> Path:
     """The built usb_ioctl_server (compiled now if this source's build is not in the cache)."""
     source = SERVER_SOURCE.read_bytes()
     target = _cache_dir() / f"usb_ioctl_server-{hashlib.sha256(source).hexdigest()[:16]}"
     if target.exists():
         return target
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    cc = _compiler()
     if not cc:
         raise ToolchainError("virtual-core --usb: no C compiler to build usb_ioctl_server (apt-get install gcc)")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +89,8 @@ def bridge_available() -> str | None:
                        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_PRELOAD")})
     if p.returncode:
         return f"{py} cannot load umockdev's GObject bindings ({APT_HINT})"
+    if not _compiler():
+        return "no C compiler to build the bridge's ioctl server (apt-get install gcc)"
     return None
 
 
