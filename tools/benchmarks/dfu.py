@@ -116,6 +116,7 @@ from sparkflash.boards import load_board
 from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
 from sparkflash.deploy.dfu_session import DfuSession, open_pipes
 from sparkflash.manifest.model import Region
+import sparkflash.transports.usb_device, usb.core, usb.util  # imports before t0, as above (dfu-util's are links)
 memory, address, path = sys.argv[1], int(sys.argv[2], 0), Path(sys.argv[3])
 data = path.read_bytes()
 board = load_board("spark-core")
