@@ -234,3 +234,18 @@ def test_ioctl_server_built_once_per_source(tmp_path: Path, monkeypatch: pytest.
     p = subprocess.run([str(built)], capture_output=True, text=True, check=False)  # no arguments: its usage, exit 2
     assert p.returncode == 2 and "usage: usb_ioctl_server" in p.stderr
     assert built.name.startswith(SERVER_SOURCE.stem + "-")
+
+
+def test_client_memory_through_the_preload_library(make_usb_core: Callable[..., UsbCore], tmp_path: Path,
+                                                   tool: Callable[[str], str]) -> None:
+    """Where the kernel refuses process_vm_readv/writev (ptrace rules), the ioctl server reads and
+    writes the client's URBs through umockdev's READ_MEM/WRITE_MEM messages instead: dfu-util and
+    pyusb get the same bytes."""
+    tool("dfu-util")
+    u = make_usb_core("--socket-memory")
+    data = os.urandom(5000)
+    (tmp_path / "d.bin").write_bytes(data)
+    u.run("dfu-util", "-d", "1d50:607f", "-a", "1", "-s", "0xA0000", "-D", str(tmp_path / "d.bin"))
+    assert u.core.state.external.read(0xA0000, len(data)) == data
+    u.sparkflash("read", "0xA0000", str(len(data)), "-o", str(tmp_path / "back.bin"), "--device", "usb:1-1")
+    assert (tmp_path / "back.bin").read_bytes() == data

@@ -134,6 +134,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--unconfigured", action="store_true", help="start with no configuration set (bConfigurationValue empty)")
     ap.add_argument("--fail-urbs", default="", help="test fault: comma list of control URB numbers (from 1) failing with EPROTO")
     ap.add_argument("--busy", action="store_true", help="test fault: claiming the interface fails with EBUSY")
+    ap.add_argument("--socket-memory", action="store_true",
+                    help="test: the client's memory only through the preload library (as where ptrace is refused)")
     a = ap.parse_args(argv)
     if a.fail_urbs and not all(n.isdigit() for n in a.fail_urbs.split(",")):
         raise SystemExit(f"usb-bridge: --fail-urbs wants numbers separated by commas, not {a.fail_urbs!r}")
@@ -145,7 +147,7 @@ def main(argv: list[str]) -> int:
     listen = os.path.join(root, "ioctl", DEVNODE.lstrip("/"))  # where the preload library looks for DEVNODE's handler
     os.makedirs(os.path.dirname(listen), exist_ok=True)
     cmd = [a.server, listen, a.socket, os.path.join(root, "sys" + SYSFS, "bConfigurationValue")]
-    cmd += ["--busy"] * a.busy + (["--fail-urbs", a.fail_urbs] if a.fail_urbs else [])
+    cmd += ["--busy"] * a.busy + ["--socket-memory"] * a.socket_memory + (["--fail-urbs", a.fail_urbs] if a.fail_urbs else [])
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":

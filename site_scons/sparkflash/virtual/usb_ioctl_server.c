@@ -18,7 +18,9 @@
  * (0 ACK, 1 STALL), length, IN data. One request in flight, as on EP0.
  *
  * Usage: usb_ioctl_server LISTEN_SOCKET CORE_SOCKET CONFIG_ATTR_FILE [--busy] [--fail-urbs N,M,...]
- *         (faults for tests: bus errors on these control URBs, interface taken)
+ *        [--socket-memory]
+ * (for tests: the interface taken, bus errors on these control URBs, the client's memory only
+ * through READ_MEM/WRITE_MEM as where the kernel refuses process_vm_readv)
  * Prints "ready\n" on stdout once listening; exits on SIGTERM or when its parent dies.
  */
 #define _GNU_SOURCE
@@ -64,7 +66,7 @@ struct client {
 };
 
 static const char *core_path, *config_attr;
-static int core_fd = -1, busy;
+static int core_fd = -1, busy, socket_memory;
 static long fail_urbs[MAX_FAIL];
 static int n_fail;
 static long control_transfers;
@@ -320,12 +322,14 @@ static int listen_on(const char *path) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: usb_ioctl_server LISTEN_SOCKET CORE_SOCKET CONFIG_ATTR_FILE [--busy] [--fail-urbs N,M]\n");
+        fprintf(stderr, "usage: usb_ioctl_server LISTEN_SOCKET CORE_SOCKET CONFIG_ATTR_FILE [--busy] [--fail-urbs N,M] "
+                        "[--socket-memory]\n");
         return 2;
     }
     core_path = argv[2], config_attr = argv[3];
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "--busy")) busy = 1;
+        else if (!strcmp(argv[i], "--socket-memory")) socket_memory = 1;
         else if (!strcmp(argv[i], "--fail-urbs") && i + 1 < argc) {
             for (char *p = argv[++i]; *p && n_fail < MAX_FAIL;) {
                 char *end;
@@ -378,7 +382,7 @@ int main(int argc, char **argv) {
             struct ucred cred;
             socklen_t len = sizeof cred;
             clients[slot] = (struct client){.fd = fd};
-            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) clients[slot].pid = cred.pid;
+            if (!socket_memory && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) clients[slot].pid = cred.pid;
         }
     }
     unlink(argv[1]);
