@@ -125,6 +125,9 @@ class DfuSession:
         self.pipe.close()
 
 
+_REQ_NAMES = {int(r): r.name.lower() for r in Req}  # looked up per transfer: no enum construction
+
+
 def _kind(req: ControlRequest) -> str:
     if req.bmRequestType & 0x60 != 0x20:
         return "standard"
@@ -134,10 +137,7 @@ def _kind(req: ControlRequest) -> str:
         if req.wValue == 0 and req.data[:1] == b"\x41":
             return "erase"
         return "dnload" if req.data else "leave"
-    try:
-        return Req(req.bRequest).name.lower()
-    except ValueError:
-        return f"request_{req.bRequest}"
+    return _REQ_NAMES.get(req.bRequest) or f"request_{req.bRequest}"
 
 
 def open_pipes(specs: list[str], vid: int, pid: int) -> list[ControlPipe]:
