@@ -197,6 +197,41 @@ def test_a_run_whose_first_sector_needs_no_erase_sets_the_pointer(core_dir: Path
         assert erases == [0xC2000, 0xC1000]  # highest first
 
 
+def test_read_before_writing_stops_in_a_sector_at_its_first_differing_chunk(core_dir: Path, tmp_path: Path) -> None:
+    """A sector inside the region is rewritten as soon as one chunk differs (and is not blank), so
+    the read before writing skips its other chunks; unchanged and blank sectors are read in full
+    (skipped, or written without an Erase), and every rewritten byte is still read back."""
+    from sparkflash.boards import load_board
+    from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
+    from sparkflash.deploy.dfu_session import DfuSession, open_pipes
+
+    with VirtualCore(core_dir, CoreOptions(dfu_poll=False, endpoints=("dfu",))) as core:
+        ext = core.state.external
+        data = bytearray(os.urandom(0x4000))  # four 4 KiB sectors, 1 KiB chunks
+        old = bytearray(data)
+        old[0x1000:0x2000] = os.urandom(0x1000)  # sector 1 differs in its first chunk
+        old[0x2C00:0x3000] = os.urandom(0x400)  # sector 2 only in its last chunk
+        ext.write_erased(0xD0000, bytes(old))  # sector 0 unchanged
+        ext.erase_sector(0xD3000)  # sector 3 blank: written without an Erase
+        f = tmp_path / "d.bin"
+        f.write_bytes(bytes(data))
+        rel = adhoc_release(f, 0xD0000, "spark-core", False, tmp_path / "store")
+        (region,) = rel.manifest.regions
+        (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
+        session = DfuSession(pipe)
+        try:
+            fl = DfuFlasher(SessionBackend(session), load_board("spark-core"))
+            rep = fl.write_region(region, rel.blob(region), lambda d, t: None)
+            assert fl.device_digest(region) == (region.crc32, region.sha256)
+        finally:
+            session.close()
+        assert (rep.sectors_skipped, rep.sectors_erased, rep.retries) == (1, 2, 0)
+        assert session.counts["upload"] == (4 + 1 + 4 + 4) + 3 * 4  # the read before, then sectors 1-3 read back
+        assert ext.read(0xD0000, 0x4000) == data
+        erases = [a for kind, a in core.endpoints["dfu"].device.commands if kind == "erase"]
+        assert erases == [0xD2000, 0xD1000]
+
+
 def test_two_devices_in_one_deploy(tmp_path: Path) -> None:
     opts = CoreOptions(dfu_poll=False, endpoints=("dfu",))
     with VirtualCore(tmp_path / "a", opts) as a, VirtualCore(tmp_path / "b", opts) as b:

@@ -213,3 +213,39 @@ def test_virtual_core_usb_command(usb_bridge_available: None, core_dir: Path, to
         assert proc.wait(10) == 0
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_ioctl_server_built_once_per_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bridge's C server is compiled on first use into the cache, named by its source digest,
+    and reused; a compiler that fails is named with the source it could not build."""
+    from sparkflash.errors import ToolchainError
+    from sparkflash.virtual.usb_attach import SERVER_SOURCE, ioctl_server
+
+    monkeypatch.setenv("SPARKFLASH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CC", "false")
+    with pytest.raises(ToolchainError, match=r"false could not build usb_ioctl_server\.c"):
+        ioctl_server()
+    assert not list((tmp_path / "home" / "cache" / "usb").iterdir())  # no half-built binary left behind
+    monkeypatch.delenv("CC")
+    built = ioctl_server()
+    assert built.parent == tmp_path / "home" / "cache" / "usb" and os.access(built, os.X_OK)
+    mtime = built.stat().st_mtime_ns
+    assert ioctl_server() == built and built.stat().st_mtime_ns == mtime
+    p = subprocess.run([str(built)], capture_output=True, text=True, check=False)  # no arguments: its usage, exit 2
+    assert p.returncode == 2 and "usage: usb_ioctl_server" in p.stderr
+    assert built.name.startswith(SERVER_SOURCE.stem + "-")
+
+
+def test_client_memory_through_the_preload_library(make_usb_core: Callable[..., UsbCore], tmp_path: Path,
+                                                   tool: Callable[[str], str]) -> None:
+    """Where the kernel refuses process_vm_readv/writev (ptrace rules), the ioctl server reads and
+    writes the client's URBs through umockdev's READ_MEM/WRITE_MEM messages instead: dfu-util and
+    pyusb get the same bytes."""
+    tool("dfu-util")
+    u = make_usb_core("--socket-memory")
+    data = os.urandom(5000)
+    (tmp_path / "d.bin").write_bytes(data)
+    u.run("dfu-util", "-d", "1d50:607f", "-a", "1", "-s", "0xA0000", "-D", str(tmp_path / "d.bin"))
+    assert u.core.state.external.read(0xA0000, len(data)) == data
+    u.sparkflash("read", "0xA0000", str(len(data)), "-o", str(tmp_path / "back.bin"), "--device", "usb:1-1")
+    assert (tmp_path / "back.bin").read_bytes() == data

@@ -94,6 +94,24 @@ def test_write_read_and_the_cores_poll_timeouts(core: DfuseDevice) -> None:
     assert [r for r in p.sent if r.bRequest == Req.UPLOAD][0].wValue == 2
 
 
+def test_read_skips_blocks_by_block_number(core: DfuseDevice) -> None:
+    """skip() names the offset to read next: the block number places each UPLOAD, so the
+    skipped blocks are never asked for (an offset inside a block starts at that block)."""
+    core.flash["external"].program(0x80000, bytes(range(256)) * 24)  # 6 KiB
+    p = Pair(core)
+    p.run(p.host.start())
+    seen: list[int] = []
+
+    def skip(off: int, chunk: bytes) -> int | None:
+        seen.append(off)
+        return 0x1000 + 0x10 if off == 0 else None
+
+    got = p.run(p.host.read(0x80000, 0x1800, skip=skip))
+    assert [r.wValue for r in p.sent if r.bRequest == Req.UPLOAD] == [2, 6, 7]
+    assert seen == [0, 0x1000, 0x1400]
+    assert got[:0x400] == got[0x1000:0x1400] == bytes(range(256)) * 4 and got[0x400:0x1000] == bytes(0xC00)
+
+
 def test_erase_moves_the_pointer(core: DfuseDevice) -> None:
     p = Pair(core)
     p.run(p.host.start())

@@ -17,7 +17,8 @@ command/data block costs the bwPollTimeout the Core announces: 50 ms internal, S
    over the bare socket. Skipped (with the reason) where umockdev/python3-gi are missing.
 
 Options: --spi-kib N (default 256), --internal-kib N (16), --big-kib N (1536),
---usb-spi-kib N (256), --usb-internal-kib N (100), --no-usb, --quick (128/8/256, 64/16).
+--usb-spi-kib N (256), --usb-internal-kib N (100), --no-usb, --usb-only (part 3 alone),
+--default-timer-slack (part 3's clients without the 1 us timer slack), --quick (128/8/256, 64/16).
 """
 
 from __future__ import annotations
@@ -115,17 +116,31 @@ from sparkflash.boards import load_board
 from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
 from sparkflash.deploy.dfu_session import DfuSession, open_pipes
 from sparkflash.manifest.model import Region
+import sparkflash.transports.usb_device, usb.core, usb.util  # imports before t0, as above (dfu-util's are links)
 memory, address, path = sys.argv[1], int(sys.argv[2], 0), Path(sys.argv[3])
 data = path.read_bytes()
 board = load_board("spark-core")
+slept = [0.0]
+def sleep(s):  # what the poll waits really took (the asked-for part is session.waited_s)
+    t = time.monotonic(); time.sleep(s); slept[0] += time.monotonic() - t
 t0 = time.monotonic()
 (pipe,) = open_pipes(["1d50:607f"], 0x1D50, 0x607F)
-fl = DfuFlasher(SessionBackend(DfuSession(pipe)), board)
+in_control = [0.0]
+control = pipe.control
+def timed(req, timeout):
+    t = time.monotonic()
+    try:
+        return control(req, timeout)
+    finally:
+        in_control[0] += time.monotonic() - t
+pipe.control = timed
+fl = DfuFlasher(SessionBackend(DfuSession(pipe, sleep=sleep)), board)
 r = Region("b", memory, address, len(data), hashlib.sha256(data).hexdigest(), zlib.crc32(data), ())
 session = fl.backend.session
 fl.write_region(r, data, lambda d, t: None)
 assert fl.device_digest(r) == (r.crc32, r.sha256)
 dt = time.monotonic() - t0
+pipe.control = control
 counts, waited = dict(session.counts), session.waited_s
 n = 300
 t1 = time.monotonic()
@@ -133,7 +148,8 @@ for _ in range(n):
     pipe.control(__import__("sparkflash.protocols.dfuse", fromlist=["x"]).ControlRequest(0x80, 6, 0x0100, 0, length=18), 5)
 per = (time.monotonic() - t1) / n
 pipe.close()
-print(json.dumps({"s": dt, "control_s": per, "transfers": sum(counts.values()), "poll_wait_s": waited}))
+print(json.dumps({"s": dt, "control_s": per, "transfers": sum(counts.values()), "poll_wait_s": waited,
+                  "in_control_s": in_control[0], "slept_s": slept[0]}))
 """
 
 
@@ -143,22 +159,29 @@ def _announced_wait(commands: list[tuple[str, int]], memory: str) -> float:
     return sum(erase_ms if kind == "erase" else other_ms for kind, _ in commands) / 1000
 
 
-def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
-    """Real dfu-util against us, both through libusb and the umockdev bridge to one virtual Core."""
+def _through_usb(tmp: Path, spi_kib: int, internal_kib: int, *, fine_slack: bool = True) -> dict[str, Any]:
+    """Real dfu-util against us, both through libusb and the umockdev bridge to one virtual Core.
+
+    Both clients run with a 1 us timer slack (fine_slack): umockdev's preload library sleeps
+    usleep(0) after each forwarded ioctl, 60-90 us with the default 50 us slack, three times per
+    control transfer; a real usbfs has no such sleep. Each side gets the same."""
     import subprocess
     import sys
 
     from sparkflash.protocols.dfuse import ControlRequest
-    from sparkflash.virtual.usb_attach import UsbBridge, bridge_available
+    from sparkflash.virtual.usb_attach import CLIENT_TIMER_SLACK_NS, UsbBridge, bridge_available, fine_timer_slack
 
     why = bridge_available()
     if why:
         return {"skipped": why}
     core = VirtualCore(tmp / "usb-core", CoreOptions(dfu_poll=True, endpoints=("dfu",))).start()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"client_timer_slack_ns": CLIENT_TIMER_SLACK_NS if fine_slack else "default"}
+    preexec = fine_timer_slack if fine_slack else None
     try:
         with UsbBridge(core.state.path) as bridge:
-            env = {**os.environ, **bridge.env()}
+            # our child imports this same sparkflash (a venv's editable install may point at another checkout)
+            here = str(Path(__file__).resolve().parents[2] / "site_scons")
+            env = {**os.environ, **bridge.env(), "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
             for memory, address, kib in (("external", 0x100000, spi_kib), ("internal", 0x08005000, internal_kib)):
                 flash = core.state.internal if memory == "internal" else core.state.external
                 alt = load_board("spark-core").memory(memory).dfu_alt
@@ -169,14 +192,14 @@ def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
                 device = core.endpoints["dfu"].device  # the Core's command log: what dfu-util made it wait
                 n0, t0 = len(device.commands), time.monotonic()
                 subprocess.run(["dfu-util", "-d", "1d50:607f", "-a", str(alt), "-s", f"0x{address:08x}", "-D", str(f)],
-                               env=env, check=True, capture_output=True)
+                               env=env, check=True, capture_output=True, preexec_fn=preexec)
                 dfu_util_s = time.monotonic() - t0
                 dfu_util_wait = _announced_wait(core.endpoints["dfu"].device.commands[n0:], memory)
                 if flash.read(address, len(data)) != data:
                     raise RuntimeError(f"dfu-util: {memory} flash does not hold the written bytes")
                 flash.write_erased(address, os.urandom(len(data)))
                 child = subprocess.run([sys.executable, "-c", _OURS_IN_CHILD, memory, hex(address), str(f)], env=env,
-                                       check=True, capture_output=True, text=True)
+                                       check=True, capture_output=True, text=True, preexec_fn=preexec)
                 ours = json.loads(child.stdout)
                 if flash.read(address, len(data)) != data:
                     raise RuntimeError(f"ours: {memory} flash does not hold the written bytes")
@@ -189,7 +212,12 @@ def _through_usb(tmp: Path, spi_kib: int, internal_kib: int) -> dict[str, Any]:
                                "poll_wait_ratio": round(dfu_util_wait / ours["poll_wait_s"], 3),
                                "ours_control_transfers": ours["transfers"],
                                "ours_ms_per_transfer_beyond_polls": round(
-                                   1000 * (ours["s"] - ours["poll_wait_s"]) / ours["transfers"], 3)}
+                                   1000 * (ours["s"] - ours["poll_wait_s"]) / ours["transfers"], 3),
+                               # where ours spent it: in control transfers (bridge, Core, libusb), past the
+                               # asked-for poll waits (timer and wake-up latency), and in its own Python
+                               "ours_ms_per_transfer_in_control": round(1000 * ours["in_control_s"] / ours["transfers"], 3),
+                               "ours_poll_overshoot_s": round(ours["slept_s"] - ours["poll_wait_s"], 3),
+                               "ours_other_s": round(ours["s"] - ours["in_control_s"] - ours["slept_s"], 3)}
                 out["bridge_control_s"] = ours["control_s"]
         # the same standard request straight over the virtual Core's socket: what the bridge adds
         (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
@@ -216,10 +244,19 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--usb-spi-kib", type=int, default=256)
     p.add_argument("--usb-internal-kib", type=int, default=100)
     p.add_argument("--no-usb", action="store_true", help="skip real dfu-util vs ours through virtual-core --usb")
+    p.add_argument("--usb-only", action="store_true", help="only real dfu-util vs ours through virtual-core --usb")
+    p.add_argument("--default-timer-slack", action="store_true",
+                   help="run both libusb clients with the default timer slack (umockdev's usleep(0) per ioctl ~60-90 us)")
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
     if a.quick:
         a.spi_kib, a.internal_kib, a.big_kib, a.usb_spi_kib, a.usb_internal_kib = 128, 8, 256, 64, 16
+    if a.usb_only:
+        with tempfile.TemporaryDirectory(prefix="bench-dfu-") as tmp:
+            usb = _through_usb(Path(tmp), a.usb_spi_kib, a.usb_internal_kib, fine_slack=not a.default_timer_slack)
+        return {"real_dfu_util_usb": usb,
+                "targets": {"real_dfu_util_spi>=1.8": usb.get("external", {}).get("dfu_util_over_ours", 0) >= 1.8,
+                            "real_dfu_util_internal>=1.45": usb.get("internal", {}).get("dfu_util_over_ours", 0) >= 1.45}}
     with tempfile.TemporaryDirectory(prefix="bench-dfu-") as tmp:
         core = VirtualCore(Path(tmp) / "core", CoreOptions(dfu_poll=True, endpoints=("dfu",))).start()
         try:
@@ -233,7 +270,8 @@ def run(argv: list[str]) -> dict[str, Any]:
                 session.close()
         finally:
             core.stop()
-        usb = {"skipped": "--no-usb"} if a.no_usb else _through_usb(Path(tmp), a.usb_spi_kib, a.usb_internal_kib)
+        usb = {"skipped": "--no-usb"} if a.no_usb else _through_usb(Path(tmp), a.usb_spi_kib, a.usb_internal_kib,
+                                                                   fine_slack=not a.default_timer_slack)
     return {
         "poll_timeouts": "Core: internal 50 ms; SPI 20 ms erase, 30 ms otherwise (dfu_poll on)",
         "write_spi": spi,

@@ -1,7 +1,8 @@
 """`--via dfu`: every region through the Core's DfuSe bootloader, skip-unchanged, read-back verified.
 
-Per region: select the memory's alt, refuse non-writable layout segments, read back the
-touched sectors, then per contiguous run of changed sectors: erase those not already
+Per region: select the memory's alt, refuse non-writable layout segments, read the touched
+sectors (one inside the region only up to its first chunk that differs and is not blank: it
+is rewritten anyway), then per contiguous run of changed sectors: erase those not already
 blank (highest first: the Core's Erase moves the pointer, so erasing the run's first sector
 last sets it for the data blocks), set the pointer only if that erase was not needed,
 DNLOAD blocks 2, 3, 4... (blank chunks left out), read the run back (one retry).
@@ -31,6 +32,7 @@ from sparkflash.errors import InputError, TransportError, VerifyError
 from sparkflash.manifest.model import Region
 from sparkflash.manifest.release import Release
 from sparkflash.protocols.dfu_layout import ERASABLE, WRITABLE, Layout, parse_layout
+from sparkflash.protocols.dfuse import SkipFn
 from sparkflash.transports.dfu_util import DfuUtil, list_args, upload_args
 from sparkflash.transports.usb_device import DFU_MODE_HINT
 
@@ -44,7 +46,10 @@ class DfuBackend(Protocol):
 
     def select(self, alt: int) -> Layout: ...
 
-    def read(self, address: int, length: int) -> bytes: ...
+    def read(self, address: int, length: int, skip: SkipFn | None = None) -> bytes:
+        """The bytes at address; `skip` (protocols.dfuse read) may leave chunks unread (0x00): a hint
+        a backend that reads whole ranges ignores."""
+        ...
 
     def write_run(self, start: int, data: bytes, erase: list[int], progress: ProgressFn) -> int: ...
 
@@ -70,8 +75,8 @@ class SessionBackend:
         self.session.select_alt(alt)
         return self.session.layout(alt)
 
-    def read(self, address: int, length: int) -> bytes:
-        return self.session.read(address, length)
+    def read(self, address: int, length: int, skip: SkipFn | None = None) -> bytes:
+        return self.session.read(address, length, skip=skip)
 
     def write_run(self, start: int, data: bytes, erase: list[int], progress: ProgressFn) -> int:
         s, host = self.session, self.session.host
@@ -148,7 +153,8 @@ class DfuUtilBackend:
             self._known[self.alt] = (address, bytearray(data))
         return data
 
-    def read(self, address: int, length: int) -> bytes:
+    def read(self, address: int, length: int, skip: SkipFn | None = None) -> bytes:
+        del skip  # one `-U` run reads the whole range anyway
         known = self._known.get(self.alt)
         if known is not None and known[0] <= address and address + length <= known[0] + len(known[1]):
             return bytes(known[1][address - known[0] : address - known[0] + length])
@@ -219,11 +225,25 @@ class DfuFlasher:
                              f"{layout.name!r}, which is not erasable and writable")
         return mem
 
-    def _current(self, mem: Memory, start: int, last: int, end: int, region: Region) -> bytes:
+    def _current(self, mem: Memory, start: int, last: int, end: int, region: Region, data: bytes) -> bytes:
         """The touched sectors as they are now; with --no-skip only partly covered edge sectors
-        are read (their bytes outside the region must survive the erase)."""
+        are read (their bytes outside the region must survive the erase).
+
+        A sector inside the region is read only up to its first chunk that differs from `data`
+        and is not blank: it is rewritten whatever the rest holds (and read back in full after),
+        so the rest stays unread (0x00, which keeps it "changed, not blank" for plan_write)."""
         if not self.no_skip:
-            return self.backend.read(start, end - start)
+            def skip(off: int, chunk: bytes) -> int | None:
+                a = start + off
+                sector = a - (a - start) % mem.sector_size
+                if sector < region.address or sector + mem.sector_size > region.end:
+                    return None  # an edge sector: its bytes outside the region are kept, all are needed
+                want = data[a - region.address : a - region.address + len(chunk)]
+                if chunk == want or chunk == bytes([mem.erase_value]) * len(chunk):
+                    return None  # still possibly unchanged, or blank (no Erase needed)
+                return sector + mem.sector_size - start
+
+            return self.backend.read(start, end - start, skip)
         cur = bytearray(b"\xff" * (end - start))
         if region.address != start:
             cur[: min(mem.sector_size, end - start)] = self.backend.read(start, min(mem.sector_size, end - start))
@@ -235,7 +255,7 @@ class DfuFlasher:
         mem = self._select(region)
         sectors = mem.sectors(region.address, region.size)
         start, end = sectors[0], min(sectors[-1] + mem.sector_size, mem.end)
-        current = self._current(mem, start, sectors[-1], end, region)
+        current = self._current(mem, start, sectors[-1], end, region, data)
         plan = plan_write(start, mem.sector_size, current, region.address, data,
                           force=self.no_skip, erased=mem.erase_value)
         report = WriteReport(sectors_skipped=plan.skipped)

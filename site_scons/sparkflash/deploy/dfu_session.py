@@ -16,7 +16,7 @@ from typing import Any
 
 from sparkflash.errors import DeviceGone, InputError
 from sparkflash.protocols.dfu_layout import Layout, parse_layout
-from sparkflash.protocols.dfuse import ControlRequest, DfuseHost, Done, EndpointStalled, Operation, Req, Wait
+from sparkflash.protocols.dfuse import ControlRequest, DfuseHost, Done, EndpointStalled, Operation, Req, SkipFn, Wait
 from sparkflash.protocols.usb_descriptors import (
     DT_CONFIG,
     DT_DEVICE,
@@ -118,11 +118,14 @@ class DfuSession:
                 ev = op.on_reply(data)
         return ev.value
 
-    def read(self, address: int, length: int, *, pointer_is_set: bool = False) -> bytes:
-        return bytes(self.run(self.host.read(address, length, pointer_is_set=pointer_is_set)))
+    def read(self, address: int, length: int, *, pointer_is_set: bool = False, skip: SkipFn | None = None) -> bytes:
+        return bytes(self.run(self.host.read(address, length, pointer_is_set=pointer_is_set, skip=skip)))
 
     def close(self) -> None:
         self.pipe.close()
+
+
+_REQ_NAMES = {int(r): r.name.lower() for r in Req}  # looked up per transfer: no enum construction
 
 
 def _kind(req: ControlRequest) -> str:
@@ -134,10 +137,7 @@ def _kind(req: ControlRequest) -> str:
         if req.wValue == 0 and req.data[:1] == b"\x41":
             return "erase"
         return "dnload" if req.data else "leave"
-    try:
-        return Req(req.bRequest).name.lower()
-    except ValueError:
-        return f"request_{req.bRequest}"
+    return _REQ_NAMES.get(req.bRequest) or f"request_{req.bRequest}"
 
 
 def open_pipes(specs: list[str], vid: int, pid: int) -> list[ControlPipe]:

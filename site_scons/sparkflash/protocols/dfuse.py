@@ -13,7 +13,7 @@ dfuERROR, so it is sent only in dfuERROR; leave is answered with dfuDNLOAD-IDLE.
 from __future__ import annotations
 
 import struct
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -158,6 +158,8 @@ def encode_erase(address: int) -> bytes:
 
 
 _Gen = Generator[ControlRequest | Wait, Any, Any]
+#: read(skip=...): (offset, chunk just read) -> the offset to read next, or None for the next chunk
+SkipFn = Callable[[int, bytes], int | None]
 
 
 class Operation:
@@ -314,27 +316,35 @@ class DfuseHost:
         self.state = State.UPLOAD_IDLE if len(data) == length else State.IDLE
         return bytes(data)
 
-    def read(self, address: int, length: int, *, pointer_is_set: bool = False) -> Operation:
+    def read(self, address: int, length: int, *, pointer_is_set: bool = False,
+             skip: SkipFn | None = None) -> Operation:
         """Set Address, ABORT to dfuIDLE, UPLOAD blocks 2.. (last one trimmed), ABORT.
 
         `pointer_is_set`: the pointer already holds `address` (data blocks do not move it), so
-        a read-back right after writing a run saves the Set Address and its poll timeout."""
-        return Operation(self._read(address, length, pointer_is_set))
+        a read-back right after writing a run saves the Set Address and its poll timeout.
+        `skip(offset, chunk)`: after each chunk, the offset to read next (rounded down to a
+        block boundary, at least the next chunk) or None for the next one; the block number
+        places an UPLOAD, so skipped blocks cost nothing. Bytes not read are 0x00."""
+        return Operation(self._read(address, length, pointer_is_set, skip))
 
-    def _read(self, address: int, length: int, pointer_is_set: bool = False) -> _Gen:
+    def _read(self, address: int, length: int, pointer_is_set: bool = False, skip: SkipFn | None = None) -> _Gen:
         if not pointer_is_set:
             yield from self._command(encode_set_address(address), f"Set Address Pointer 0x{address:08x}")
         if self.state != State.IDLE:
             yield from self._abort()
-        out = bytearray()
-        for i, off in enumerate(range(0, length, self.transfer_size)):
-            if 2 + i > 0xFFFF:
-                raise LocalProtocolError(f"read of {length} bytes at 0x{address:08x} needs more than 65534 blocks")
+        if (length + self.transfer_size - 1) // self.transfer_size + 1 > 0xFFFF:
+            raise LocalProtocolError(f"read of {length} bytes at 0x{address:08x} needs more than 65534 blocks")
+        out = bytearray(length)
+        off = 0
+        while off < length:
             n = min(self.transfer_size, length - off)
-            chunk = yield from self._upload(2 + i, n, address + off)
-            out += chunk
+            chunk = yield from self._upload(2 + off // self.transfer_size, n, address + off)
+            out[off : off + len(chunk)] = chunk
             if len(chunk) < n:
                 raise RemoteProtocolError(f"UPLOAD at 0x{address + off:08x}: device sent {len(chunk)} of {n} bytes")
+            nxt = skip(off, bytes(chunk)) if skip is not None else None
+            # a block boundary at or before `nxt` (never past a byte asked for), at least the next chunk
+            off = off + n if nxt is None else max(off + n, nxt - nxt % self.transfer_size)
         yield from self._abort()
         return bytes(out)
 

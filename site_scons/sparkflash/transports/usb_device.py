@@ -29,13 +29,20 @@ TRANSIENT = frozenset({errno.EIO, errno.EPROTO, errno.ETIMEDOUT, errno.EOVERFLOW
 ATTEMPTS = 3
 
 
+_pyusb: Any = None
+
+
 def _usb() -> Any:
-    try:
-        import usb.core  # type: ignore[import-untyped]
-        import usb.util  # type: ignore[import-untyped]
-    except ImportError as e:  # pragma: no cover - pyusb is a dependency
-        raise TransportError("pyusb is not installed: pip install pyusb") from e
-    return usb
+    """pyusb, imported on first use (kept: two import statements per control transfer cost ~10 us)."""
+    global _pyusb
+    if _pyusb is None:
+        try:
+            import usb.core  # type: ignore[import-untyped]
+            import usb.util  # type: ignore[import-untyped]
+        except ImportError as e:  # pragma: no cover - pyusb is a dependency
+            raise TransportError("pyusb is not installed: pip install pyusb") from e
+        _pyusb = usb
+    return _pyusb
 
 
 def usb_path(dev: Any) -> str:

@@ -113,11 +113,16 @@ class NorFlash:
             self._and(o, address, data)
 
     def _and(self, o: int, address: int, data: bytes) -> None:
-        cur = self._mm[o : o + len(data)]
-        new = bytes(a & b for a, b in zip(cur, data, strict=False)) if cur != bytes([0xFF]) * len(data) else bytes(data)
-        if self.protected:
-            new = bytes(c if self.is_protected(address + i) else n for i, (c, n) in enumerate(zip(cur, new, strict=False)))
-        self._mm[o : o + len(data)] = new
+        # whole-block integer AND, not a per-byte loop: the Core answers the GETSTATUS that programs a block only
+        # after this, so its Python time would add to every block's latency on every host alike
+        n = len(data)
+        cur = self._mm[o : o + n]
+        new = bytearray((int.from_bytes(cur, "little") & int.from_bytes(data, "little")).to_bytes(n, "little"))
+        for s, e in self.protected:  # bytes in protected ranges keep their contents
+            lo, hi = max(s, address) - address, min(e, address + n) - address
+            if lo < hi:
+                new[lo:hi] = cur[lo:hi]
+        self._mm[o : o + n] = new
 
     def write_erased(self, address: int, data: bytes) -> bool:
         """Erase every touched sector, program, read back: what a device's 'save' does."""
