@@ -66,7 +66,7 @@ def ioctl_server() -> Path:
         raise ToolchainError("virtual-core --usb: no C compiler to build usb_ioctl_server (apt-get install gcc)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    p = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(SERVER_SOURCE)], capture_output=True, text=True,
+    p = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-o", str(tmp), str(SERVER_SOURCE)], capture_output=True, text=True,
                        check=False)
     if p.returncode:
         tmp.unlink(missing_ok=True)
