@@ -9,38 +9,28 @@
 
 #define CHUNK 64u
 
-int sfa_flash_equal(uint32_t address, const uint8_t *data, uint32_t n)
-{
-    uint8_t buf[CHUNK];
-    while (n) {
-        uint32_t k = n < CHUNK ? n : CHUNK;
-        sfa_hal_flash_read(buf, address, k);
-        if (memcmp(buf, data, k) != 0) {
-            return 0;
-        }
-        address += k;
-        data += k;
-        n -= k;
-    }
-    return 1;
-}
-
-int sfa_flash_all_ff(uint32_t address, uint32_t n)
+/* 1 if flash [address, address + n) holds data (all 0xFF when data is NULL). */
+static int flash_is(uint32_t address, const uint8_t *data, uint32_t n)
 {
     uint8_t buf[CHUNK];
     while (n) {
         uint32_t k = n < CHUNK ? n : CHUNK;
         sfa_hal_flash_read(buf, address, k);
         for (uint32_t i = 0; i < k; i++) {
-            if (buf[i] != 0xffu) {
+            if (buf[i] != (data ? data[i] : 0xffu)) {
                 return 0;
             }
         }
         address += k;
+        data = data ? data + k : NULL;
         n -= k;
     }
     return 1;
 }
+
+int sfa_flash_equal(uint32_t address, const uint8_t *data, uint32_t n) { return flash_is(address, data, n); }
+
+int sfa_flash_all_ff(uint32_t address, uint32_t n) { return flash_is(address, NULL, n); }
 
 /* Program [src, src + n) of flash to dst (skipping erased chunks) and read it back. */
 static int copy(uint32_t dst, uint32_t src, uint32_t n)
@@ -49,13 +39,9 @@ static int copy(uint32_t dst, uint32_t src, uint32_t n)
     while (n) {
         uint32_t k = n < CHUNK ? n : CHUNK;
         sfa_hal_flash_read(buf, src, k);
-        int blank = 1;
-        for (uint32_t i = 0; i < k && blank; i++) {
-            blank = buf[i] == 0xffu;
-        }
-        if (!blank) {
+        if (!flash_is(dst, buf, k)) {  /* blank chunks of the copy are blank in dst already */
             sfa_hal_flash_write(buf, dst, k);
-            if (!sfa_flash_equal(dst, buf, k)) {
+            if (!flash_is(dst, buf, k)) {
                 return 0;
             }
         }

@@ -12,47 +12,48 @@
 #define BODY 104u /* magic 4, lengths 2, reserved 2, name 32, version 32, sha256 32 */
 
 static const uint8_t MAGIC[4] = {'S', 'F', 'R', '1'};
+static const char PUNCT[4] = {'.', '_', '+', '-'}; /* and letters, digits: a name's characters */
 
 int sfa_record_name_ok(const char *s, uint32_t n)
 {
     if (n < 1 || n > SFA_NAME_MAX) {
         return 0;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        char c = s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == '+' || c == '-';
-        if (!ok) {
+    while (n--) {
+        char c = *s++, lower = (char)(c | 0x20);
+        if (!((lower >= 'a' && lower <= 'z') || (c >= '0' && c <= '9') || memchr(PUNCT, c, 4))) {
             return 0;
         }
     }
     return 1;
 }
 
+static uint32_t body_crc(const uint8_t slot[SLOT]) { return sfa_crc32_update(0, slot, BODY); }
+
 static void encode(const sfa_record *rec, uint8_t slot[SLOT])
 {
     uint32_t nl = (uint32_t)strlen(rec->name), vl = (uint32_t)strlen(rec->version);
-    memset(slot, 0xff, SLOT);
+    memset(slot, 0, BODY);
+    memset(slot + BODY, 0xff, SLOT - BODY);
     memcpy(slot, MAGIC, 4);
     slot[4] = (uint8_t)nl;
     slot[5] = (uint8_t)vl;
-    slot[6] = slot[7] = 0;
-    memset(slot + 8, 0, 64);
     memcpy(slot + 8, rec->name, nl);
     memcpy(slot + 40, rec->version, vl);
     memcpy(slot + 72, rec->sha256, 32);
-    uint32_t crc = sfa_crc32_update(0, slot, BODY);
+    uint32_t crc = body_crc(slot);
     for (unsigned i = 0; i < 4; i++) {
-        slot[BODY + i] = (uint8_t)(crc >> (8 * i));
+        slot[BODY + i] = (uint8_t)(crc >> (8 * i));  /* little-endian */
     }
 }
 
 static int decode(const uint8_t slot[SLOT], sfa_record *rec)
 {
-    uint32_t crc = (uint32_t)slot[BODY] | ((uint32_t)slot[BODY + 1] << 8) | ((uint32_t)slot[BODY + 2] << 16) |
-                   ((uint32_t)slot[BODY + 3] << 24);
-    uint32_t nl = slot[4], vl = slot[5];
-    if (memcmp(slot, MAGIC, 4) != 0 || sfa_crc32_update(0, slot, BODY) != crc ||
+    uint32_t crc = 0, nl = slot[4], vl = slot[5];
+    for (unsigned i = 4; i-- > 0;) {
+        crc = (crc << 8) | slot[BODY + i];
+    }
+    if (memcmp(slot, MAGIC, 4) != 0 || body_crc(slot) != crc ||
         !sfa_record_name_ok((const char *)slot + 8, nl) || !sfa_record_name_ok((const char *)slot + 40, vl)) {
         return 0;
     }
