@@ -237,14 +237,10 @@ static void run_job_to_end(void)
     }
 }
 
-/* How many 4 KiB sectors [a, a + l) touches (SUMS' pieces). */
+/* How many 4 KiB sectors [a, a + l) touches (SUMS' pieces); a range inside one flash. */
 static uint32_t pieces_of(uint32_t a, uint32_t l)
 {
-    if (l == 0) {
-        return 0;
-    }
-    uint32_t last = (uint32_t)(((uint64_t)a + l - 1u) & ~(uint64_t)(SFA_SECTOR_SIZE - 1u));
-    return (last - (a & ~(SFA_SECTOR_SIZE - 1u))) / SFA_SECTOR_SIZE + 1u;
+    return l ? (a + l - 1u) / SFA_SECTOR_SIZE - a / SFA_SECTOR_SIZE + 1u : 0u;
 }
 
 /* ---- line commands ---- */

@@ -132,25 +132,25 @@ int sfa_writer_write(sfa_writer *w, uint32_t address, const uint8_t *data, uint3
     return SFA_ERR_FLASH;
 }
 
+/* 1 if [a, a + l) lies inside [base, base + size) (no overflow for any a, l). */
+static int inside(uint32_t a, uint32_t l, uint32_t base, uint32_t size)
+{
+    return a >= base && a - base <= size && l <= size - (a - base);
+}
+
 const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area)
 {
-    uint64_t end = (uint64_t)address + length;
     if (length == 0) {
         return "empty file";
     }
-    if (end > (uint64_t)SFA_EXTERNAL_BASE + SFA_EXTERNAL_SIZE) {
+    if (!inside(address, length, SFA_EXTERNAL_BASE, SFA_EXTERNAL_SIZE)) {
         return "outside external flash 0x000000..0x200000";
     }
     if (address < SFA_SCRATCH_START + SFA_SCRATCH_SIZE) {
         return "sector 0 is the agent's scratch sector";
     }
-    if (any_area) {
-        return NULL;
-    }
-    if (address == SFA_OTA_START && end <= SFA_OTA_START + SFA_OTA_SIZE) {
-        return NULL;
-    }
-    if (address >= SFA_USER_START && end <= (uint64_t)SFA_USER_START + SFA_USER_SIZE) {
+    if (any_area || (address == SFA_OTA_START && inside(address, length, SFA_OTA_START, SFA_OTA_SIZE)) ||
+        inside(address, length, SFA_USER_START, SFA_USER_SIZE)) {
         return NULL;
     }
     return "not the OTA slot 0x060000 or in the user area 0x080000+; send ANY if allowed";
@@ -158,16 +158,8 @@ const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area
 
 int sfa_range_in_flash(uint32_t address, uint32_t length, int *internal)
 {
-    uint64_t end = (uint64_t)address + length;
-    if (address >= SFA_INTERNAL_BASE && end <= (uint64_t)SFA_INTERNAL_BASE + SFA_INTERNAL_SIZE) {
-        *internal = 1;
-        return 1;
-    }
-    if (end <= (uint64_t)SFA_EXTERNAL_BASE + SFA_EXTERNAL_SIZE) {
-        *internal = 0;
-        return 1;
-    }
-    return 0;
+    *internal = inside(address, length, SFA_INTERNAL_BASE, SFA_INTERNAL_SIZE);
+    return *internal || inside(address, length, SFA_EXTERNAL_BASE, SFA_EXTERNAL_SIZE);
 }
 
 void sfa_read_any(uint8_t *buf, uint32_t address, uint32_t n, int internal)

@@ -39,14 +39,14 @@ static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
 
 void sfa_ym_cancel(sfa_ym *ym, int result, const char *why) { fail(ym, result, why, 1); }
 
-/* Returns 0 when the session failed. */
-static int error(sfa_ym *ym, const char *why)
+/* One more consecutive error: answer it with `reply`, or cancel the session after too many. */
+static void error(sfa_ym *ym, const char *why, uint8_t reply)
 {
     if (++ym->errors > SFA_YM_MAX_ERRORS) {
         fail(ym, SFA_YM_ERR_TRANSFER, why, 1);
-        return 0;
+    } else {
+        send1(ym, reply);
     }
-    return 1;
 }
 
 void sfa_ym_start(sfa_ym *ym, uint32_t now_ms)
@@ -65,7 +65,7 @@ void sfa_ym_start(sfa_ym *ym, uint32_t now_ms)
     send1(ym, CRC_START);
 }
 
-static void on_header(sfa_ym *ym, const uint8_t *payload, uint16_t plen)
+static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
 {
     uint8_t seq = ym->frame[1];
     if (seq != 0) {
@@ -84,7 +84,7 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint16_t plen)
         fail(ym, SFA_YM_ERR_TRANSFER, "one file per session", 1);
         return;
     }
-    uint16_t i = 0, k = 0;
+    uint32_t i = 0, k = 0;
     while (i < plen && payload[i] != 0) {
         if (k < SFA_YM_NAME_MAX) {
             uint8_t c = payload[i];
@@ -106,7 +106,7 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint16_t plen)
     ym->seq = 1;
     int r = ym->on_header(ym->ctx, ym->name, size, has_size);
     if (r != SFA_YM_OK) {
-        fail(ym, r, r == SFA_YM_ERR_TOO_BIG ? "file too big" : "header refused", 1);
+        fail(ym, r, "", 1);  /* the owner words its own refusals (why is for transfer errors) */
         return;
     }
     ym->state = SFA_YM_DATA;
@@ -115,15 +115,13 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint16_t plen)
 
 static void on_block(sfa_ym *ym)
 {
-    uint16_t plen = (uint16_t)(ym->need - 5u);
+    uint32_t plen = ym->need - 5u;
     uint8_t seq = ym->frame[1];
     const uint8_t *payload = ym->frame + 3;
     uint16_t crc = (uint16_t)((ym->frame[ym->need - 2u] << 8) | ym->frame[ym->need - 1u]);
     int complement_ok = (unsigned)ym->frame[2] + seq == 0xffu;
     if (!complement_ok || sfa_crc16(payload, plen) != crc) {
-        if (error(ym, complement_ok ? "block CRC error" : "bad block complement")) {
-            send1(ym, NAK);
-        }
+        error(ym, complement_ok ? "block CRC error" : "bad block complement", NAK);
         return;
     }
     if (ym->state == SFA_YM_HEADER) {
@@ -146,7 +144,7 @@ static void on_block(sfa_ym *ym)
     uint32_t n = plen < left ? plen : left;  /* 0x1A padding past the size is not stored */
     int r = ym->on_data(ym->ctx, ym->received, payload, n);
     if (r != SFA_YM_OK) {
-        fail(ym, r, "flash write failed", 1);
+        fail(ym, r, "", 1);
         return;
     }
     ym->received += n;
@@ -167,9 +165,7 @@ static void on_byte(sfa_ym *ym, uint8_t b)
     }
     if (ym->state == SFA_YM_DATA && ym->received < ym->size) {
         /* not an end: a block mark corrupted into EOT. NAK; a real end is sent again. */
-        if (error(ym, "EOT before the announced size")) {
-            send1(ym, NAK);
-        }
+        error(ym, "EOT before the announced size", NAK);
         return;
     }
     send1(ym, ACK);
@@ -224,7 +220,5 @@ void sfa_ym_tick(sfa_ym *ym, uint32_t now_ms)
         send1(ym, CRC_START);
         return;
     }
-    if (error(ym, "timeout waiting for a block")) {
-        send1(ym, ym->state == SFA_YM_HEADER ? CRC_START : NAK);
-    }
+    error(ym, "timeout waiting for a block", ym->state == SFA_YM_HEADER ? CRC_START : NAK);
 }
