@@ -21,6 +21,7 @@ static const char FW_FAILED[] = "Failed to receive the file!\r\n";
 static const char NUMBERS[] = "address and length: 1-8 hex digits";
 static const char SHA_TEXT[] = "sha256: 64 hex digits";
 static const char TOO_LONG[] = "line longer than 160 characters";
+static const char WRITE_FAILED[] = "ERR 3 %s write failed at 0x%x\r\n"; /* what, address */
 
 /* One buffer (A.shared), three uses that never overlap in time: the cloud text at its start (kept
  * while idle; the first CLOUD_GUARD bytes are never reused), the YMODEM frame / SUM read
@@ -184,20 +185,21 @@ static void ymodem_check(void)
     } else if (r == SFA_YM_ERR_SIZE) {
         reply_err(SFA_ERR_SIZE, "header size missing or not SAVE's length");
     } else if (r == SFA_YM_ERR_FLASH) {
-        say("ERR 3 flash write failed at 0x%x\r\n", A.w.bad_at);
+        say(WRITE_FAILED, "flash", A.w.bad_at);
     } else {
         say("ERR 4 YMODEM: %s at byte %d\r\n", ym->why, ym->why_at);
     }
 }
 
 /* ---- SUM / SUMS jobs ---- */
-/* Over the cloud the job runs to its end inside the call, reading through a small buffer
- * (the shared one holds the cloud text). */
+/* Over the cloud the job runs to its end inside the call, reading through the part of the
+ * buffer between the gathered command (parsed by now) and the serial line. */
+#define CLOUD_CHUNK 256u
+typedef char sfa_cloud_chunk_fits[(CLOUD_PENDING + CLOUD_CHUNK <= SHARED_SIZE - (SFA_MAX_LINE + 2)) ? 1 : -1];
 static void job_step(void)
 {
-    uint8_t small[64];
-    uint8_t *buf = A.cloud ? small : A.shared + CLOUD_GUARD;
-    uint32_t n = A.cloud ? sizeof small : JOB_CHUNK;
+    uint8_t *buf = A.shared + (A.cloud ? CLOUD_PENDING : CLOUD_GUARD);
+    uint32_t n = A.cloud ? CLOUD_CHUNK : JOB_CHUNK;
     int sums = A.mode == M_SUMS;
     uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
     if (sums && n > to_boundary) {
@@ -244,7 +246,8 @@ static uint32_t pieces_of(uint32_t a, uint32_t l)
 }
 
 /* ---- line commands ---- */
-static int hex_digit(char c)
+/* not inlined: two callers, smaller out of line */
+static __attribute__((noinline)) int hex_digit(char c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -306,7 +309,7 @@ static void cmd_rec_set(char *const *w)
     memcpy(rec.name, w[2], nl + 1);
     memcpy(rec.version, w[3], vl + 1);
     if (sfa_record_write(&rec) != SFA_OK) {
-        reply_err(SFA_ERR_FLASH, "release record write failed at 0x00003000");
+        say(WRITE_FAILED, "release record", (uint32_t)SFA_RECORD_START);
         return;
     }
     put("OK\r\n");
@@ -532,5 +535,5 @@ int sfa_cloud_call(const char *arg)
     if (A.cloud_len >= 2) {
         text[A.cloud_len - 2] = '\0';  /* every reply is one line: drop its CR LF */
     }
-    return memcmp(text, "ERR ", 4) == 0 ? text[4] - '0' : SFA_OK;
+    return text[0] == 'E' ? text[4] - '0' : SFA_OK;  /* "ERR <code> ..." (else "OK ...") */
 }

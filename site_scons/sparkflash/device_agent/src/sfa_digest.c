@@ -91,7 +91,7 @@ void sfa_sha256_update(sfa_sha256 *s, const uint8_t *data, size_t n)
     }
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
+static __attribute__((noinline)) void put_be32(uint8_t *p, uint32_t v)
 {
     for (int i = 3; i >= 0; i--) {
         p[i] = (uint8_t)v;

@@ -4,6 +4,9 @@
  * the only buffer is one frame. */
 #include "sfa_ymodem.h"
 
+#include <stddef.h>
+#include <string.h>
+
 #include "sfa_digest.h"
 
 #define SOH 0x01u
@@ -51,17 +54,13 @@ static void error(sfa_ym *ym, const char *why, uint8_t reply)
 
 void sfa_ym_start(sfa_ym *ym, uint32_t now_ms)
 {
-    ym->state = SFA_YM_HEADER;
-    ym->started = ym->errors = ym->cans = ym->have_file = 0;
+    /* every field between the callbacks and the frame pointer: state SFA_YM_HEADER,
+     * result SFA_YM_OK, counters 0, no name */
+    memset(&ym->state, 0, offsetof(sfa_ym, frame) - offsetof(sfa_ym, state));
     ym->starts = 1;
     ym->seq = 1;
-    ym->fill = ym->need = 0;
-    ym->size = ym->received = 0;
     ym->last_ms = now_ms;
-    ym->result = SFA_YM_OK;
     ym->why = "";
-    ym->why_at = 0;
-    ym->name[0] = '\0';
     send1(ym, CRC_START);
 }
 
