@@ -12,7 +12,8 @@
 #define JOB_CHUNK 1024u
 #define INSTALL_DELAY_MS 100u
 
-enum mode { M_LINE, M_DISCARD, M_YMODEM, M_SUM, M_SUMS, M_INSTALL };
+/* the order matters: below M_YMODEM the line parser owns the input, from M_SUM on a job runs */
+enum mode { M_LINE, M_DISCARD, M_YMODEM, M_INSTALL, M_SUM, M_SUMS };
 enum ym_kind { K_SAVE, K_FIRMWARE };
 
 static const char FW_PROMPT[] = "Waiting for the binary file to be sent ... (press 'a' to abort)\r\n";
@@ -234,7 +235,7 @@ static void job_step(void)
 
 static void run_job_to_end(void)
 {
-    while (A.mode == M_SUM || A.mode == M_SUMS) {
+    while (A.mode >= M_SUM) {
         job_step();
     }
 }
@@ -467,7 +468,7 @@ void sfa_agent_feed(const uint8_t *data, size_t n)
         if (A.mode == M_YMODEM) {
             sfa_ym_feed(&A.ym, &b, 1, sfa_hal_millis());
             ymodem_check();
-        } else if (A.mode == M_LINE || A.mode == M_DISCARD) {
+        } else if (A.mode < M_YMODEM) {
             line_byte(b);
         }
         /* M_INSTALL: the device is about to reset; input is dropped */
@@ -477,7 +478,7 @@ void sfa_agent_feed(const uint8_t *data, size_t n)
 int sfa_agent_poll(void)
 {
     uint8_t buf[64];
-    if (A.mode == M_SUM || A.mode == M_SUMS) {
+    if (A.mode >= M_SUM) {
         job_step();
         return 1;
     }
@@ -505,7 +506,7 @@ int sfa_cloud_call(const char *arg)
     char *text = (char *)A.shared, *pending = (char *)A.shared + CLOUD_PENDING;
     size_t n = strlen(arg);
     int more = arg[0] == '+';
-    if (A.mode != M_LINE && A.mode != M_DISCARD) {
+    if (A.mode >= M_YMODEM) {
         cloud_text_lost();
         return SFA_ERR_TRANSFER;
     }
