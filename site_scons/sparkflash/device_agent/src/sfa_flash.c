@@ -52,36 +52,29 @@ static int copy(uint32_t dst, uint32_t src, uint32_t n)
     return 1;
 }
 
-static int sector_erased(uint32_t s)
+/* Erase sector dst (read back blank) and copy bytes [0, lo) and [hi, 4 KiB) of sector src
+ * into it; SFA_TRIES tries. */
+static int renew(uint32_t dst, uint32_t src, uint32_t lo, uint32_t hi)
 {
-    sfa_hal_flash_erase_sector(s);
-    return sfa_flash_all_ff(s, SFA_SECTOR_SIZE);
-}
-
-/* Erase sector s so that [wlo, whi) is blank and every other byte of s is what it was. */
-static int prepare(uint32_t s, uint32_t wlo, uint32_t whi)
-{
-    uint32_t e = s + SFA_SECTOR_SIZE;
-    int keep = !(sfa_flash_all_ff(s, wlo - s) && sfa_flash_all_ff(whi, e - whi));
-    if (keep) {
-        int saved = 0;
-        for (int t = 0; t < SFA_TRIES && !saved; t++) {
-            saved = sector_erased(SFA_SCRATCH_START) && copy(SFA_SCRATCH_START, s, SFA_SECTOR_SIZE);
-        }
-        if (!saved) {
-            return 0;
-        }
-    }
     for (int t = 0; t < SFA_TRIES; t++) {
-        if (!sector_erased(s)) {
-            continue;
-        }
-        if (!keep || (copy(s, SFA_SCRATCH_START, wlo - s) &&
-                      copy(whi, SFA_SCRATCH_START + (whi - s), e - whi))) {
+        sfa_hal_flash_erase_sector(dst);
+        if (sfa_flash_all_ff(dst, SFA_SECTOR_SIZE) && copy(dst, src, lo) &&
+            copy(dst + hi, src + hi, SFA_SECTOR_SIZE - hi)) {
             return 1;
         }
     }
     return 0;
+}
+
+/* Erase sector s so that [wlo, whi) is blank and every other byte of s is what it was
+ * (kept through the scratch sector when any of them is not blank). */
+static int prepare(uint32_t s, uint32_t wlo, uint32_t whi)
+{
+    if (sfa_flash_all_ff(s, wlo - s) && sfa_flash_all_ff(whi, s + SFA_SECTOR_SIZE - whi)) {
+        return renew(s, s, 0, SFA_SECTOR_SIZE);  /* nothing to keep */
+    }
+    return renew(SFA_SCRATCH_START, s, SFA_SECTOR_SIZE, SFA_SECTOR_SIZE) &&
+           renew(s, SFA_SCRATCH_START, wlo - s, whi - s);
 }
 
 void sfa_writer_begin(sfa_writer *w, uint32_t address, uint32_t length)

@@ -10,6 +10,7 @@
 #define SLOT 128u
 #define SLOTS (SFA_RECORD_SIZE / SLOT)
 #define BODY 104u /* magic 4, lengths 2, reserved 2, name 32, version 32, sha256 32 */
+#define CRC32_RESIDUE 0x2144df1cu /* zlib's CRC-32 of any data followed by its CRC (little-endian) */
 
 static const uint8_t MAGIC[4] = {'S', 'F', 'R', '1'};
 static const char PUNCT[4] = {'.', '_', '+', '-'}; /* and letters, digits: a name's characters */
@@ -28,8 +29,6 @@ int sfa_record_name_ok(const char *s, uint32_t n)
     return 1;
 }
 
-static uint32_t body_crc(const uint8_t slot[SLOT]) { return sfa_crc32_update(0, slot, BODY); }
-
 static void encode(const sfa_record *rec, uint8_t slot[SLOT])
 {
     uint32_t nl = (uint32_t)strlen(rec->name), vl = (uint32_t)strlen(rec->version);
@@ -41,7 +40,7 @@ static void encode(const sfa_record *rec, uint8_t slot[SLOT])
     memcpy(slot + 8, rec->name, nl);
     memcpy(slot + 40, rec->version, vl);
     memcpy(slot + 72, rec->sha256, 32);
-    uint32_t crc = body_crc(slot);
+    uint32_t crc = sfa_crc32_update(0, slot, BODY);
     for (unsigned i = 0; i < 4; i++) {
         slot[BODY + i] = (uint8_t)(crc >> (8 * i));  /* little-endian */
     }
@@ -49,11 +48,9 @@ static void encode(const sfa_record *rec, uint8_t slot[SLOT])
 
 static int decode(const uint8_t slot[SLOT], sfa_record *rec)
 {
-    uint32_t crc = 0, nl = slot[4], vl = slot[5];
-    for (unsigned i = 4; i-- > 0;) {
-        crc = (crc << 8) | slot[BODY + i];
-    }
-    if (memcmp(slot, MAGIC, 4) != 0 || body_crc(slot) != crc ||
+    uint32_t nl = slot[4], vl = slot[5];
+    /* the CRC-32 over the body and its own four bytes (little-endian) is CRC-32's residue */
+    if (memcmp(slot, MAGIC, 4) != 0 || sfa_crc32_update(0, slot, BODY + 4u) != CRC32_RESIDUE ||
         !sfa_record_name_ok((const char *)slot + 8, nl) || !sfa_record_name_ok((const char *)slot + 40, vl)) {
         return 0;
     }

@@ -117,9 +117,9 @@ static void on_block(sfa_ym *ym)
     uint32_t plen = ym->need - 5u;
     uint8_t seq = ym->frame[1];
     const uint8_t *payload = ym->frame + 3;
-    uint16_t crc = (uint16_t)((ym->frame[ym->need - 2u] << 8) | ym->frame[ym->need - 1u]);
     int complement_ok = (unsigned)ym->frame[2] + seq == 0xffu;
-    if (!complement_ok || sfa_crc16(payload, plen) != crc) {
+    /* the CRC over the payload and its own two bytes (big-endian) is 0 for a good block */
+    if (!complement_ok || sfa_crc16(payload, plen + 2u) != 0) {
         error(ym, complement_ok ? "block CRC error" : "bad block complement", NAK);
         return;
     }
