@@ -277,6 +277,20 @@ static int parse_hex(const char *s, uint32_t *out)
 
 #define MAX_WORDS 6
 
+/* The words of the commands, one table: word_of() gives the index (W_*), or W_NONE. */
+enum word { W_ID, W_SUM, W_SUMS, W_SAVE, W_REC, W_ANY, W_SET, W_NONE };
+static const char WORDS[] = "ID\0SUM\0SUMS\0SAVE\0REC\0ANY\0SET";
+
+static int word_of(const char *w)
+{
+    const char *p = WORDS;
+    int i = 0;
+    for (; i < W_NONE && strcmp(w, p) != 0; i++) {
+        p += strlen(p) + 1;
+    }
+    return i;
+}
+
 /* "OK <name> <version> <sha256>" or "OK -" */
 static void cmd_rec(void)
 {
@@ -339,10 +353,8 @@ static void run_line(char *line, uint32_t len)
     }
     uint32_t a = 0, l = 0;
     int nums = nw >= 3 && parse_hex(w[1], &a) && parse_hex(w[2], &l);
-    int internal = 0, sums = strcmp(w[0], "SUMS") == 0;
-    int rec = strcmp(w[0], "REC") == 0;
-    int save = strcmp(w[0], "SAVE") == 0 && (nw == 3 || (nw == 4 && strcmp(w[3], "ANY") == 0));
-    if ((sums || strcmp(w[0], "SUM") == 0) && nw == 3) {
+    int internal = 0, cmd = word_of(w[0]), sums = cmd == W_SUMS;
+    if ((sums || cmd == W_SUM) && nw == 3) {
         if (!nums) {
             reply_err(SFA_ERR_SYNTAX, NUMBERS);
         } else if (!sfa_range_in_flash(a, l, &internal)) {
@@ -363,7 +375,7 @@ static void run_line(char *line, uint32_t len)
                 say("OK %d", pieces_of(a, l));
             }
         }
-    } else if (save) {
+    } else if (cmd == W_SAVE && (nw == 3 || (nw == 4 && word_of(w[3]) == W_ANY))) {
         const char *why;
         if (A.cloud) {
             reply_err(SFA_ERR_SYNTAX, "SAVE is a serial command");
@@ -375,11 +387,11 @@ static void run_line(char *line, uint32_t len)
             put("OK\r\n");
             start_ymodem(K_SAVE, a, l);
         }
-    } else if (strcmp(w[0], "ID") == 0 && nw == 1) {
+    } else if (cmd == W_ID && nw == 1) {
         say("OK %i\r\n");
-    } else if (rec && nw == 1) {
+    } else if (cmd == W_REC && nw == 1) {
         cmd_rec();
-    } else if (rec && nw == 5 && strcmp(w[1], "SET") == 0) {
+    } else if (cmd == W_REC && nw == 5 && word_of(w[1]) == W_SET) {
         cmd_rec_set(w);
     } else {
         reply_err(SFA_ERR_SYNTAX, "unknown command");

@@ -45,6 +45,16 @@ static const uint32_t K[64] = {
 
 static uint32_t ror(uint32_t x, unsigned n) { return (x >> n) | (x << (32u - n)); }
 
+/* A big-endian word as it lies in memory <-> its value (one REV on the Cortex-M3). */
+static uint32_t be32(uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return v;
+#else
+    return __builtin_bswap32(v);
+#endif
+}
+
 static void compress(sfa_sha256 *s)
 {
     uint32_t w[16];
@@ -53,8 +63,8 @@ static void compress(sfa_sha256 *s)
     for (unsigned i = 0; i < 64; i++) {
         uint32_t wi;
         if (i < 16) {
-            const uint8_t *p = s->block + 4 * i;
-            wi = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+            memcpy(&wi, s->block + 4 * i, 4);
+            wi = be32(wi);
         } else {
             uint32_t w15 = w[(i - 15) & 15], w2 = w[(i - 2) & 15];
             uint32_t s0 = ror(w15, 7) ^ ror(w15, 18) ^ (w15 >> 3);
@@ -91,12 +101,10 @@ void sfa_sha256_update(sfa_sha256 *s, const uint8_t *data, size_t n)
     }
 }
 
-static __attribute__((noinline)) void put_be32(uint8_t *p, uint32_t v)
+static void put_be32(uint8_t *p, uint32_t v)
 {
-    for (int i = 3; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
+    v = be32(v);
+    memcpy(p, &v, 4);
 }
 
 /* Padding: 0x80, zeros to 56 mod 64, the message length in bits (64-bit big-endian). */
