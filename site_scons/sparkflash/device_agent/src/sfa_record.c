@@ -66,8 +66,8 @@ int sfa_record_read(sfa_record *rec)
 {
     uint8_t slot[SLOT];
     int found = 0;
-    for (uint32_t i = 0; i < SLOTS; i++) {
-        sfa_hal_flash_read(slot, SFA_RECORD_START + i * SLOT, SLOT);
+    for (uint32_t at = SFA_RECORD_START; at < SFA_RECORD_START + SFA_RECORD_SIZE; at += SLOT) {
+        sfa_hal_flash_read(slot, at, SLOT);
         found |= decode(slot, rec); /* every slot: a torn one may sit before a good one */
     }
     return found ? SFA_OK : 1;
@@ -76,13 +76,11 @@ int sfa_record_read(sfa_record *rec)
 int sfa_record_write(const sfa_record *rec)
 {
     uint8_t slot[SLOT];
+    encode(rec, slot);
     for (int t = 0; t < SFA_TRIES; t++) {
-        uint32_t at = SFA_RECORD_START + SFA_RECORD_SIZE;
-        for (uint32_t i = 0; i < SLOTS; i++) {
-            if (sfa_flash_all_ff(SFA_RECORD_START + i * SLOT, SLOT)) {
-                at = SFA_RECORD_START + i * SLOT;
-                break;
-            }
+        uint32_t at = SFA_RECORD_START;
+        while (at < SFA_RECORD_START + SFA_RECORD_SIZE && !sfa_flash_all_ff(at, SLOT)) {
+            at += SLOT;  /* the first blank slot */
         }
         if (at == SFA_RECORD_START + SFA_RECORD_SIZE) { /* full: start the log over */
             sfa_hal_flash_erase_sector(SFA_RECORD_START);
@@ -91,7 +89,6 @@ int sfa_record_write(const sfa_record *rec)
                 continue;
             }
         }
-        encode(rec, slot);
         sfa_hal_flash_write(slot, at, SLOT);
         if (sfa_flash_equal(at, slot, SLOT)) {
             return SFA_OK;
