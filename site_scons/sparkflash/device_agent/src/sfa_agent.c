@@ -203,7 +203,7 @@ static void job_step(void)
     uint32_t n = A.cloud ? CLOUD_CHUNK : JOB_CHUNK;
     int sums = A.mode == M_SUMS;
     uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
-    if (sums && n > to_boundary) {
+    if (n > to_boundary) {  /* SUMS' pieces end at sector boundaries (SUM's chunks may as well) */
         n = to_boundary;
     }
     if (n > A.job_left) {
@@ -407,20 +407,18 @@ static void line_byte(uint8_t b)
         }
         return;
     }
-    if (A.len == 0) {  /* a stock key acts at once when it starts a line */
-        if (b == 'i') {
+    if (A.len == 0 && (b < 'A' || b > 'Z')) {  /* a line starts with a capital letter */
+        if (b == 'i') {  /* a stock key acts at once when it starts a line */
             say("Your core id is %i\r\nsparkflash-agent 1\r\n");
         } else if (b == 'f') {
             put(FW_PROMPT);
             start_ymodem(K_FIRMWARE, SFA_OTA_START, 0);
-        } else if (b >= 'A' && b <= 'Z') {
-            line_buf[A.len++] = (char)b;
         }
         return;  /* CR, LF, NUL, space and other keys are ignored, as stock firmware does */
     }
     if (b == '\n') {
         uint32_t n = A.len;
-        while (n > 0 && line_buf[n - 1] == '\r') {
+        while (line_buf[n - 1] == '\r') {  /* stops at the latest at the line's first letter */
             n--;
         }
         A.len = 0;
