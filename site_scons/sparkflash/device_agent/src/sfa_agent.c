@@ -111,16 +111,11 @@ static void say(const char *fmt, ...)
 
 static void reply_err(int code, const char *text) { say("ERR %d %s\r\n", (uint32_t)code, text); }
 
-/* ---- YMODEM glue ---- */
-static void ym_send(void *ctx, const uint8_t *data, size_t n)
-{
-    (void)ctx;
-    out(data, n);
-}
+/* ---- the YMODEM receiver's hooks (sfa_ymodem.h) ---- */
+void sfa_ym_send(const uint8_t *data, size_t n) { out(data, n); }
 
-static int ym_header(void *ctx, const char *name, uint32_t size, int has_size)
+int sfa_ym_on_header(const char *name, uint32_t size, int has_size)
 {
-    (void)ctx;
     (void)name;
     if (A.kind == K_FIRMWARE && has_size) {
         if (size > SFA_FIRMWARE_MAX) {
@@ -135,9 +130,8 @@ static int ym_header(void *ctx, const char *name, uint32_t size, int has_size)
     return SFA_YM_OK;
 }
 
-static int ym_data(void *ctx, uint32_t offset, const uint8_t *data, uint32_t n)
+int sfa_ym_on_data(uint32_t offset, const uint8_t *data, uint32_t n)
 {
-    (void)ctx;
     return sfa_writer_write(&A.w, A.dest + offset, data, n) == SFA_OK ? SFA_YM_OK : SFA_YM_ERR_FLASH;
 }
 
@@ -442,9 +436,6 @@ void sfa_agent_begin(void)
 {
     memset(&A, 0, sizeof A);
     A.mode = M_LINE;
-    A.ym.send = ym_send;
-    A.ym.on_header = ym_header;
-    A.ym.on_data = ym_data;
     A.ym.frame = A.shared + CLOUD_GUARD;
     A.shared[0] = '\0';
 }

@@ -17,12 +17,12 @@
 #define CAN 0x18u
 #define CRC_START 0x43u
 
-static void send1(sfa_ym *ym, uint8_t b) { ym->send(ym->ctx, &b, 1); }
+static void send1(uint8_t b) { sfa_ym_send(&b, 1); }
 
-static void send2(sfa_ym *ym, uint8_t a, uint8_t b)
+static void send2(uint8_t a, uint8_t b)
 {
     uint8_t two[2] = {a, b};
-    ym->send(ym->ctx, two, 2);
+    sfa_ym_send(two, 2);
 }
 
 static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
@@ -32,7 +32,7 @@ static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
         return;
     }
     if (send_cancel) {
-        ym->send(ym->ctx, cancel, sizeof cancel);
+        sfa_ym_send(cancel, sizeof cancel);
     }
     ym->state = SFA_YM_FAILED;
     ym->result = result;
@@ -48,20 +48,20 @@ static void error(sfa_ym *ym, const char *why, uint8_t reply)
     if (++ym->errors > SFA_YM_MAX_ERRORS) {
         fail(ym, SFA_YM_ERR_TRANSFER, why, 1);
     } else {
-        send1(ym, reply);
+        send1(reply);
     }
 }
 
 void sfa_ym_start(sfa_ym *ym, uint32_t now_ms)
 {
-    /* every field between the callbacks and the frame pointer: state SFA_YM_HEADER,
-     * result SFA_YM_OK, counters 0, no name */
-    memset(&ym->state, 0, offsetof(sfa_ym, frame) - offsetof(sfa_ym, state));
+    /* every field before the frame pointer: state SFA_YM_HEADER, result SFA_YM_OK,
+     * counters 0, no name */
+    memset(ym, 0, offsetof(sfa_ym, frame));
     ym->starts = 1;
     ym->seq = 1;
     ym->last_ms = now_ms;
     ym->why = "";
-    send1(ym, CRC_START);
+    send1(CRC_START);
 }
 
 static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
@@ -69,12 +69,12 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
     uint8_t seq = ym->frame[1];
     if (seq != 0) {
         int late = ym->started && seq == (uint8_t)(ym->seq - 1u);  /* the last block again */
-        send1(ym, late ? ACK : NAK);
+        send1(late ? ACK : NAK);
         return;
     }
     ym->errors = 0;
     if (payload[0] == 0) {  /* end of batch (lrzsz leaves junk in bytes 126-127: look only here) */
-        send1(ym, ACK);
+        send1(ACK);
         ym->state = SFA_YM_DONE;
         return;
     }
@@ -103,13 +103,13 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
     ym->size = size;
     ym->received = 0;
     ym->seq = 1;
-    int r = ym->on_header(ym->ctx, ym->name, size, has_size);
+    int r = sfa_ym_on_header(ym->name, size, has_size);
     if (r != SFA_YM_OK) {
         fail(ym, r, "", 1);  /* the owner words its own refusals (why is for transfer errors) */
         return;
     }
     ym->state = SFA_YM_DATA;
-    send2(ym, ACK, CRC_START);
+    send2(ACK, CRC_START);
 }
 
 static void on_block(sfa_ym *ym)
@@ -128,11 +128,11 @@ static void on_block(sfa_ym *ym)
         return;
     }
     if (seq == 0 && ym->received == 0) {  /* the header again: our ACK was lost */
-        send2(ym, ACK, CRC_START);
+        send2(ACK, CRC_START);
         return;
     }
     if (seq == (uint8_t)(ym->seq - 1u)) {  /* duplicate: our ACK was lost */
-        send1(ym, ACK);
+        send1(ACK);
         return;
     }
     if (seq != ym->seq) {
@@ -141,7 +141,7 @@ static void on_block(sfa_ym *ym)
     }
     uint32_t left = ym->size - ym->received;
     uint32_t n = plen < left ? plen : left;  /* 0x1A padding past the size is not stored */
-    int r = ym->on_data(ym->ctx, ym->received, payload, n);
+    int r = sfa_ym_on_data(ym->received, payload, n);
     if (r != SFA_YM_OK) {
         fail(ym, r, "", 1);
         return;
@@ -149,7 +149,7 @@ static void on_block(sfa_ym *ym)
     ym->received += n;
     ym->seq++;
     ym->errors = 0;
-    send1(ym, ACK);
+    send1(ACK);
 }
 
 static void on_byte(sfa_ym *ym, uint8_t b)
@@ -167,11 +167,11 @@ static void on_byte(sfa_ym *ym, uint8_t b)
         error(ym, "EOT before the announced size", NAK);
         return;
     }
-    send1(ym, ACK);
+    send1(ACK);
     if (ym->state != SFA_YM_DATA) {
         return;  /* a repeated EOT: our ACK was lost */
     }
-    send1(ym, CRC_START);
+    send1(CRC_START);
     ym->state = SFA_YM_HEADER;
 }
 
@@ -216,7 +216,7 @@ void sfa_ym_tick(sfa_ym *ym, uint32_t now_ms)
             fail(ym, SFA_YM_ERR_TRANSFER, "no sender after 20 'C' prompts", 1);
             return;
         }
-        send1(ym, CRC_START);
+        send1(CRC_START);
         return;
     }
     error(ym, "timeout waiting for a block", ym->state == SFA_YM_HEADER ? CRC_START : NAK);
