@@ -31,13 +31,14 @@ int sfa_record_name_ok(const char *s, uint32_t n)
 
 static void encode(const sfa_record *rec, uint8_t slot[SLOT])
 {
-    memset(slot, 0xff, SLOT);
+    uint32_t nl = (uint32_t)strlen(rec->name), vl = (uint32_t)strlen(rec->version);
+    memset(slot, 0, BODY);
+    memset(slot + BODY, 0xff, SLOT - BODY);
     memcpy(slot, MAGIC, 4);
-    slot[4] = (uint8_t)strlen(rec->name);
-    slot[5] = (uint8_t)strlen(rec->version);
-    slot[6] = slot[7] = 0;
-    strncpy((char *)slot + 8, rec->name, SFA_NAME_MAX);  /* zero-padded to 32 */
-    strncpy((char *)slot + 40, rec->version, SFA_NAME_MAX);
+    slot[4] = (uint8_t)nl;
+    slot[5] = (uint8_t)vl;
+    memcpy(slot + 8, rec->name, nl);
+    memcpy(slot + 40, rec->version, vl);
     memcpy(slot + 72, rec->sha256, 32);
     uint32_t crc = sfa_crc32_update(0, slot, BODY);
     for (unsigned i = 0; i < 4; i++) {
