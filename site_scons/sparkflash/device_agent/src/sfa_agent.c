@@ -80,7 +80,10 @@ static void say(const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     for (;;) {
-        size_t n = strcspn(fmt, "%");
+        size_t n = 0;
+        while (fmt[n] && fmt[n] != '%') {  /* not strcspn: the Core's libc links it only for us */
+            n++;
+        }
         out(fmt, n);
         fmt += n;
         if (!*fmt) {
