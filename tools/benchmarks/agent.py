@@ -20,6 +20,7 @@ from typing import Any
 from sparkflash import device_agent
 from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL
 from sparkflash.firmware.workspace import PEERS, make_checkout, run_scons, unpack_tree_set
+from sparkflash.scons.sparkflash_agent import SIZE_FLAGS
 
 _USED = re.compile(r"^(flash|ram)\s+(\d+)\s", re.MULTILINE)
 
@@ -42,7 +43,8 @@ def _objects(tmp: Path) -> dict[str, int]:
     for src in device_agent.portable_sources():
         obj = tmp / f"{src.stem}.o"
         subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Os", "-mcpu=cortex-m3", "-mthumb", "-ffunction-sections",
-                        "-fdata-sections", f"-I{device_agent.include_dir()}", "-c", str(src), "-o", str(obj)], check=True)
+                        "-fdata-sections", *SIZE_FLAGS, f"-I{device_agent.include_dir()}", "-c", str(src), "-o", str(obj)],
+                       check=True)
         out = subprocess.run(["arm-none-eabi-size", str(obj)], capture_output=True, text=True, check=True).stdout
         t, d, b = map(int, out.splitlines()[1].split()[:3])
         text, data, bss = text + t, data + d, bss + b

@@ -13,6 +13,7 @@
 #include "sst25vf_spi.h"
 
 #include "sfa_agent.h"
+#include "sfa_digest.h"
 
 extern "C" {
 
@@ -29,23 +30,13 @@ int sfa_hal_serial_read(uint8_t *buf, size_t max)
     return (int)n;
 }
 
-void sfa_hal_serial_write(const uint8_t *data, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        Serial.write(data[i]);
-    }
-}
+void sfa_hal_serial_write(const uint8_t *data, size_t n) { Serial.write(data, n); }
 
 uint32_t sfa_hal_millis(void) { return (uint32_t)millis(); }
 
 void sfa_hal_device_id(char out[24])
 {
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *id = (const uint8_t *)0x1FFFF7E8u;  // the STM32's 96-bit unique id (ID1)
-    for (int i = 0; i < 12; i++) {
-        out[2 * i] = digits[id[i] >> 4];
-        out[2 * i + 1] = digits[id[i] & 15u];
-    }
+    sfa_hex(out, (const uint8_t *)0x1FFFF7E8u, 12);  // the STM32's 96-bit unique id (ID1)
 }
 
 void sfa_hal_flash_erase_sector(uint32_t address) { sFLASH_EraseSector(address); }

@@ -11,17 +11,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static uint32_t expect_offset, announced;
 static int have_header;
 
-static void on_send(void *ctx, const uint8_t *d, size_t n)
+void sfa_ym_send(const uint8_t *d, size_t n)
 {
-    (void)ctx;
     if (n == 0 || n > 8 || !d) {
         abort();
     }
 }
 
-static int on_header(void *ctx, const char *name, uint32_t sz, int has_size)
+int sfa_ym_on_header(const char *name, uint32_t sz, int has_size)
 {
-    (void)ctx;
     if (!name || have_header) {
         abort();  /* one file per session */
     }
@@ -31,9 +29,8 @@ static int on_header(void *ctx, const char *name, uint32_t sz, int has_size)
     return has_size && sz < 0x200000u ? SFA_YM_OK : SFA_YM_ERR_SIZE;
 }
 
-static int on_data(void *ctx, uint32_t offset, const uint8_t *d, uint32_t n)
+int sfa_ym_on_data(uint32_t offset, const uint8_t *d, uint32_t n)
 {
-    (void)ctx;
     if (!have_header || offset != expect_offset || n > 1024u || n > announced - offset || (n && !d)) {
         abort();
     }
@@ -48,10 +45,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t now = 0;
     ym.frame = frame;
     have_header = 0;
-    ym.ctx = NULL;
-    ym.send = on_send;
-    ym.on_header = on_header;
-    ym.on_data = on_data;
     sfa_ym_start(&ym, now);
     size_t at = 0;
     while (at < size) {

@@ -5,7 +5,7 @@
  *
  * The agent owns no hardware: a binding (core/ for a Spark Core, host/ for the host
  * build) implements the sfa_hal_* functions below. No heap; all state is one static
- * buffer and one struct (about 1.2 KiB); every failure is an ERR code on the wire. */
+ * buffer in one struct (about 1.3 KiB); every failure is an ERR code on the wire. */
 #ifndef SFA_AGENT_H
 #define SFA_AGENT_H
 

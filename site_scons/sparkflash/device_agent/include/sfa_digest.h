@@ -17,9 +17,9 @@ uint16_t sfa_crc16(const uint8_t *data, size_t n);
 
 typedef struct {
     uint32_t h[8];
-    uint32_t bits_lo, bits_hi;
+    uint32_t bytes; /* hashed so far (the agent hashes at most a 2 MiB flash) */
+    uint32_t fill;  /* of block (a word: short loads on Thumb) */
     uint8_t block[64];
-    uint8_t fill;
 } sfa_sha256;
 
 void sfa_sha256_init(sfa_sha256 *s);
@@ -28,8 +28,8 @@ void sfa_sha256_final(sfa_sha256 *s, uint8_t out[32]);
 
 /* Lower-case hex of n bytes into out (2n chars, no NUL). */
 void sfa_hex(char *out, const uint8_t *data, size_t n);
-/* 8 lower-case hex digits of v into out (no NUL). */
-void sfa_hex32(char *out, uint32_t v);
+/* "0123456789abcdef" (the agent's one copy) */
+extern const char sfa_digits[17];
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* YMODEM batch receiver (CRC-16, 128/1024-byte blocks), sans-I/O: fed bytes and the time,
- * it answers through a send callback and hands verified payloads to a data callback. */
+ * it answers through sfa_ym_send and hands the header and verified payloads to
+ * sfa_ym_on_header / sfa_ym_on_data, three functions its owner defines (like sfa_hal_*). */
 #ifndef SFA_YMODEM_H
 #define SFA_YMODEM_H
 
@@ -30,25 +31,25 @@ enum sfa_ym_result {
 
 typedef struct sfa_ym sfa_ym;
 struct sfa_ym {
-    /* callbacks (set by the owner before sfa_ym_start) */
-    void *ctx;
-    void (*send)(void *ctx, const uint8_t *data, size_t n);
-    /* has_size 0: the header carried no size. Return SFA_YM_OK to accept. */
-    int (*on_header)(void *ctx, const char *name, uint32_t size, int has_size);
-    /* payload bytes [offset, offset + n) of the file, already truncated to the size. */
-    int (*on_data)(void *ctx, uint32_t offset, const uint8_t *data, uint32_t n);
-
     uint8_t state;
     uint8_t started, errors, starts, cans, seq, have_file;
     uint16_t fill, need;
     uint32_t size, received;
     uint32_t last_ms;
     int result;
-    const char *why;        /* static text of a failure */
+    const char *why;        /* static text of a transfer failure (SFA_YM_ERR_TRANSFER); "" for
+                             * the callbacks' refusals, which their owner words itself */
     uint32_t why_at;        /* byte offset of the failure */
     char name[SFA_YM_NAME_MAX + 1];
     uint8_t *frame;         /* SFA_YM_FRAME_MAX bytes, owned by the caller (shared when idle) */
 };
+
+/* What the receiver's owner provides (one receiver per program: the agent, or a harness). */
+void sfa_ym_send(const uint8_t *data, size_t n);
+/* has_size 0: the header carried no size. Return SFA_YM_OK to accept. */
+int sfa_ym_on_header(const char *name, uint32_t size, int has_size);
+/* payload bytes [offset, offset + n) of the file, already truncated to the size. */
+int sfa_ym_on_data(uint32_t offset, const uint8_t *data, uint32_t n);
 
 /* frame must point at SFA_YM_FRAME_MAX bytes before the call. */
 void sfa_ym_start(sfa_ym *ym, uint32_t now_ms);

@@ -2,6 +2,8 @@
  * in flash, no heap, one 64-byte block of state. */
 #include "sfa_digest.h"
 
+#include <string.h>
+
 static const uint32_t crc32_nibble[16] = {
     0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u, 0x4db26158u, 0x5005713cu,
     0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu, 0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
@@ -43,6 +45,16 @@ static const uint32_t K[64] = {
 
 static uint32_t ror(uint32_t x, unsigned n) { return (x >> n) | (x << (32u - n)); }
 
+/* A big-endian word as it lies in memory <-> its value (one REV on the Cortex-M3). */
+static uint32_t be32(uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return v;
+#else
+    return __builtin_bswap32(v);
+#endif
+}
+
 static void compress(sfa_sha256 *s)
 {
     uint32_t w[16];
@@ -51,8 +63,8 @@ static void compress(sfa_sha256 *s)
     for (unsigned i = 0; i < 64; i++) {
         uint32_t wi;
         if (i < 16) {
-            const uint8_t *p = s->block + 4 * i;
-            wi = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+            memcpy(&wi, s->block + 4 * i, 4);
+            wi = be32(wi);
         } else {
             uint32_t w15 = w[(i - 15) & 15], w2 = w[(i - 2) & 15];
             uint32_t s0 = ror(w15, 7) ^ ror(w15, 18) ^ (w15 >> 3);
@@ -72,21 +84,16 @@ void sfa_sha256_init(sfa_sha256 *s)
 {
     static const uint32_t iv[8] = {0x6a09e667u, 0xbb67ae85u, 0x3c6ef372u, 0xa54ff53au,
                                    0x510e527fu, 0x9b05688cu, 0x1f83d9abu, 0x5be0cd19u};
-    for (unsigned i = 0; i < 8; i++) {
-        s->h[i] = iv[i];
-    }
-    s->bits_lo = s->bits_hi = 0;
+    memcpy(s->h, iv, sizeof iv);
+    s->bytes = 0;
     s->fill = 0;
 }
 
 void sfa_sha256_update(sfa_sha256 *s, const uint8_t *data, size_t n)
 {
+    s->bytes += (uint32_t)n;
     while (n--) {
         s->block[s->fill++] = *data++;
-        s->bits_lo += 8u;
-        if (s->bits_lo < 8u) {
-            s->bits_hi++;
-        }
         if (s->fill == 64u) {
             compress(s);
             s->fill = 0;
@@ -94,44 +101,35 @@ void sfa_sha256_update(sfa_sha256 *s, const uint8_t *data, size_t n)
     }
 }
 
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    v = be32(v);
+    memcpy(p, &v, 4);
+}
+
+/* Padding: 0x80, zeros to 56 mod 64, the message length in bits (64-bit big-endian). */
 void sfa_sha256_final(sfa_sha256 *s, uint8_t out[32])
 {
-    uint32_t lo = s->bits_lo, hi = s->bits_hi;
-    s->block[s->fill++] = 0x80u;
-    if (s->fill > 56u) {
-        while (s->fill < 64u) {
-            s->block[s->fill++] = 0;
-        }
-        compress(s);
-        s->fill = 0;
+    static const uint8_t one = 0x80u, zero = 0;
+    uint8_t bits[8];
+    put_be32(bits, s->bytes >> 29);
+    put_be32(bits + 4, s->bytes << 3);
+    sfa_sha256_update(s, &one, 1);
+    while (s->fill != 56u) {
+        sfa_sha256_update(s, &zero, 1);
     }
-    while (s->fill < 56u) {
-        s->block[s->fill++] = 0;
-    }
-    for (unsigned i = 0; i < 4; i++) {
-        s->block[56 + i] = (uint8_t)(hi >> (24 - 8 * i));
-        s->block[60 + i] = (uint8_t)(lo >> (24 - 8 * i));
-    }
-    compress(s);
-    for (unsigned i = 0; i < 32; i++) {
-        out[i] = (uint8_t)(s->h[i / 4] >> (24 - 8 * (i % 4)));
+    sfa_sha256_update(s, bits, 8);
+    for (unsigned i = 0; i < 8; i++) {
+        put_be32(out + 4 * i, s->h[i]);
     }
 }
+
+const char sfa_digits[17] = "0123456789abcdef";
 
 void sfa_hex(char *out, const uint8_t *data, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
     while (n--) {
-        *out++ = digits[*data >> 4];
-        *out++ = digits[*data++ & 15u];
-    }
-}
-
-void sfa_hex32(char *out, uint32_t v)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 7; i >= 0; i--) {
-        out[i] = digits[v & 15u];
-        v >>= 4;
+        *out++ = sfa_digits[*data >> 4];
+        *out++ = sfa_digits[*data++ & 15u];
     }
 }

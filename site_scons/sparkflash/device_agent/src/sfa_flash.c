@@ -9,38 +9,28 @@
 
 #define CHUNK 64u
 
-int sfa_flash_equal(uint32_t address, const uint8_t *data, uint32_t n)
-{
-    uint8_t buf[CHUNK];
-    while (n) {
-        uint32_t k = n < CHUNK ? n : CHUNK;
-        sfa_hal_flash_read(buf, address, k);
-        if (memcmp(buf, data, k) != 0) {
-            return 0;
-        }
-        address += k;
-        data += k;
-        n -= k;
-    }
-    return 1;
-}
-
-int sfa_flash_all_ff(uint32_t address, uint32_t n)
+/* 1 if flash [address, address + n) holds data (all 0xFF when data is NULL). */
+static int flash_is(uint32_t address, const uint8_t *data, uint32_t n)
 {
     uint8_t buf[CHUNK];
     while (n) {
         uint32_t k = n < CHUNK ? n : CHUNK;
         sfa_hal_flash_read(buf, address, k);
         for (uint32_t i = 0; i < k; i++) {
-            if (buf[i] != 0xffu) {
+            if (buf[i] != (data ? data[i] : 0xffu)) {
                 return 0;
             }
         }
         address += k;
+        data = data ? data + k : NULL;
         n -= k;
     }
     return 1;
 }
+
+int sfa_flash_equal(uint32_t address, const uint8_t *data, uint32_t n) { return flash_is(address, data, n); }
+
+int sfa_flash_all_ff(uint32_t address, uint32_t n) { return flash_is(address, NULL, n); }
 
 /* Program [src, src + n) of flash to dst (skipping erased chunks) and read it back. */
 static int copy(uint32_t dst, uint32_t src, uint32_t n)
@@ -49,13 +39,9 @@ static int copy(uint32_t dst, uint32_t src, uint32_t n)
     while (n) {
         uint32_t k = n < CHUNK ? n : CHUNK;
         sfa_hal_flash_read(buf, src, k);
-        int blank = 1;
-        for (uint32_t i = 0; i < k && blank; i++) {
-            blank = buf[i] == 0xffu;
-        }
-        if (!blank) {
+        if (!flash_is(dst, buf, k)) {  /* blank chunks of the copy are blank in dst already */
             sfa_hal_flash_write(buf, dst, k);
-            if (!sfa_flash_equal(dst, buf, k)) {
+            if (!flash_is(dst, buf, k)) {
                 return 0;
             }
         }
@@ -66,36 +52,29 @@ static int copy(uint32_t dst, uint32_t src, uint32_t n)
     return 1;
 }
 
-static int sector_erased(uint32_t s)
+/* Erase sector dst (read back blank) and copy bytes [0, lo) and [hi, 4 KiB) of sector src
+ * into it; SFA_TRIES tries. */
+static int renew(uint32_t dst, uint32_t src, uint32_t lo, uint32_t hi)
 {
-    sfa_hal_flash_erase_sector(s);
-    return sfa_flash_all_ff(s, SFA_SECTOR_SIZE);
-}
-
-/* Erase sector s so that [wlo, whi) is blank and every other byte of s is what it was. */
-static int prepare(uint32_t s, uint32_t wlo, uint32_t whi)
-{
-    uint32_t e = s + SFA_SECTOR_SIZE;
-    int keep = !(sfa_flash_all_ff(s, wlo - s) && sfa_flash_all_ff(whi, e - whi));
-    if (keep) {
-        int saved = 0;
-        for (int t = 0; t < SFA_TRIES && !saved; t++) {
-            saved = sector_erased(SFA_SCRATCH_START) && copy(SFA_SCRATCH_START, s, SFA_SECTOR_SIZE);
-        }
-        if (!saved) {
-            return 0;
-        }
-    }
     for (int t = 0; t < SFA_TRIES; t++) {
-        if (!sector_erased(s)) {
-            continue;
-        }
-        if (!keep || (copy(s, SFA_SCRATCH_START, wlo - s) &&
-                      copy(whi, SFA_SCRATCH_START + (whi - s), e - whi))) {
+        sfa_hal_flash_erase_sector(dst);
+        if (sfa_flash_all_ff(dst, SFA_SECTOR_SIZE) && copy(dst, src, lo) &&
+            copy(dst + hi, src + hi, SFA_SECTOR_SIZE - hi)) {
             return 1;
         }
     }
     return 0;
+}
+
+/* Erase sector s so that [wlo, whi) is blank and every other byte of s is what it was
+ * (kept through the scratch sector when any of them is not blank). */
+static int prepare(uint32_t s, uint32_t wlo, uint32_t whi)
+{
+    if (sfa_flash_all_ff(s, wlo - s) && sfa_flash_all_ff(whi, s + SFA_SECTOR_SIZE - whi)) {
+        return renew(s, s, 0, SFA_SECTOR_SIZE);  /* nothing to keep */
+    }
+    return renew(SFA_SCRATCH_START, s, SFA_SECTOR_SIZE, SFA_SECTOR_SIZE) &&
+           renew(s, SFA_SCRATCH_START, wlo - s, whi - s);
 }
 
 void sfa_writer_begin(sfa_writer *w, uint32_t address, uint32_t length)
@@ -146,25 +125,25 @@ int sfa_writer_write(sfa_writer *w, uint32_t address, const uint8_t *data, uint3
     return SFA_ERR_FLASH;
 }
 
+/* 1 if [a, a + l) lies inside [base, base + size) (no overflow for any a, l). */
+static int inside(uint32_t a, uint32_t l, uint32_t base, uint32_t size)
+{
+    return a >= base && a - base <= size && l <= size - (a - base);
+}
+
 const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area)
 {
-    uint64_t end = (uint64_t)address + length;
     if (length == 0) {
         return "empty file";
     }
-    if (end > (uint64_t)SFA_EXTERNAL_BASE + SFA_EXTERNAL_SIZE) {
+    if (!inside(address, length, SFA_EXTERNAL_BASE, SFA_EXTERNAL_SIZE)) {
         return "outside external flash 0x000000..0x200000";
     }
     if (address < SFA_SCRATCH_START + SFA_SCRATCH_SIZE) {
         return "sector 0 is the agent's scratch sector";
     }
-    if (any_area) {
-        return NULL;
-    }
-    if (address == SFA_OTA_START && end <= SFA_OTA_START + SFA_OTA_SIZE) {
-        return NULL;
-    }
-    if (address >= SFA_USER_START && end <= (uint64_t)SFA_USER_START + SFA_USER_SIZE) {
+    if (any_area || (address == SFA_OTA_START && inside(address, length, SFA_OTA_START, SFA_OTA_SIZE)) ||
+        inside(address, length, SFA_USER_START, SFA_USER_SIZE)) {
         return NULL;
     }
     return "not the OTA slot 0x060000 or in the user area 0x080000+; send ANY if allowed";
@@ -172,16 +151,8 @@ const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area
 
 int sfa_range_in_flash(uint32_t address, uint32_t length, int *internal)
 {
-    uint64_t end = (uint64_t)address + length;
-    if (address >= SFA_INTERNAL_BASE && end <= (uint64_t)SFA_INTERNAL_BASE + SFA_INTERNAL_SIZE) {
-        *internal = 1;
-        return 1;
-    }
-    if (end <= (uint64_t)SFA_EXTERNAL_BASE + SFA_EXTERNAL_SIZE) {
-        *internal = 0;
-        return 1;
-    }
-    return 0;
+    *internal = inside(address, length, SFA_INTERNAL_BASE, SFA_INTERNAL_SIZE);
+    return *internal || inside(address, length, SFA_EXTERNAL_BASE, SFA_EXTERNAL_SIZE);
 }
 
 void sfa_read_any(uint8_t *buf, uint32_t address, uint32_t n, int internal)

@@ -4,6 +4,9 @@
  * the only buffer is one frame. */
 #include "sfa_ymodem.h"
 
+#include <stddef.h>
+#include <string.h>
+
 #include "sfa_digest.h"
 
 #define SOH 0x01u
@@ -14,12 +17,12 @@
 #define CAN 0x18u
 #define CRC_START 0x43u
 
-static void send1(sfa_ym *ym, uint8_t b) { ym->send(ym->ctx, &b, 1); }
+static void send1(uint8_t b) { sfa_ym_send(&b, 1); }
 
-static void send2(sfa_ym *ym, uint8_t a, uint8_t b)
+static void send2(uint8_t a, uint8_t b)
 {
     uint8_t two[2] = {a, b};
-    ym->send(ym->ctx, two, 2);
+    sfa_ym_send(two, 2);
 }
 
 static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
@@ -29,7 +32,7 @@ static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
         return;
     }
     if (send_cancel) {
-        ym->send(ym->ctx, cancel, sizeof cancel);
+        sfa_ym_send(cancel, sizeof cancel);
     }
     ym->state = SFA_YM_FAILED;
     ym->result = result;
@@ -39,43 +42,39 @@ static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
 
 void sfa_ym_cancel(sfa_ym *ym, int result, const char *why) { fail(ym, result, why, 1); }
 
-/* Returns 0 when the session failed. */
-static int error(sfa_ym *ym, const char *why)
+/* One more consecutive error: answer it with `reply`, or cancel the session after too many. */
+static void error(sfa_ym *ym, const char *why, uint8_t reply)
 {
     if (++ym->errors > SFA_YM_MAX_ERRORS) {
         fail(ym, SFA_YM_ERR_TRANSFER, why, 1);
-        return 0;
+    } else {
+        send1(reply);
     }
-    return 1;
 }
 
 void sfa_ym_start(sfa_ym *ym, uint32_t now_ms)
 {
-    ym->state = SFA_YM_HEADER;
-    ym->started = ym->errors = ym->cans = ym->have_file = 0;
+    /* every field before the frame pointer: state SFA_YM_HEADER, result SFA_YM_OK,
+     * counters 0, no name */
+    memset(ym, 0, offsetof(sfa_ym, frame));
     ym->starts = 1;
     ym->seq = 1;
-    ym->fill = ym->need = 0;
-    ym->size = ym->received = 0;
     ym->last_ms = now_ms;
-    ym->result = SFA_YM_OK;
     ym->why = "";
-    ym->why_at = 0;
-    ym->name[0] = '\0';
-    send1(ym, CRC_START);
+    send1(CRC_START);
 }
 
-static void on_header(sfa_ym *ym, const uint8_t *payload, uint16_t plen)
+static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
 {
     uint8_t seq = ym->frame[1];
     if (seq != 0) {
         int late = ym->started && seq == (uint8_t)(ym->seq - 1u);  /* the last block again */
-        send1(ym, late ? ACK : NAK);
+        send1(late ? ACK : NAK);
         return;
     }
     ym->errors = 0;
     if (payload[0] == 0) {  /* end of batch (lrzsz leaves junk in bytes 126-127: look only here) */
-        send1(ym, ACK);
+        send1(ACK);
         ym->state = SFA_YM_DONE;
         return;
     }
@@ -84,7 +83,7 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint16_t plen)
         fail(ym, SFA_YM_ERR_TRANSFER, "one file per session", 1);
         return;
     }
-    uint16_t i = 0, k = 0;
+    uint32_t i = 0, k = 0;
     while (i < plen && payload[i] != 0) {
         if (k < SFA_YM_NAME_MAX) {
             uint8_t c = payload[i];
@@ -104,26 +103,24 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint16_t plen)
     ym->size = size;
     ym->received = 0;
     ym->seq = 1;
-    int r = ym->on_header(ym->ctx, ym->name, size, has_size);
+    int r = sfa_ym_on_header(ym->name, size, has_size);
     if (r != SFA_YM_OK) {
-        fail(ym, r, r == SFA_YM_ERR_TOO_BIG ? "file too big" : "header refused", 1);
+        fail(ym, r, "", 1);  /* the owner words its own refusals (why is for transfer errors) */
         return;
     }
     ym->state = SFA_YM_DATA;
-    send2(ym, ACK, CRC_START);
+    send2(ACK, CRC_START);
 }
 
 static void on_block(sfa_ym *ym)
 {
-    uint16_t plen = (uint16_t)(ym->need - 5u);
+    uint32_t plen = ym->need - 5u;
     uint8_t seq = ym->frame[1];
     const uint8_t *payload = ym->frame + 3;
-    uint16_t crc = (uint16_t)((ym->frame[ym->need - 2u] << 8) | ym->frame[ym->need - 1u]);
     int complement_ok = (unsigned)ym->frame[2] + seq == 0xffu;
-    if (!complement_ok || sfa_crc16(payload, plen) != crc) {
-        if (error(ym, complement_ok ? "block CRC error" : "bad block complement")) {
-            send1(ym, NAK);
-        }
+    /* the CRC over the payload and its own two bytes (big-endian) is 0 for a good block */
+    if (!complement_ok || sfa_crc16(payload, plen + 2u) != 0) {
+        error(ym, complement_ok ? "block CRC error" : "bad block complement", NAK);
         return;
     }
     if (ym->state == SFA_YM_HEADER) {
@@ -131,11 +128,11 @@ static void on_block(sfa_ym *ym)
         return;
     }
     if (seq == 0 && ym->received == 0) {  /* the header again: our ACK was lost */
-        send2(ym, ACK, CRC_START);
+        send2(ACK, CRC_START);
         return;
     }
     if (seq == (uint8_t)(ym->seq - 1u)) {  /* duplicate: our ACK was lost */
-        send1(ym, ACK);
+        send1(ACK);
         return;
     }
     if (seq != ym->seq) {
@@ -144,15 +141,15 @@ static void on_block(sfa_ym *ym)
     }
     uint32_t left = ym->size - ym->received;
     uint32_t n = plen < left ? plen : left;  /* 0x1A padding past the size is not stored */
-    int r = ym->on_data(ym->ctx, ym->received, payload, n);
+    int r = sfa_ym_on_data(ym->received, payload, n);
     if (r != SFA_YM_OK) {
-        fail(ym, r, "flash write failed", 1);
+        fail(ym, r, "", 1);
         return;
     }
     ym->received += n;
     ym->seq++;
     ym->errors = 0;
-    send1(ym, ACK);
+    send1(ACK);
 }
 
 static void on_byte(sfa_ym *ym, uint8_t b)
@@ -167,16 +164,14 @@ static void on_byte(sfa_ym *ym, uint8_t b)
     }
     if (ym->state == SFA_YM_DATA && ym->received < ym->size) {
         /* not an end: a block mark corrupted into EOT. NAK; a real end is sent again. */
-        if (error(ym, "EOT before the announced size")) {
-            send1(ym, NAK);
-        }
+        error(ym, "EOT before the announced size", NAK);
         return;
     }
-    send1(ym, ACK);
+    send1(ACK);
     if (ym->state != SFA_YM_DATA) {
         return;  /* a repeated EOT: our ACK was lost */
     }
-    send1(ym, CRC_START);
+    send1(CRC_START);
     ym->state = SFA_YM_HEADER;
 }
 
@@ -221,10 +216,8 @@ void sfa_ym_tick(sfa_ym *ym, uint32_t now_ms)
             fail(ym, SFA_YM_ERR_TRANSFER, "no sender after 20 'C' prompts", 1);
             return;
         }
-        send1(ym, CRC_START);
+        send1(CRC_START);
         return;
     }
-    if (error(ym, "timeout waiting for a block")) {
-        send1(ym, ym->state == SFA_YM_HEADER ? CRC_START : NAK);
-    }
+    error(ym, "timeout waiting for a block", ym->state == SFA_YM_HEADER ? CRC_START : NAK);
 }
