@@ -10,15 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sparkflash.errors import InputError
 
-__all__ = ["Area", "Memory", "Board", "load_board", "BOARD_DIR"]
+__all__ = ["Area", "Memory", "Board", "board_file", "load_board", "BOARD_DIR"]
 
 BOARD_DIR = Path(__file__).parent
-# libyaml when the wheel has it: the board is read on every scons run, no-op builds included
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -131,18 +127,26 @@ def _memory(name: str, d: dict[str, Any]) -> Memory:
     )
 
 
-def load_board(name_or_path: str | Path, search: tuple[Path, ...] = ()) -> Board:
-    """Load a board by name (searching `search` dirs, then the built-in ones) or by path."""
+def board_file(name_or_path: str | Path, search: tuple[Path, ...] = ()) -> Path:
+    """The YAML file of a board by name (searching `search` dirs, then the built-in ones)
+    or by path, without reading it (scons names it as a dependency on every run)."""
     p = Path(name_or_path)
     candidates = [p] if p.suffix in (".yaml", ".yml") else [d / f"{name_or_path}.yaml" for d in (*search, BOARD_DIR)]
     for c in candidates:
         if c.is_file():
-            break
-    else:
-        known = sorted(f.stem for f in BOARD_DIR.glob("*.yaml"))
-        raise InputError(f"unknown board {str(name_or_path)!r} (known: {', '.join(known)})")
+            return c
+    known = sorted(f.stem for f in BOARD_DIR.glob("*.yaml"))
+    raise InputError(f"unknown board {str(name_or_path)!r} (known: {', '.join(known)})")
+
+
+def load_board(name_or_path: str | Path, search: tuple[Path, ...] = ()) -> Board:
+    """Load a board by name (searching `search` dirs, then the built-in ones) or by path."""
+    import yaml  # here, not at import: a no-op scons run never needs it (~15 ms)
+
+    c = board_file(name_or_path, search)
     try:
-        d = yaml.load(c.read_text(), Loader=_LOADER)
+        # libyaml when the wheel has it
+        d = yaml.load(c.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         fw = d["firmware"]
         return Board(
             name=str(d["name"]),

@@ -368,7 +368,9 @@ def cached_probe(build_dir: Path, variables: dict[str, str], cache_dir: Path,
     import json
 
     build_dir = build_dir.resolve()
-    key = hashlib.sha256(json.dumps([str(build_dir), variables], sort_keys=True).encode()).hexdigest()[:16]
+    # this parser's own path too: two checkouts building one tree keep a record each
+    # instead of overwriting each other's (their signatures name different files)
+    key = hashlib.sha256(json.dumps([str(build_dir), variables, __file__], sort_keys=True).encode()).hexdigest()[:16]
     cache = cache_dir / f"makeplan-{key}.json"
     try:
         rec = json.loads(cache.read_text())

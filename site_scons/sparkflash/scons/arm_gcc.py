@@ -55,10 +55,16 @@ def _size_check(target: list[Any], source: list[Any], env: Any) -> None:
         f.write(table + "\n")
 
 
+def _preload(names: tuple[str, ...]) -> None:
+    for name in names:
+        importlib.import_module(name)
+
+
 def _preload_size_report(target: list[Any], source: list[Any], env: Any) -> None:
-    """Import the size check's modules (pyelftools, ~60 ms) while the linker runs, instead
-    of after it: the check sits between the link and the .bin/.hex of every build."""
-    threading.Thread(target=importlib.import_module, args=("sparkflash.firmware.sizereport",), daemon=True).start()
+    """Import the size check's modules (pyelftools, YAML for the board: ~60 ms) while the
+    linker runs, instead of after it: the check sits between the link and the .bin/.hex."""
+    names = ("yaml", "sparkflash.firmware.sizereport", "sparkflash.firmware.imagecheck")
+    threading.Thread(target=_preload, args=(names,), daemon=True).start()
 
 
 def _size_emitter(target: list[Any], source: list[Any], env: Any) -> tuple[list[Any], list[Any]]:

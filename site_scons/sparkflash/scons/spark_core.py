@@ -10,6 +10,7 @@ dependencies, the image check after the link, the cache and compiledb.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ import SCons.Node
 import SCons.Script
 from SCons.Variables import BoolVariable, EnumVariable, Variables
 
-from sparkflash.boards import load_board
+from sparkflash.boards import BOARD_DIR, board_file, load_board
 from sparkflash.errors import InputError, SparkflashError
 from sparkflash.firmware import PACKAGE_DIR
 from sparkflash.firmware.coretree import (
@@ -30,7 +31,7 @@ from sparkflash.firmware.coretree import (
     FirmwareTree,
     load_tree,
 )
-from sparkflash.scons import stored_hashes
+from sparkflash.scons import fast_exit, stored_hashes
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -279,11 +280,31 @@ def _rescan_if_include_dirs_changed(env: Any, tree: FirmwareTree) -> None:
     _after_build(save, only_if_ok=True)
 
 
+def _changed_sources_first(tree: FirmwareTree, nodes: dict[Path, Any]) -> list[Any]:
+    """The objects of sources written since the last build saved its records (none after a
+    clean start: make's order stands). Given to Default() before the images, SCons meets
+    them first: an edited file's compile starts after its own ~100 headers are decided
+    and runs while the other ~600 nodes are (-j2), instead of after all of them (0.05-0.15 s
+    of a one-file edit). Only the order changes: every node is still decided."""
+    since = stored_hashes.records_written()
+    if not since:
+        return []
+    out: list[Any] = []
+    for comp in tree.components:
+        for c in comp.compiles:
+            try:
+                if c.output in nodes and int(os.stat(c.source).st_mtime) >= since:
+                    out.append(nodes[c.output])
+            except OSError:
+                continue
+    return out
+
+
 def _help_placeholders(env: Any) -> dict[str, Any]:
     """`scons -h` must work without a toolchain or a tree: no graph, just the names."""
     out = env.Dir(f"#build/{env['VARIANT']}")
     return {k: out.File(f"firmware.{k}") for k in ("elf", "bin", "hex", "map", "size")} | {
-        "dir": out, "tree": None, "objects": []}
+        "dir": out, "tree": None, "objects": [], "first": []}
 
 
 HELP_HEAD = """\
@@ -308,7 +329,9 @@ def _firmware(env: Any) -> dict[str, Any]:
         pending: list[Callable[[], None]] = []
         tree = load_tree(env.Dir("#").Dir(env["CORE_FIRMWARE"]).abspath, opts, _cache_dir(env), pending)
         _after_build(lambda: [w() for w in pending], only_if_ok=False)
-        board = load_board(env["BOARD"])
+        board = board_file(env["BOARD"])  # read by the size check, after a link
+        if board.parent != BOARD_DIR:  # a user's own board: refuse a malformed one before compiling
+            load_board(board)
         extra = [_escape(w) for w in _words(env, "CFLAGS")] + [f"-D{_escape(d)}" for d in _words(env, "CPPDEFINES")]
         link_extra = [_escape(w) for w in _words(env, "LINKFLAGS")]
     except SparkflashError as e:
@@ -324,13 +347,16 @@ def _firmware(env: Any) -> dict[str, Any]:
     maps = _prefix_maps(env, tree.roots)
     archives: dict[Path, Any] = {}
     built: list[Any] = []
+    by_output: dict[Path, Any] = {}
     for comp in tree.libraries:
         lib_objs = _objects(env, comp, f"{variant}/{comp.name}", tree.compile_prefix, maps, extra)
         built += lib_objs.values()
+        by_output |= lib_objs
         if comp.archive:
             members = [lib_objs[m] for m in comp.archive.members]
             archives[comp.archive.output] = env.StaticLibrary(f"{variant}/{comp.name}/{comp.archive.output.name}", members)[0]
     objs = _objects(env, tree.firmware, f"{out}/{tree.firmware.name}", tree.compile_prefix, maps, extra)
+    by_output |= objs
     agent_objs: tuple[Any, ...] = ()
     if env["AGENT"]:  # the device agent (docs/device-agent.md): its objects and the setup/loop wraps
         from sparkflash.scons.sparkflash_agent import WRAP_FLAGS, agent_objects
@@ -346,7 +372,7 @@ def _firmware(env: Any) -> dict[str, Any]:
                       SCons.Action.Action(command, "$LINKCOMSTR"))[0]
     env.Depends(elf, scripts)
     size = env.SizeCheck(f"{out}/firmware.size", elf, BOARD=env["BOARD"])[0]
-    env.Depends(size, [str(PACKAGE_DIR / "sizereport.py"), str(PACKAGE_DIR / "imagecheck.py"), str(board.source)])
+    env.Depends(size, [str(PACKAGE_DIR / "sizereport.py"), str(PACKAGE_DIR / "imagecheck.py"), str(board)])
     binary = env.ElfToBin(f"{out}/firmware.bin", elf)[0]
     hexfile = env.ElfToHex(f"{out}/firmware.hex", elf)[0]
     env.Depends([binary, hexfile], size)  # an image over the limit or without a vector table is never produced
@@ -358,11 +384,16 @@ def _firmware(env: Any) -> dict[str, Any]:
         env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
     _rescan_if_include_dirs_changed(env, tree)
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
-            "objects": [*built, *objs.values()]}
+            "objects": [*built, *objs.values()], "first": _changed_sources_first(tree, by_output)}
 
 
 def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> None:
     """Read the variables, load arm_gcc, add env.SparkCoreFirmware()."""
+    # scons is a short-lived process: Python's cyclic collector walking SCons' ~10^5
+    # objects (nodes, executors, .sconsign entries) again and again costs a no-op build
+    # 10-20 ms and frees next to nothing before the process exits anyway
+    gc.disable()
+    fast_exit.install()
     variables = spark_core_variables(arguments or {})
     variables.Update(env)  # other NAME=value arguments belong to the release/deploy tools
     env["SPARK_CORE_VARIABLES"] = variables

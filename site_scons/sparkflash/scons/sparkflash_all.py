@@ -31,7 +31,7 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     env["SPARKFLASH_FIRMWARE_BIN"] = firmware["bin"]
     env["SPARKFLASH_ELF"] = firmware["elf"]
     env["SPARKFLASH_VARIANT_DIR"] = firmware["dir"]
-    SCons.Script.Default(firmware["bin"], firmware["hex"], firmware["size"])
+    SCons.Script.Default(*firmware["first"], firmware["bin"], firmware["hex"], firmware["size"])
     env.Tool("sparkflash_release")
     env.Tool("sparkflash_deploy")
     env.CheckArguments(args)

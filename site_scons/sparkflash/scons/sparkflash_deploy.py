@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import SCons.Errors
+import SCons.Script
 from SCons.Script import ARGUMENTS, Action
 
-from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 from sparkflash.scons.errors import stop_on_error
 
 VIAS = ("dfu", "serial", "ota")
@@ -58,6 +58,8 @@ def _publish(env: Any, summary: bool) -> Any:
                              options=PublishOptions(create_bucket=bool(env["SPARKFLASH_CREATE_BUCKET"])))
         doc = report.to_json()
         if summary:
+            from sparkflash.manifest import Manifest
+
             m = Manifest.from_bytes(Path(source[0].abspath).read_bytes(), str(source[0]))
             print(json.dumps({"name": m.name, "version": m.version, "url": report.url,
                               "manifest_sha256": report.manifest_sha256, "manifest": report.manifest_status,
@@ -101,12 +103,23 @@ def _flash_ext(target: list[Any], source: list[Any], env: Any) -> int:
 
 
 def _flash(target: list[Any], source: list[Any], env: Any) -> int:
+    from sparkflash.manifest import Manifest
+
     m = Manifest.from_bytes(Path(source[0].abspath).read_bytes(), str(source[0]))
     names = [r.name for r in m.regions if r.kind == "firmware"]
     if not names:
         raise SCons.Errors.StopError(f"flash: {source[0]} has no firmware region")
     regions = [a for n in names for a in ("--region", n)]
     return _run(_deploy_cmd(env, source[0].abspath, "dfu", regions + ["--leave"]))
+
+
+HELP = ("\nDeploy targets (sparkflash_deploy):\n"
+        "  publish    upload the signed release: BUCKET=b [PREFIX=p] [CHANNEL=stable] [ENDPOINT=url]\n"
+        "             [CREATE_BUCKET=1]; AWS credentials/region from the standard AWS configuration\n"
+        "  release    build + manifest + sign + publish, then one JSON summary line (for CI)\n"
+        "  flash-ext  flash the external-flash regions: VIA=dfu|serial|ota [PORT=tty] [DEVICE=d,...]\n"
+        "             [CLOUD=http://127.0.0.1:8683] (the admin API of `sparkflash cloud serve`)\n"
+        "  flash      flash the firmware by DFU and leave DFU mode [DEVICE=...]\n")
 
 
 def generate(env: Any) -> None:
@@ -124,6 +137,11 @@ def generate(env: Any) -> None:
     )
     env.SetDefault(SPARKFLASH_KEY=ARGUMENTS.get("KEY", "#build/keys/dev.pem"),
                    SPARKFLASH_DIST=env.get("SPARKFLASH_VARIANT_DIR", env.Dir("#build/release")))
+    env.Help(HELP, append=True)
+    if not (SCons.Script.COMMAND_LINE_TARGETS or SCons.Script.GetOption("help")):
+        return  # a plain `scons` builds Default() only: these aliases are out of its reach
+    from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME
+
     dist = env.Dir(env["SPARKFLASH_DIST"]).Dir("dist")
     manifest, sig = dist.File(MANIFEST_NAME), dist.File(SIGNATURE_NAME)
     signed = [manifest, sig]  # sig is the `sign` target: firmware, manifest and signature are built first
@@ -132,13 +150,6 @@ def generate(env: Any) -> None:
                          ("flash", Action(_flash, "Flashing the firmware of $SOURCE by DFU"))):
         alias = env.Alias(name, signed, action)
         env.AlwaysBuild(alias)
-    env.Help("\nDeploy targets (sparkflash_deploy):\n"
-             "  publish    upload the signed release: BUCKET=b [PREFIX=p] [CHANNEL=stable] [ENDPOINT=url]\n"
-             "             [CREATE_BUCKET=1]; AWS credentials/region from the standard AWS configuration\n"
-             "  release    build + manifest + sign + publish, then one JSON summary line (for CI)\n"
-             "  flash-ext  flash the external-flash regions: VIA=dfu|serial|ota [PORT=tty] [DEVICE=d,...]\n"
-             "             [CLOUD=http://127.0.0.1:8683] (the admin API of `sparkflash cloud serve`)\n"
-             "  flash      flash the firmware by DFU and leave DFU mode [DEVICE=...]\n", append=True)
 
 
 def exists(env: Any) -> bool:

@@ -17,14 +17,10 @@ from typing import Any
 
 from SCons.Script import ARGUMENTS, COMMAND_LINE_TARGETS, Action, Builder, GetOption
 
-import sparkflash
-from sparkflash.errors import SparkflashError
-from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME
-from sparkflash.manifest.spec import load_release
 from sparkflash.scons.errors import stop_on_error
 
-# Building and signing (cryptography) are imported inside the actions: a plain `scons`
-# that builds only the firmware never pays for them.
+# The manifest modules (YAML, cryptography) are imported where used: a plain `scons`
+# builds Default() (the firmware) only, and does not even read the release's YAML.
 
 DEFAULT_MANIFEST = "#manifests/example.yaml"
 DEFAULT_KEY = "#build/keys/dev.pem"
@@ -75,6 +71,9 @@ def _release_inputs(env: Any, yaml_node: Any) -> list[Any]:
 
     A YAML that does not parse yet gives no extra inputs; the build action then reports
     the error with its line, which is the better place for it."""
+    from sparkflash.errors import SparkflashError
+    from sparkflash.manifest.spec import load_release
+
     try:
         rel = load_release(Path(yaml_node.srcnode().abspath))
     except SparkflashError:
@@ -118,6 +117,8 @@ def _content_node(env: Any, nodes: list[Any]) -> Any:
 
 def _library_files(env: Any) -> list[Any]:
     """The modules that produce the bytes: SCons hashes only the action's own code."""
+    import sparkflash
+
     root = Path(sparkflash.__file__).parent
     return [env.File(str(p)) for d, suffix in (("manifest", ".py"), ("boards", ".yaml"), ("boards", ".py"))
             for p in sorted((root / d).glob(f"*{suffix}"))]
@@ -130,8 +131,22 @@ def _cleaning_release_only() -> bool:
     return bool(GetOption("clean")) and bool(targets) and targets <= {"manifest", "sign"}
 
 
+def release_graph_wanted() -> bool:
+    """Whether this run can reach the release nodes: a plain `scons` builds the Default()
+    targets only (the firmware), `scons -c` cleans only those, so their graph (the YAML
+    read, every input hashed: ~15 ms) is left out; any named target or `-h` brings it in."""
+    return bool(COMMAND_LINE_TARGETS) or bool(GetOption("help"))
+
+
+HELP = ("\nRelease targets (sparkflash_release):\n"
+        "  manifest   lay out MANIFEST=path (default manifests/example.yaml) into <variant>/dist/\n"
+        "  sign       sign <variant>/dist/manifest.json with KEY=path (default build/keys/dev.pem)\n"
+        "             STRICT_SECTORS=1 makes sectors shared by two regions an error\n")
+
+
 def generate(env: Any) -> None:
     env.AppendUnique(SPARKFLASH_ARGUMENT_NAMES=["MANIFEST", "KEY", "STRICT_SECTORS"])
+    env.Help(HELP, append=True)
     env.SetDefault(
         SPARKFLASH_MANIFEST=ARGUMENTS.get("MANIFEST", DEFAULT_MANIFEST),
         SPARKFLASH_KEY=ARGUMENTS.get("KEY", DEFAULT_KEY),
@@ -142,6 +157,10 @@ def generate(env: Any) -> None:
         SPARKFLASH_SIGNCOMSTR="Signing $TARGET",
         SPARKFLASH_KEYCOMSTR="Creating development key $TARGET",
     )
+    if not release_graph_wanted():
+        return
+    from sparkflash.manifest import MANIFEST_NAME, SIGNATURE_NAME
+
     manifest_action = Action(_build_manifest, "$SPARKFLASH_MANIFESTCOMSTR",
                              varlist=["SPARKFLASH_STRICT_SECTORS", "SPARKFLASH_META"])
     sign_action = Action(_sign, "$SPARKFLASH_SIGNCOMSTR")
@@ -170,10 +189,6 @@ def generate(env: Any) -> None:
 
     env.Alias("manifest", manifest)
     env.Alias("sign", sig)
-    env.Help("\nRelease targets (sparkflash_release):\n"
-             "  manifest   lay out MANIFEST=path (default manifests/example.yaml) into <variant>/dist/\n"
-             "  sign       sign <variant>/dist/manifest.json with KEY=path (default build/keys/dev.pem)\n"
-             "             STRICT_SECTORS=1 makes sectors shared by two regions an error\n", append=True)
 
 
 def exists(env: Any) -> bool:

@@ -22,7 +22,7 @@ import SCons.SConsign
 _last_write: list[int] = []  # whole second of the .sconsign database as this run found it
 
 
-def _records_written() -> int:
+def records_written() -> int:
     """The second the previous build wrote its records; 0 (trust nothing) if unknown."""
     if not _last_write:
         name = SCons.SConsign.DB_Name or ".sconsign"
@@ -44,7 +44,7 @@ def _stored_csig(node: Any) -> str:
     stamp = getattr(ninfo, "timestamp", None)
     if not csig or not stamp or stamp != node.get_timestamp() or getattr(ninfo, "size", None) != node.get_size():
         return ""
-    return str(csig) if stamp < _records_written() else ""
+    return str(csig) if stamp < records_written() else ""
 
 
 def install() -> None:
