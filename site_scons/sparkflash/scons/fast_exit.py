@@ -8,9 +8,7 @@ os._exit and SCons' own exit status, but only when SCons' main() reached its nor
 (the status it passes to sys.exit is then `SCons.Script.Main.exit_status`); any other
 way out (an error SCons reports with sys.exit(2), Ctrl-C, an exception) keeps Python's
 normal exit. Open files are closed by then: SCons writes .sconsign with `with open`,
-our records use write_text. Exit handlers registered after `install()` (ours, a
-SConstruct's) run first, as atexit runs them last-in first-out; SCons' own exit
-functions are run here.
+our records use write_text.
 """
 
 from __future__ import annotations
@@ -54,13 +52,8 @@ def _leave() -> None:
 
 
 def install() -> None:
-    """Once per process; a no-op if already installed. Not installed when an exit handler
-    other than SCons' own was registered before (a SConstruct's atexit.register above its
-    env.Tool('spark_core')): handlers run last-in first-out, so that one would be skipped."""
+    """Once per process; a no-op if already installed."""
     if getattr(SCons.Taskmaster, "_sparkflash_fast_exit", False):
-        return
-    count = getattr(atexit, "_ncallbacks", None)
-    if count is None or count() > 1:  # 1: SCons.exitfuncs, registered when SCons is imported
         return
     SCons.Taskmaster._sparkflash_fast_exit = True
     SCons.Taskmaster.dump_stats = _mark_end(SCons.Taskmaster.dump_stats)
