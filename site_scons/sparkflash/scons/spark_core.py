@@ -31,7 +31,7 @@ from sparkflash.firmware.coretree import (
     FirmwareTree,
     load_tree,
 )
-from sparkflash.scons import fast_exit, stored_hashes
+from sparkflash.scons import stored_hashes
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -393,7 +393,6 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     # objects (nodes, executors, .sconsign entries) again and again costs a no-op build
     # 10-20 ms and frees next to nothing before the process exits anyway
     gc.disable()
-    fast_exit.install()
     variables = spark_core_variables(arguments or {})
     variables.Update(env)  # other NAME=value arguments belong to the release/deploy tools
     env["SPARK_CORE_VARIABLES"] = variables
