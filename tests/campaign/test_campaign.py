@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,3 +66,34 @@ def test_the_manifest_fuzzer_follows_the_profile_and_the_fuzz_profile_is_seeded(
 
     assert settings.get_profile("fuzz").derandomize is False
     assert test_manifest_fuzz.FUZZ.derandomize == settings.default.derandomize
+
+
+def _dfu_campaign(tmp_path: Path, name: str, *args: str) -> tuple[dict[str, int], list[dict[str, object]]]:
+    out, log = tmp_path / f"{name}.json", tmp_path / f"{name}.jsonl"
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "campaign"), "--via", "dfu", "--seed", "21", *args,
+                        "--json", str(out), "--log", str(log)], capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(out.read_text())["results"]["dfu"], [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.slow  # two dfu campaigns: ~40 s on a loaded machine
+def test_parallel_runs_each_have_their_record_and_the_table_adds_them_up(tmp_path: Path) -> None:
+    """--jobs 3: one log line per run, the table is the sum of the runs as with --jobs 1, and each
+    run draws its fault from its own seed, so --only reproduces a run alone with the same fault."""
+    table, runs = _dfu_campaign(tmp_path, "parallel", "--runs", "3", "--jobs", "3")
+    assert sorted(int(str(run["run"])) for run in runs) == [0, 1, 2]
+    assert table["runs"] == table["faults"] == table["runs requested"] == 3
+    assert table.get("faults landed", 0) == sum(bool(run["landed"]) for run in runs)
+    assert table.get("regions verified", 0) == sum(int(str(run["verified"])) for run in runs)
+    assert table.get("reruns completed", 0) == 3 and table.get("silent corruptions", 0) == 0
+    assert table["tracebacks"] == 0 and table["hung"] == 0
+    kinds = [str(run["fault"]).split("@")[0].strip("['") for run in runs]
+    for kind in ("drop", "corrupt", "reset", "kill"):
+        assert table.get(f"{kind} faults", 0) == kinds.count(kind), kind
+    assert table.get("reruns on the same Core process", 0) == kinds.count("kill")
+    assert {"calibration rx bytes", "calibration ms", "calibration programs, max per flash", "seconds"} <= set(table)
+    alone, [one] = _dfu_campaign(tmp_path, "alone", "--only", "2")
+    assert alone["runs"] == 1 and alone.get("reruns completed", 0) == 1
+    twin = next(run for run in runs if run["run"] == 2)
+    same = str(one["fault"]).split("=")[0] == str(twin["fault"]).split("=")[0]  # a kill: the same fraction of the transfer
+    assert (one["run"], one["run_seed"], same) == (2, twin["run_seed"], True), (one, twin)
