@@ -55,8 +55,9 @@ def _transport_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--leave", action="store_true", help="dfu: leave DFU mode (reset) after writing")
     t.add_argument("--cloud", default="http://127.0.0.1:8683",
                    help="ota: admin API URL of `sparkflash cloud serve` (default http://127.0.0.1:8683)")
-    t.add_argument("--online-timeout", type=float, default=5.0, metavar="SECONDS",
-                   help="ota: how long a registered device may take to come online before the deploy fails (default 5)")
+    t.add_argument("--online-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="ota: how long a registered device may take to come online before the deploy fails (default 30: a Core "
+                   "rebooting after a firmware update takes several seconds to reconnect)")
     t.add_argument("--cloud-token", type=Path, help="ota: the admin API token file (KEY.admin-token beside the server "
                    "key; default $SPARKFLASH_CLOUD_TOKEN_FILE)")
     t.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-exchange timeout in seconds")

@@ -254,6 +254,7 @@ async def _route(server: CloudServer, method: str, target: str, body: bytes, wri
 
 
 async def handle_http(server: CloudServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    stopping = False
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         lines = head.decode("latin-1").split("\r\n")
@@ -279,9 +280,12 @@ async def handle_http(server: CloudServer, reader: asyncio.StreamReader, writer:
         _json(writer, 400, {"error": f"bad request: {e}"})
     except ConnectionError:
         pass
+    except asyncio.CancelledError:  # the server stops (an event stream still open): end quietly, unflushed
+        stopping = True             # (Python 3.11's start_server callback logs a cancelled handler as a traceback)
     finally:
         try:
-            await writer.drain()
+            if not stopping:
+                await writer.drain()
         except ConnectionError:
             pass
         writer.close()
