@@ -7,12 +7,15 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sparkflash.boards import load_board
 from sparkflash.cli import main
 from sparkflash.cli.deploy_cmd import adhoc_release
-from sparkflash.deploy.dfu import deploy
+from sparkflash.deploy.dfu import DfuFlasher, SessionBackend, deploy
+from sparkflash.deploy.dfu_session import DfuSession, open_pipes
 from sparkflash.errors import InputError
 from sparkflash.manifest.model import Manifest, Region
 from sparkflash.manifest.release import Release, digests, open_release, store_blob
@@ -142,10 +145,6 @@ def test_no_virtual_core_is_a_clear_device_error(tmp_path: Path, capsys: pytest.
 def test_poll_timeouts_are_honoured(core_dir: Path, tmp_path: Path) -> None:
     """With the Core's timeouts on, the host waits exactly what the Core announced (no sleeping in tests
     beyond that: one SPI sector = erase 20 ms + Set Address 30 ms + 4 blocks x 30 ms)."""
-    from sparkflash.boards import load_board
-    from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
-    from sparkflash.deploy.dfu_session import DfuSession, open_pipes
-
     with VirtualCore(core_dir, CoreOptions(dfu_poll=True, endpoints=("dfu",))) as core:
         core.state.external.write_erased(0xB0000, b"old" * 100)
         (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
@@ -166,30 +165,33 @@ def test_poll_timeouts_are_honoured(core_dir: Path, tmp_path: Path) -> None:
         assert session.waited_s == pytest.approx(0.020 + 4 * 0.030 + 1 * 0.030)
 
 
+def _write_verified(core: VirtualCore, data: bytes, address: int, tmp_path: Path) -> tuple[Any, Any]:
+    """(report, session): one region of `data` at `address` written by DfuFlasher over the Core's
+    DFU endpoint, its digest read back from the device and checked."""
+    f = tmp_path / "d.bin"
+    f.write_bytes(data)
+    rel = adhoc_release(f, address, "spark-core", False, tmp_path / "store")
+    (region,) = rel.manifest.regions
+    (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
+    session = DfuSession(pipe)
+    try:
+        fl = DfuFlasher(SessionBackend(session), load_board("spark-core"))
+        rep = fl.write_region(region, rel.blob(region), lambda d, t: None)
+        assert fl.device_digest(region) == (region.crc32, region.sha256)
+    finally:
+        session.close()
+    return rep, session
+
+
 def test_a_run_whose_first_sector_needs_no_erase_sets_the_pointer(core_dir: Path, tmp_path: Path) -> None:
     """Erases go highest first so the last one (the run's first sector) leaves the pointer at the
     run; when that sector is already blank nothing moved the pointer there, so it is set."""
-    from sparkflash.boards import load_board
-    from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
-    from sparkflash.deploy.dfu_session import DfuSession, open_pipes
-
     with VirtualCore(core_dir, CoreOptions(dfu_poll=False, endpoints=("dfu",))) as core:
         ext = core.state.external
         ext.write_erased(0xC0000, b"\x11" * 0x3000)  # three sectors of old bytes
         ext.erase_sector(0xC0000)  # ... the first one blank again
         data = os.urandom(0x3000)
-        f = tmp_path / "d.bin"
-        f.write_bytes(data)
-        rel = adhoc_release(f, 0xC0000, "spark-core", False, tmp_path / "store")
-        (region,) = rel.manifest.regions
-        (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
-        session = DfuSession(pipe)
-        try:
-            fl = DfuFlasher(SessionBackend(session), load_board("spark-core"))
-            rep = fl.write_region(region, rel.blob(region), lambda d, t: None)
-            assert fl.device_digest(region) == (region.crc32, region.sha256)
-        finally:
-            session.close()
+        rep, session = _write_verified(core, data, 0xC0000, tmp_path)
         assert (rep.sectors_erased, rep.retries) == (2, 0)
         assert session.counts["set_address"] == 2  # the read before, and the run's (its first sector was blank)
         assert ext.read(0xC0000, 0x3000) == data
@@ -201,10 +203,6 @@ def test_read_before_writing_stops_in_a_sector_at_its_first_differing_chunk(core
     """A sector inside the region is rewritten as soon as one chunk differs (and is not blank), so
     the read before writing skips its other chunks; unchanged and blank sectors are read in full
     (skipped, or written without an Erase), and every rewritten byte is still read back."""
-    from sparkflash.boards import load_board
-    from sparkflash.deploy.dfu import DfuFlasher, SessionBackend
-    from sparkflash.deploy.dfu_session import DfuSession, open_pipes
-
     with VirtualCore(core_dir, CoreOptions(dfu_poll=False, endpoints=("dfu",))) as core:
         ext = core.state.external
         data = bytearray(os.urandom(0x4000))  # four 4 KiB sectors, 1 KiB chunks
@@ -213,18 +211,7 @@ def test_read_before_writing_stops_in_a_sector_at_its_first_differing_chunk(core
         old[0x2C00:0x3000] = os.urandom(0x400)  # sector 2 only in its last chunk
         ext.write_erased(0xD0000, bytes(old))  # sector 0 unchanged
         ext.erase_sector(0xD3000)  # sector 3 blank: written without an Erase
-        f = tmp_path / "d.bin"
-        f.write_bytes(bytes(data))
-        rel = adhoc_release(f, 0xD0000, "spark-core", False, tmp_path / "store")
-        (region,) = rel.manifest.regions
-        (pipe,) = open_pipes([f"virtual:{core.state.path}"], 0x1D50, 0x607F)
-        session = DfuSession(pipe)
-        try:
-            fl = DfuFlasher(SessionBackend(session), load_board("spark-core"))
-            rep = fl.write_region(region, rel.blob(region), lambda d, t: None)
-            assert fl.device_digest(region) == (region.crc32, region.sha256)
-        finally:
-            session.close()
+        rep, session = _write_verified(core, bytes(data), 0xD0000, tmp_path)
         assert (rep.sectors_skipped, rep.sectors_erased, rep.retries) == (1, 2, 0)
         assert session.counts["upload"] == (4 + 1 + 4 + 4) + 3 * 4  # the read before, then sectors 1-3 read back
         assert ext.read(0xD0000, 0x4000) == data

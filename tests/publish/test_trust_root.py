@@ -70,14 +70,22 @@ def _fetch(s3_url: str, trust: TrustRoot, tmp_path: Path, **kw: Any) -> Path:
     return fetch_release(f"{s3_url}/releases/tiny/1.0.0", trust=trust, cache=tmp_path / "cache", **kw)
 
 
-def test_a_manifest_below_the_threshold_is_refused(make_release: MakeRelease, keys: Callable[[str], FileSigner],
-                                                   s3_url: str, tmp_path: Path) -> None:
+def _two_of_two(keys: Callable[[str], FileSigner], make_release: MakeRelease, tmp_path: Path,
+                s3_url: str | None = None) -> tuple[FileSigner, FileSigner, FileSigner, TrustRoot, Path]:
+    """(m1, m2, c, trust, dist): a root whose manifest role needs both m1 and m2 (pushed to the
+    bucket if given), and a release signed by m1 alone."""
     m1, m2, r, c = keys("m1"), keys("m2"), keys("r"), keys("c")
     d = _root_dir(tmp_path, {"root": [r], "manifest": [m1, m2], "channel": [c]}, {"manifest": 2}, [r])
-    _push(s3_url, d)
-    trust = TrustRoot.from_file(d.file(1))
+    if s3_url is not None:
+        _push(s3_url, d)
     dist = make_release("1.0.0", {"a": b"\x01" * 4096})
     _sign(dist, m1)
+    return m1, m2, c, TrustRoot.from_file(d.file(1)), dist
+
+
+def test_a_manifest_below_the_threshold_is_refused(make_release: MakeRelease, keys: Callable[[str], FileSigner],
+                                                   s3_url: str, tmp_path: Path) -> None:
+    m1, m2, c, trust, dist = _two_of_two(keys, make_release, tmp_path, s3_url)
     with pytest.raises(VerifyError, match="1 valid signature.* of the 2 the manifest role needs"):
         publish(dist, s3_url, trust=trust)
     publish(dist, s3_url, signer=m1)  # uploaded without the root's check: readers must refuse it themselves
@@ -91,12 +99,7 @@ def test_a_manifest_below_the_threshold_is_refused(make_release: MakeRelease, ke
 
 def test_two_of_two_manifest_signatures_deploy(make_release: MakeRelease, keys: Callable[[str], FileSigner],
                                                s3_url: str, tmp_path: Path) -> None:
-    m1, m2, r, c = keys("m1"), keys("m2"), keys("r"), keys("c")
-    d = _root_dir(tmp_path, {"root": [r], "manifest": [m1, m2], "channel": [c]}, {"manifest": 2}, [r])
-    _push(s3_url, d)
-    trust = TrustRoot.from_file(d.file(1))
-    dist = make_release("1.0.0", {"a": b"\x01" * 4096})
-    _sign(dist, m1)
+    m1, m2, c, trust, dist = _two_of_two(keys, make_release, tmp_path, s3_url)
     sign_manifest(dist / "manifest.json", m2, add=True)  # the co-signer adds theirs
     assert len(Signature.from_bytes((dist / SIGNATURE_NAME).read_bytes(), "sig").all) == 2
     publish(dist, s3_url, signer=c, trust=trust, channel="stable")
@@ -302,13 +305,9 @@ def test_the_cloud_server_verifies_through_the_same_root(make_release: MakeRelea
     """`cloud serve --trust ROOT.root.json`: a posted release needs the manifest role's threshold too."""
     from sparkflash.cloud.releases import BlobStore, release_from_post
 
-    m1, m2, r, c = keys("m1"), keys("m2"), keys("r"), keys("c")
-    d = _root_dir(tmp_path, {"root": [r], "manifest": [m1, m2], "channel": [c]}, {"manifest": 2}, [r])
-    trust = TrustRoot.from_file(d.file(1))
-    dist = make_release("1.0.0", {"a": b"\x01" * 4096})
+    m1, m2, _, trust, dist = _two_of_two(keys, make_release, tmp_path)
     raw = (dist / "manifest.json").read_text()
     store = BlobStore(tmp_path / "server-blobs")
-    _sign(dist, m1)
     with pytest.raises(VerifyError, match="1 valid signature.* of the 2 the manifest role needs"):
         release_from_post(raw, (dist / SIGNATURE_NAME).read_text(), store, trust, False)
     _sign(dist, m1, m2)
@@ -318,12 +317,7 @@ def test_the_cloud_server_verifies_through_the_same_root(make_release: MakeRelea
 
 def test_a_co_signature_added_after_publishing_reaches_the_bucket(
         make_release: MakeRelease, keys: Callable[[str], FileSigner], s3_url: str, tmp_path: Path) -> None:
-    m1, m2, r, c = keys("m1"), keys("m2"), keys("r"), keys("c")
-    d = _root_dir(tmp_path, {"root": [r], "manifest": [m1, m2], "channel": [c]}, {"manifest": 2}, [r])
-    _push(s3_url, d)
-    trust = TrustRoot.from_file(d.file(1))
-    dist = make_release("1.0.0", {"a": b"\x01" * 4096})
-    _sign(dist, m1)
+    m1, m2, c, trust, dist = _two_of_two(keys, make_release, tmp_path, s3_url)
     assert publish(dist, s3_url, signer=m1).manifest_status == "created"
     with pytest.raises(VerifyError, match="1 valid signature"):
         _fetch(s3_url, trust, tmp_path)
