@@ -68,6 +68,16 @@ def test_hex_renamed_bin_is_still_recognised_by_content(tmp_path: Path, app_imag
     assert kind == "hex" and pieces[0].address == APP and pieces[0].data == app_image.bin.read_bytes()
 
 
+@pytest.mark.parametrize("data", [b":\xb5" + bytes(range(98)), b":" + b"\x00" * 99, b":0A\xff\xfe"],
+                         ids=["colon-then-binary", "colon-then-zeros", "short-hex-then-binary"])
+def test_a_binary_that_starts_with_a_colon_stays_raw(tmp_path: Path, data: bytes) -> None:
+    """One random file in 256 starts with ':' (0x3A): without newlines it is still not Intel HEX."""
+    f = tmp_path / "d.bin"
+    f.write_bytes(data)
+    kind, pieces = load_pieces(f, 0x90000)
+    assert kind == "bin" and pieces[0].data == data
+
+
 def test_elf_loads_segments_at_their_load_addresses(core: VirtualCore, app_image: Any,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     kind, pieces = load_pieces(app_image.elf, None)

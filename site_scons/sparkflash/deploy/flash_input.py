@@ -38,6 +38,7 @@ MAX_INPUT = 64 * 1024 * 1024  # no Core memory is near this; refuse before readi
 _HEX_SUFFIXES = {".hex", ".ihex", ".ihx"}
 _ELF_SUFFIXES = {".elf", ".axf", ".out"}
 _HEX_LINE = re.compile(rb":[0-9A-Fa-f]{10,520}")
+_HEX_START = re.compile(rb":[0-9A-Fa-f]{1,520}")  # the head's last line: a record, perhaps cut by the head's end
 _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 _MIN_TEXT = 16  # shorter all-printable blobs are too likely to be binary by chance
 
@@ -91,7 +92,7 @@ def detect_format(path: Path, head: bytes) -> str:
     if suffix in _ELF_SUFFIXES or head.startswith(b"\x7fELF"):
         return "elf"
     lines = [ln.strip() for ln in head.splitlines() if ln.strip()]
-    if lines and all(_HEX_LINE.fullmatch(ln) for ln in lines[:-1]) and lines[0].startswith(b":"):
+    if lines and all(_HEX_LINE.fullmatch(ln) for ln in lines[:-1]) and _HEX_START.fullmatch(lines[-1]):
         return "hex"
     return "bin"
 
