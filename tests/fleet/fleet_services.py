@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -165,3 +165,14 @@ class Chromium:
             self.proc = None
             self._err.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_until(what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """cond()'s first truthy value, polled every 50 ms; AssertionError naming `what` after `timeout` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from urllib.request import Request, urlopen
 
 import pytest
-from fleet_services import LoopThread, server_key
+from fleet_services import LoopThread, server_key, wait_until
 
 from sparkflash.cloud.flasher import SECTOR
 from sparkflash.cloud.registry import DeviceRegistry
@@ -39,16 +38,6 @@ def _call(admin: str, token: str, method: str, path: str, body: dict[str, Any] |
     with urlopen(req, timeout=30) as r:
         doc: dict[str, Any] = json.load(r)
     return doc
-
-
-def _wait(what: str, cond: Callable[[], Any], timeout: float) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @pytest.fixture
@@ -85,7 +74,7 @@ def test_a_rollout_reaches_every_device_through_two_instances_one_killed_mid_rol
             d.address = cluster.address
         lt.run(_start(fleet))
         assert lt.run(fleet.wait_connected(40), timeout=60) == N
-        held = _wait("the store to hold all devices", lambda: _held(store, N), 20)
+        held = wait_until("the store to hold all devices", lambda: _held(store, N), 20)
         assert set(held) == {"instance-a", "instance-b"}
         victim, survivor = cluster.instance("instance-b"), cluster.instance("instance-a")
         # created through the instance that will die; each instance deploys to the devices it holds
@@ -110,13 +99,13 @@ def test_a_rollout_reaches_every_device_through_two_instances_one_killed_mid_rol
                         got[m.device_id] = min(sector, (SIZE - 1) // SECTOR * SECTOR)
             return got if len(got) >= 3 else None
 
-        _wait("instance-b's phase-3 transfers to be under way", in_flight, 60)
+        wait_until("instance-b's phase-3 transfers to be under way", in_flight, 60)
         victim.kill()  # SIGKILL: its claims stay in the database until their lease runs out
         claimed = {m.device_id for m in store.members("multi") if m.status == "claimed" and m.claimed_by == "instance-b"}
         resume = {d: min(p.get("web", (0, 0, 0))[1], (SIZE - 1) // SECTOR * SECTOR)
                   for d in claimed if (p := store.progress("multi", d))}  # the dead instance's last stored progress
         assert len(claimed) >= 3
-        done = _wait("the rollout to end", lambda: (r := store.rollout("multi")) is not None and r.state != "running"
+        done = wait_until("the rollout to end", lambda: (r := store.rollout("multi")) is not None and r.state != "running"
                      and r, 60)
         assert done.state == "done", done
         members = store.members("multi")

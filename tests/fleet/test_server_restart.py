@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fleet_services import wait_until
 
 from sparkflash.cli import main
 from sparkflash.cloud.registry import DeviceRegistry
@@ -45,16 +45,6 @@ class HeldFlash(MemoryFlash):
             assert self.release.wait(60)
         self.writes.append((self.device.stats.connections, address, len(data)))
         return super().write(address, data)
-
-
-def wait_for(what: str, cond: Any, timeout: float = 30.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("agent", [True, False], ids=["agent-verified", "no-agent-acknowledged"])
@@ -93,7 +83,7 @@ def test_server_killed_mid_deployment_resumes_from_the_database(
         rid = c.call("POST", "/v1/deployments", {"manifest_json": rel.raw.decode(), "devices": [dev.id]})["id"]
         assert flash.held.wait(30), "the transfer never reached the held chunk"
         with open_store(db) as store:  # another connection to the server's own database
-            saved = wait_for("stored progress", lambda: store.progress(rid, dev.id).get("big", (0, 0, 0))[1] >= 0x8000)
+            saved = wait_until("stored progress", lambda: store.progress(rid, dev.id).get("big", (0, 0, 0))[1] >= 0x8000)
             resume_at = store.progress(rid, dev.id)["big"][1]
             assert saved and [m.status for m in store.members(rid)] == ["claimed"]
         server.kill()  # SIGKILL: nothing is flushed, nothing said goodbye
@@ -101,7 +91,7 @@ def test_server_killed_mid_deployment_resumes_from_the_database(
         flash.release.set()
         server.start()
         c = server.client()
-        status = wait_for("the resumed deployment to end", lambda: (s := c.call("GET", f"/v1/deployments/{rid}"))["done"]
+        status = wait_until("the resumed deployment to end", lambda: (s := c.call("GET", f"/v1/deployments/{rid}"))["done"]
                           and s, timeout=60)
         assert status["ok"], status
         [res] = status["results"]
