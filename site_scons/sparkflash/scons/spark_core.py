@@ -31,7 +31,7 @@ from sparkflash.firmware.coretree import (
     FirmwareTree,
     load_tree,
 )
-from sparkflash.scons import stored_hashes
+from sparkflash.scons import compile_ahead, stored_hashes
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -383,6 +383,7 @@ def _firmware(env: Any) -> dict[str, Any]:
 
         env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
     _rescan_if_include_dirs_changed(env, tree)
+    _after_build(lambda: compile_ahead.record([*built, *objs.values(), *agent_objs]), only_if_ok=True)
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
             "objects": [*built, *objs.values()], "first": _changed_sources_first(tree, by_output)}
 
@@ -391,14 +392,20 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     """Read the variables, load arm_gcc, add env.SparkCoreFirmware()."""
     # scons is a short-lived process: Python's cyclic collector walking SCons' ~10^5
     # objects (nodes, executors, .sconsign entries) again and again costs a no-op build
-    # 10-20 ms and frees next to nothing before the process exits anyway
+    # 10-20 ms and frees next to nothing before the process exits anyway. At exit the
+    # interpreter would still walk them all once (~50 ms); frozen, they are left to the
+    # OS (every file SCons and we write is closed before; nothing waits for a finalizer)
     gc.disable()
+    import atexit
+
+    atexit.register(gc.freeze)
     variables = spark_core_variables(arguments or {})
     variables.Update(env)  # other NAME=value arguments belong to the release/deploy tools
     env["SPARK_CORE_VARIABLES"] = variables
     for name in _USER_FLAGS:  # SCons' cc/link tools (loaded next) reset these names
         env[f"SPARK_USER_{name}"] = str(env[name])
     env.Tool("arm_gcc")
+    env["SPAWN"] = compile_ahead.spawn  # serves a compile started before the SConstruct was read
     # "content", not "content-timestamp": SCons stores whole-second mtimes, so an .elf
     # relinked within the same second as the last build would look unchanged. Recorded
     # hashes are reused only where that cannot hide a write (sparkflash.scons.stored_hashes).
