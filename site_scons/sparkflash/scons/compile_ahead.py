@@ -27,7 +27,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -177,15 +176,26 @@ def _launch(o: dict[str, Any], names: list[str], env: dict[str, str]) -> None:
     args = list(o["args"])
     args[o["out"]] = shell_escape(temp)
     snapshot = {names[i]: _stat(names[i]) for i in o["deps"]}  # before the compiler reads any of them
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    files: list[IO[bytes]] = []
     try:
-        proc = subprocess.Popen(["sh", "-c", " ".join(args)], env=env, stdout=out, stderr=err, close_fds=True)
-    except OSError:
-        out.close()
-        err.close()
+        for suffix in (".out", ".err"):
+            files.append(_scratch(temp + suffix))
+        proc = subprocess.Popen(["sh", "-c", " ".join(args)], env=env, stdout=files[0], stderr=files[1], close_fds=True)
+    except OSError:  # an unwritable build directory, no sh: SCons will compile it as usual
+        for f in files:
+            f.close()
         return
+    out, err = files
     line = " ".join(o["args"])
     _state.early[line] = _Early(line, env, target, temp, snapshot, o["values"], proc, out, err)
+
+
+def _scratch(path: str) -> IO[bytes]:
+    """An open file already unlinked (tempfile's TemporaryFile, without importing tempfile:
+    this runs before the SConstruct, on every build)."""
+    f = open(path, "w+b")  # noqa: SIM115 (closed by _Early.discard)
+    os.unlink(path)
+    return f
 
 
 def _discard_all() -> None:
