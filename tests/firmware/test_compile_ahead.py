@@ -106,3 +106,13 @@ def test_a_failing_early_compile_reports_its_error_once(fresh_checkout: Path) ->
     _edit(fresh_checkout / APP, "\n")
     (fresh_checkout / APP).write_text((fresh_checkout / APP).read_text().replace("int sparkflash_broken = ;", ""))
     assert ("CXX", "application.cpp") in _build(fresh_checkout)
+
+
+def test_it_can_be_turned_off(fresh_checkout: Path) -> None:
+    r = run_scons(fresh_checkout, "-j2", env={"SPARKFLASH_COMPILE_AHEAD": "off"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not _record(fresh_checkout).exists()
+    _edit(fresh_checkout / APP, "\nint sparkflash_ahead_3 = 3;\n")
+    _build(fresh_checkout)  # on again: what it compiles is recorded
+    targets = [o["target"] for o in json.loads(_record(fresh_checkout).read_text())["objects"]]
+    assert targets == [str(_object(fresh_checkout, "application.o"))]

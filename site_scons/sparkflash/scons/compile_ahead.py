@@ -128,6 +128,8 @@ def _jobs(argv: list[str]) -> int:
 
 def start(argv: list[str] | None = None) -> None:
     """Start the compiles of objects whose dependencies changed since the last build."""
+    if os.environ.get("SPARKFLASH_COMPILE_AHEAD") == "off":
+        return  # nothing started, nothing recorded: SCons alone
     argv = list(sys.argv[1:] if argv is None else argv)
     _state.argv, _state.started = argv, True
     if _NO_BUILD & set(argv):
