@@ -1,35 +1,33 @@
-/* CRC-32, CRC-16/XMODEM and SHA-256 (FIPS 180-4), written for a small MCU: nibble tables
- * in flash, no heap, one 64-byte block of state. */
+/* CRC-32, CRC-16/XMODEM and SHA-256 (FIPS 180-4), written for flash size on a small MCU:
+ * the CRCs bit by bit (no tables), no heap, one 64-byte block of state. */
 #include "sfa_digest.h"
 
 #include <string.h>
 
-static const uint32_t crc32_nibble[16] = {
-    0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u, 0x4db26158u, 0x5005713cu,
-    0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu, 0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
-};
-
+/* Bit by bit (reflected, poly 0xEDB88320): no table; SUM's time goes to SHA-256 anyway. */
 uint32_t sfa_crc32_update(uint32_t crc, const uint8_t *data, size_t n)
 {
     crc = ~crc;
     while (n--) {
         crc ^= *data++;
-        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
-        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
+        for (int i = 0; i < 8; i++) {
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+        }
     }
     return ~crc;
 }
 
+/* In the top half of a word: the shifted-out bit is the sign, no masking to 16 bits. */
 uint16_t sfa_crc16(const uint8_t *data, size_t n)
 {
-    uint16_t crc = 0;
+    uint32_t crc = 0;
     while (n--) {
-        crc = (uint16_t)(crc ^ (uint16_t)(*data++ << 8));
+        crc ^= (uint32_t)*data++ << 24;
         for (int i = 0; i < 8; i++) {
-            crc = (uint16_t)((crc & 0x8000u) ? ((unsigned)crc << 1) ^ 0x1021u : (unsigned)crc << 1);
+            crc = (crc << 1) ^ (0x10210000u & (0u - (crc >> 31)));
         }
     }
-    return crc;
+    return (uint16_t)(crc >> 16);
 }
 
 static const uint32_t K[64] = {
