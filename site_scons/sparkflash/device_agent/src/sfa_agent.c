@@ -103,7 +103,7 @@ static void say(const char *fmt, ...)
             uint32_t v = va_arg(ap, uint32_t), base = c == 'd' ? 10u : 16u;
             int i = 10;
             do {
-                d[--i] = sfa_digits[v % base];
+                d[--i] = sfa_hex_digit(v % base);
                 v /= base;
             } while (v || (c == 'x' && i > 2));
             out(d + i, (size_t)(10 - i));
@@ -351,12 +351,13 @@ static void run_line(char *line, uint32_t len)
     uint32_t a = 0, l = 0;
     int nums = nw >= 3 && parse_hex(w[1], &a) && parse_hex(w[2], &l);
     int internal = 0, cmd = word_of(w[0]), sums = cmd == W_SUMS;
+    uint32_t pieces = pieces_of(a, l);
     if ((sums || cmd == W_SUM) && nw == 3) {
         if (!nums) {
             reply_err(SFA_ERR_SYNTAX, NUMBERS);
         } else if (!sfa_range_in_flash(a, l, &internal)) {
             reply_err(SFA_ERR_RANGE, "not inside one flash memory");
-        } else if (A.cloud && sums && 9u * pieces_of(a, l) + 10u > SFA_CLOUD_VAR_MAX) {
+        } else if (A.cloud && sums && 9u * pieces + 10u > SFA_CLOUD_VAR_MAX) {
             reply_err(SFA_ERR_RANGE, "more sector CRCs than the variable holds");
         } else {
             if (!A.cloud) {
@@ -369,7 +370,7 @@ static void run_line(char *line, uint32_t len)
             A.job_crc = 0;
             sfa_sha256_init(&A.sha);
             if (sums) {
-                say("OK %d", pieces_of(a, l));
+                say("OK %d", pieces);
             }
         }
     } else if (cmd == W_SAVE && (nw == 3 || (nw == 4 && word_of(w[3]) == W_ANY))) {

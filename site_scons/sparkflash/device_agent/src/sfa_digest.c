@@ -127,12 +127,12 @@ void sfa_sha256_final(sfa_sha256 *s, uint8_t out[32])
     }
 }
 
-const char sfa_digits[17] = "0123456789abcdef";
+char sfa_hex_digit(unsigned d) { return (char)(d < 10u ? '0' + d : 'a' - 10u + d); }
 
 void sfa_hex(char *out, const uint8_t *data, size_t n)
 {
     while (n--) {
-        *out++ = sfa_digits[*data >> 4];
-        *out++ = sfa_digits[*data++ & 15u];
+        *out++ = sfa_hex_digit(*data >> 4);
+        *out++ = sfa_hex_digit(*data++ & 15u);
     }
 }
