@@ -74,6 +74,7 @@ static void put(const char *s) { out(s, strlen(s)); }
 
 /* A reply from a template: "%s" a text, "%x" 8 hex digits, "%h" hex, "%d" decimal (each
  * takes the next argument, uint32_t for numbers), "%S" a 32-byte digest as 64 hex digits,
+ * "%n" n characters at p (two arguments: uint32_t n, then p),
  * "%i" the 24 hex digits of the device id. One call per reply keeps the call sites small. */
 static void say(const char *fmt, ...)
 {
@@ -99,6 +100,9 @@ static void say(const char *fmt, ...)
         } else if (c == 'i') {
             sfa_hal_device_id(d);
             out(d, 24);
+        } else if (c == 'n') {
+            uint32_t n = va_arg(ap, uint32_t);
+            out(va_arg(ap, const char *), n);
         } else {  /* v in base 10 or 16, at least 8 digits for %x */
             uint32_t v = va_arg(ap, uint32_t), base = c == 'd' ? 10u : 16u;
             int i = 10;
@@ -291,20 +295,20 @@ static int word_of(const char *w)
 /* "OK <name> <version> <sha256>" or "OK -" */
 static void cmd_rec(void)
 {
-    sfa_record rec;
-    if (sfa_record_read(&rec) != SFA_OK) {
+    uint8_t slot[SFA_REC_SLOT];
+    if (sfa_record_read(slot) != SFA_OK) {
         put("OK -\r\n");
     } else {
-        say("OK %s %s %S\r\n", rec.name, rec.version, rec.sha256);
+        say("OK %n %n %S\r\n", (uint32_t)slot[4], slot + SFA_REC_NAME, (uint32_t)slot[5], slot + SFA_REC_VERSION,
+            slot + SFA_REC_SHA);  /* the lengths at 4 and 5 */
     }
 }
 
 /* REC SET <name> <version> <sha256> */
 static void cmd_rec_set(char *const *w)
 {
-    sfa_record rec;
-    uint32_t nl = (uint32_t)strlen(w[2]), vl = (uint32_t)strlen(w[3]);
-    if (!sfa_record_name_ok(w[2], nl) || !sfa_record_name_ok(w[3], vl)) {
+    uint8_t sha[32];
+    if (!sfa_record_name_ok(w[2], (uint32_t)strlen(w[2])) || !sfa_record_name_ok(w[3], (uint32_t)strlen(w[3]))) {
         reply_err(SFA_ERR_SYNTAX, "name/version: 1-32 of A-Za-z0-9._+-");
         return;
     }
@@ -312,15 +316,13 @@ static void cmd_rec_set(char *const *w)
     for (uint32_t i = 0; i < 64 && !bad; i++) {
         int d = hex_digit(w[4][i]);
         bad = d < 0;
-        rec.sha256[i / 2] = (uint8_t)((rec.sha256[i / 2] << 4) | (d & 15));
+        sha[i / 2] = (uint8_t)((sha[i / 2] << 4) | (d & 15));
     }
     if (bad) {
         reply_err(SFA_ERR_SYNTAX, SHA_TEXT);
         return;
     }
-    memcpy(rec.name, w[2], nl + 1);
-    memcpy(rec.version, w[3], vl + 1);
-    if (sfa_record_write(&rec) != SFA_OK) {
+    if (sfa_record_write(w[2], w[3], sha) != SFA_OK) {
         say(WRITE_FAILED, "release record", (uint32_t)SFA_RECORD_START);
         return;
     }
