@@ -44,13 +44,13 @@ static struct {
     uint8_t cloud;     /* replies go to the cloud text (sfa_cloud_call runs) */
     uint16_t len;
     uint16_t cloud_len; /* characters of the cloud text so far */
+    sfa_ym ym;
     uint32_t dest, length;
     uint32_t job_addr, job_left, job_crc; /* job_crc: SUM's CRC, or SUMS' current piece */
     uint32_t install_at;
     sfa_writer w;
-    sfa_ym ym;
     sfa_sha256 sha;
-    uint8_t shared[SHARED_SIZE]; /* last: the small fields above are near the struct's start */
+    uint8_t shared[SHARED_SIZE]; /* last: the small fields and the receiver near the struct's start (short loads) */
 } A;
 static char *const line_buf = (char *)A.shared + SHARED_SIZE - (SFA_MAX_LINE + 2);
 
