@@ -19,10 +19,11 @@
 
 static void send1(uint8_t b) { sfa_ym_send(&b, 1); }
 
-static void send2(uint8_t a, uint8_t b)
+/* ACK, then C: a header taken */
+static void ack_c(void)
 {
-    uint8_t two[2] = {a, b};
-    sfa_ym_send(two, 2);
+    send1(ACK);
+    send1(CRC_START);
 }
 
 static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
@@ -109,7 +110,7 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
         return;
     }
     ym->state = SFA_YM_DATA;
-    send2(ACK, CRC_START);
+    ack_c();
 }
 
 static void on_block(sfa_ym *ym)
@@ -128,7 +129,7 @@ static void on_block(sfa_ym *ym)
         return;
     }
     if (seq == 0 && ym->received == 0) {  /* the header again: our ACK was lost */
-        send2(ACK, CRC_START);
+        ack_c();
         return;
     }
     if (seq == (uint8_t)(ym->seq - 1u)) {  /* duplicate: our ACK was lost */
