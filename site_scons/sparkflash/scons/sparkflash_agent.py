@@ -21,8 +21,13 @@ WRAP_FLAGS = ["-Wl,--wrap=setup", "-Wl,--wrap=loop"]  # C linkage in spark_utili
 SIZE_FLAGS = ["-fno-schedule-insns2", "-fno-move-loop-invariants", "-fno-thread-jumps", "-fno-tree-tail-merge",
               "-fira-algorithm=priority"]
 # The portable sources go in as one unit (core/sfa_core_unit.c): with -fwhole-program only the
-# functions the binding calls stay external, the rest is inlined and specialised (-150 B)
-UNIT_FLAGS = ["-fwhole-program"]
+# functions the binding calls stay external, the rest is inlined and specialised (-140 B). On
+# that unit (measured one by one, in this order, each kept only if it saved): PHI-node and
+# dominator-based redundancy passes and full redundancy elimination add compares and moves more
+# than they save in the agent's many short branches (-80 B), sibling calls and block reordering
+# duplicate epilogues and branch tails (-30 B), if-conversion lengthens IT blocks (-8 B)
+UNIT_FLAGS = ["-fwhole-program", "-fno-optimize-sibling-calls", "-fno-ssa-phiopt", "-fno-tree-dominator-opts",
+              "-fno-reorder-blocks", "-fno-tree-fre", "-fno-if-conversion"]
 
 
 def agent_objects(env: Any, out: str, tree: FirmwareTree, maps: list[str]) -> list[Any]:
