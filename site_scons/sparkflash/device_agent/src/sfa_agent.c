@@ -66,8 +66,7 @@ static void out(const void *data, size_t n)
         n = room;  /* the cloud text is cut, never overrun */
     }
     memcpy(A.shared + A.cloud_len, data, n);
-    A.cloud_len = (uint16_t)(A.cloud_len + n);
-    A.shared[A.cloud_len] = '\0';
+    A.cloud_len = (uint16_t)(A.cloud_len + n);  /* sfa_cloud_call terminates the text */
 }
 
 static void put(const char *s) { out(s, strlen(s)); }
@@ -517,7 +516,6 @@ int sfa_cloud_call(const char *arg)
         cloud_text_lost();
         return SFA_ERR_TRANSFER;
     }
-    text[0] = '\0';
     A.cloud = 1;
     A.cloud_len = 0;
     n -= (size_t)more;
@@ -540,8 +538,6 @@ int sfa_cloud_call(const char *arg)
         }
     }
     A.cloud = 0;
-    if (A.cloud_len >= 2) {
-        text[A.cloud_len - 2] = '\0';  /* every reply is one line: drop its CR LF */
-    }
+    text[A.cloud_len - 2] = '\0';  /* there is a reply (at least "ERR 1 ..."), one line: drop its CR LF */
     return text[0] == 'E' ? text[4] - '0' : SFA_OK;  /* "ERR <code> ..." (else "OK ...") */
 }
