@@ -1,6 +1,6 @@
 /* The agent's serial side: stock keys `i` and `f`, line commands ID, SUM, SUMS, SAVE, REC
  * (docs/device-agent.md §2), one YMODEM receiver. A state machine fed bytes: nothing here
- * waits; SUM/SUMS hash at most one 1 KiB chunk per poll. */
+ * waits; SUM/SUMS hash at most one 256-byte chunk per poll. */
 #include <stdarg.h>
 #include <string.h>
 
@@ -9,7 +9,6 @@
 #include "sfa_internal.h"
 #include "sfa_ymodem.h"
 
-#define JOB_CHUNK 1024u
 #define INSTALL_DELAY_MS 100u
 
 /* the order matters: below M_YMODEM the line parser owns the input, from M_SUM on a job runs */
@@ -24,9 +23,10 @@ static const char SHA_TEXT[] = "sha256: 64 hex digits";
 static const char TOO_LONG[] = "line longer than 160 characters";
 static const char WRITE_FAILED[] = "ERR 3 %s write failed at 0x%x\r\n"; /* what, address */
 
-/* One buffer (A.shared), three uses that never overlap in time: the cloud text at its start (kept
- * while idle; the first CLOUD_GUARD bytes are never reused), the YMODEM frame / SUM read
- * buffer after the guard, and the command line at its end (line mode only). */
+/* One buffer (A.shared), uses that never overlap in time: the cloud text at its start (kept
+ * while idle; the first CLOUD_GUARD bytes are never reused), the YMODEM frame after the guard,
+ * the SUM read buffer and a gathered cloud command after the cloud text, and the command line
+ * at its end (line mode only). */
 #define CLOUD_GUARD 16u
 #define SHARED_SIZE (CLOUD_GUARD + SFA_YM_FRAME_MAX)
 static const char BUSY[] = "ERR 4 busy";
@@ -193,14 +193,15 @@ static void ymodem_check(void)
 }
 
 /* ---- SUM / SUMS jobs ---- */
-/* Over the cloud the job runs to its end inside the call, reading through the part of the
- * buffer between the gathered command (parsed by now) and the serial line. */
-#define CLOUD_CHUNK 256u
-typedef char sfa_cloud_chunk_fits[(CLOUD_PENDING + CLOUD_CHUNK <= SHARED_SIZE - (SFA_MAX_LINE + 2)) ? 1 : -1];
+/* The job reads through the part of the buffer between the cloud text and the serial line:
+ * over the cloud the gathered command is parsed by then (the job runs to its end inside the
+ * call), over serial the cloud text is lost anyway and cloud calls are refused meanwhile. */
+#define JOB_CHUNK 256u
+typedef char sfa_job_chunk_fits[(CLOUD_PENDING + JOB_CHUNK <= SHARED_SIZE - (SFA_MAX_LINE + 2)) ? 1 : -1];
 static void job_step(void)
 {
-    uint8_t *buf = A.shared + (A.cloud ? CLOUD_PENDING : CLOUD_GUARD);
-    uint32_t n = A.cloud ? CLOUD_CHUNK : JOB_CHUNK;
+    uint8_t *buf = A.shared + CLOUD_PENDING;
+    uint32_t n = JOB_CHUNK;
     int sums = A.mode == M_SUMS;
     uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
     if (n > to_boundary) {  /* SUMS' pieces end at sector boundaries (SUM's chunks may as well) */
