@@ -440,10 +440,8 @@ static void line_byte(uint8_t b)
 /* ---- the loop ---- */
 void sfa_agent_begin(void)
 {
-    memset(&A, 0, sizeof A);
-    A.mode = M_LINE;
+    memset(&A, 0, sizeof A);  /* M_LINE, an empty cloud text */
     A.ym.frame = A.shared + CLOUD_GUARD;
-    A.shared[0] = '\0';
 }
 
 void sfa_agent_link_reset(void)

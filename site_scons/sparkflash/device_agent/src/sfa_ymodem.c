@@ -65,7 +65,6 @@ void sfa_ym_start(sfa_ym *ym, uint32_t now_ms)
     ym->starts = 1;
     ym->seq = 1;
     ym->last_ms = now_ms;
-    ym->why = "";
     send1(CRC_START);
 }
 
@@ -104,10 +103,8 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
         size = (size > (0xffffffffu - d) / 10u) ? 0xffffffffu : size * 10u + d;  /* saturates */
         has_size = 1;
     }
-    ym->have_file = 1;
+    ym->have_file = 1;  /* the first file: received and seq are still 0 and 1 from sfa_ym_start */
     ym->size = size;
-    ym->received = 0;
-    ym->seq = 1;
     int r = sfa_ym_on_header(ym->name, size, has_size);
     if (r != SFA_YM_OK) {
         fail(ym, r, "", 1);  /* the owner words its own refusals (why is for transfer errors) */
