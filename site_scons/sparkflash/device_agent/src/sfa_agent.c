@@ -12,7 +12,7 @@
 #define INSTALL_DELAY_MS 100u
 
 /* the order matters: below M_YMODEM the line parser owns the input, from M_SUM on a job runs */
-enum mode { M_LINE, M_DISCARD, M_YMODEM, M_INSTALL, M_SUM, M_SUMS };
+enum mode { M_LINE, M_YMODEM, M_INSTALL, M_SUM, M_SUMS };
 enum ym_kind { K_SAVE, K_FIRMWARE };
 
 static const char FW_PROMPT[] = "Waiting for the binary file to be sent ... (press 'a' to abort)\r\n";
@@ -398,16 +398,11 @@ static void run_line(char *line, uint32_t len)
     }
 }
 
+/* A.len counts the line's characters; SFA_MAX_LINE + 2 marks a line too long, skipped to its LF. */
 static void line_byte(uint8_t b)
 {
-    if (A.mode == M_DISCARD) {
-        if (b == '\n') {
-            A.mode = M_LINE;
-            reply_err(SFA_ERR_SYNTAX, TOO_LONG);
-        }
-        return;
-    }
-    if (A.len == 0 && (b < 'A' || b > 'Z')) {  /* a line starts with a capital letter */
+    uint32_t n = A.len;
+    if (n == 0 && (b < 'A' || b > 'Z')) {  /* a line starts with a capital letter */
         if (b == 'i') {  /* a stock key acts at once when it starts a line */
             say("Your core id is %i\r\nsparkflash-agent 1\r\n");
         } else if (b == 'f') {
@@ -417,23 +412,21 @@ static void line_byte(uint8_t b)
         return;  /* CR, LF, NUL, space and other keys are ignored, as stock firmware does */
     }
     if (b == '\n') {
-        uint32_t n = A.len;
-        while (line_buf[n - 1] == '\r') {  /* stops at the latest at the line's first letter */
-            n--;
-        }
         A.len = 0;
+        if (n <= SFA_MAX_LINE + 1) {
+            while (line_buf[n - 1] == '\r') {  /* stops at the latest at the line's first letter */
+                n--;
+            }
+        }
         if (n > SFA_MAX_LINE) {
             reply_err(SFA_ERR_SYNTAX, TOO_LONG);
         } else {
             run_line(line_buf, n);
         }
-        return;
-    }
-    if (A.len < SFA_MAX_LINE + 1) {
-        line_buf[A.len++] = (char)b;
+    } else if (n <= SFA_MAX_LINE) {
+        line_buf[A.len++] = (char)b;  /* up to SFA_MAX_LINE + 1: CRs may follow the last one */
     } else {
-        A.len = 0;
-        A.mode = M_DISCARD;
+        A.len = SFA_MAX_LINE + 2;  /* too long: nothing more is kept */
     }
 }
 
