@@ -50,7 +50,7 @@ static struct {
     uint32_t install_at;
     sfa_writer w;
     sfa_sha256 sha;
-    uint8_t shared[SHARED_SIZE]; /* last: the small fields and the receiver near the struct's start (short loads) */
+    uint8_t shared[SHARED_SIZE]; /* last: the small fields and the receiver near the start (16-bit loads) */
 } A;
 static char *const line_buf = (char *)A.shared + SHARED_SIZE - (SFA_MAX_LINE + 2);
 

@@ -72,7 +72,8 @@ static void compress(sfa_sha256 *s)
         uint32_t a = x[7], e = x[3], w0 = x[8], w1 = x[9], w14 = x[22];
         uint32_t t1 = x[0] + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & x[2]) ^ (~e & x[1])) + K[i] + w0;
         uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & x[6]) ^ (a & x[5]) ^ (x[6] & x[5]));
-        uint32_t next = w0 + (ror(w1, 7) ^ ror(w1, 18) ^ (w1 >> 3)) + x[17] + (ror(w14, 17) ^ ror(w14, 19) ^ (w14 >> 10));
+        uint32_t next = w0 + (ror(w1, 7) ^ ror(w1, 18) ^ (w1 >> 3)) + x[17] +
+                        (ror(w14, 17) ^ ror(w14, 19) ^ (w14 >> 10));
         memmove(x, x + 1, sizeof x - sizeof x[0]);
         x[7] = t1 + t2;
         x[3] += t1;
