@@ -261,19 +261,16 @@ static __attribute__((noinline)) int hex_digit(char c)
 /* A word of 1-8 hex digits, nothing else. */
 static int parse_hex(const char *s, uint32_t *out)
 {
-    uint32_t v = 0, n = (uint32_t)strlen(s);
-    if (n < 1 || n > 8) {
-        return 0;
-    }
-    for (; *s; s++) {
-        int d = hex_digit(*s);
-        if (d < 0) {
+    uint32_t v = 0, n = 0;
+    for (; s[n]; n++) {
+        int d = hex_digit(s[n]);
+        if (d < 0 || n == 8) {
             return 0;
         }
         v = (v << 4) | (uint32_t)d;
     }
     *out = v;
-    return 1;
+    return n > 0;
 }
 
 #define MAX_WORDS 6
@@ -287,7 +284,8 @@ static int word_of(const char *w)
     const char *p = WORDS;
     int i = 0;
     for (; i < W_NONE && strcmp(w, p) != 0; i++) {
-        p += strlen(p) + 1;
+        while (*p++) {  /* to the next word */
+        }
     }
     return i;
 }
