@@ -13,7 +13,6 @@
 #define CRC32_RESIDUE 0x2144df1cu /* zlib's CRC-32 of any data followed by its CRC (little-endian) */
 
 static const uint8_t MAGIC[4] = {'S', 'F', 'R', '1'};
-static const char PUNCT[4] = {'.', '_', '+', '-'}; /* and letters, digits: a name's characters */
 
 int sfa_record_name_ok(const char *s, uint32_t n)
 {
@@ -22,7 +21,9 @@ int sfa_record_name_ok(const char *s, uint32_t n)
     }
     while (n--) {
         char c = *s++, lower = (char)(c | 0x20);
-        if (!((lower >= 'a' && lower <= 'z') || (c >= '0' && c <= '9') || memchr(PUNCT, c, 4))) {
+        /* letters, digits, '_', and '+' '-' '.' (0x2B, 0x2D, 0x2E: not the ',' between) */
+        if (!((lower >= 'a' && lower <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+              ((unsigned char)(c - '+') < 4u && c != ','))) {
             return 0;
         }
     }
