@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["core_sources", "host_sources", "include_dir", "ota_app_sources", "portable_sources", "source_dir"]
+__all__ = ["core_sources", "core_unit_source", "host_sources", "include_dir", "ota_app_sources", "portable_sources",
+           "source_dir"]
 
 
 def source_dir() -> Path:
@@ -30,6 +31,12 @@ def portable_sources() -> list[Path]:
 def core_sources() -> list[Path]:
     """The Spark Core binding (USB serial, sFLASH_*, Spark.function/variable)."""
     return sorted((source_dir() / "core").glob("*.cpp"))
+
+
+def core_unit_source() -> Path:
+    """portable_sources() as one translation unit, which the Core build compiles with
+    -fwhole-program (smaller: issue #13's flash budget) instead of the files one by one."""
+    return source_dir() / "core" / "sfa_core_unit.c"
 
 
 def host_sources() -> list[Path]:

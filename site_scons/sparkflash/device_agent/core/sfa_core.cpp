@@ -1,60 +1,27 @@
-// Spark Core binding of the sparkflash agent (spark_11-era core-firmware wiring):
-// USB serial through Serial, external flash through core-common-lib's sFLASH_*, the
-// firmware install through FLASH_End (sets the OTA flag; the bootloader copies the slot),
-// the digest cloud function and variable through Spark.function / Spark.variable.
+// Spark Core binding of the sparkflash agent (spark_11-era core-firmware wiring), its C++
+// half: USB serial through Serial, the digest cloud function and variables through
+// Spark.function / Spark.variable. Flash, the firmware install, the device id and the tick
+// are its C half, core/sfa_core_hal.c (compiled with the agent in core/sfa_core_unit.c).
 //
 // Built with `scons AGENT=1`, which also links with --wrap for setup() and loop(): the
 // agent starts before the application's setup() and is polled before each loop(), so an
 // application needs no change. Without the switch nothing of this is compiled.
-#include <string.h>
-
 #include "application.h"
-#include "hw_config.h"
-#include "sst25vf_spi.h"
-
 #include "sfa_agent.h"
-#include "sfa_digest.h"
 
 extern "C" {
 
 int sfa_hal_serial_read(uint8_t *buf, size_t max)
 {
     size_t n = 0;
-    while (n < max && Serial.available() > 0) {
-        int c = Serial.read();
-        if (c < 0) {
-            break;
-        }
+    int c;
+    while (n < max && (c = Serial.read()) >= 0) {  // -1: nothing received (USB_USART_Receive_Data)
         buf[n++] = (uint8_t)c;
     }
     return (int)n;
 }
 
 void sfa_hal_serial_write(const uint8_t *data, size_t n) { Serial.write(data, n); }
-
-uint32_t sfa_hal_millis(void) { return (uint32_t)millis(); }
-
-void sfa_hal_device_id(char out[24])
-{
-    sfa_hex(out, (const uint8_t *)0x1FFFF7E8u, 12);  // the STM32's 96-bit unique id (ID1)
-}
-
-void sfa_hal_flash_erase_sector(uint32_t address) { sFLASH_EraseSector(address); }
-
-void sfa_hal_flash_write(const uint8_t *data, uint32_t address, uint32_t n) { sFLASH_WriteBuffer(data, address, n); }
-
-void sfa_hal_flash_read(uint8_t *data, uint32_t address, uint32_t n) { sFLASH_ReadBuffer(data, address, n); }
-
-void sfa_hal_internal_read(uint8_t *data, uint32_t address, uint32_t n)
-{
-    memcpy(data, (const void *)address, n);  // internal flash is memory-mapped
-}
-
-void sfa_hal_install_firmware(uint32_t size)
-{
-    (void)size;
-    FLASH_End();  // OTA flag, backup register, USB off, reset: the bootloader installs the slot
-}
 
 }  // extern "C"
 

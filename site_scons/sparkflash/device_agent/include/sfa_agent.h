@@ -54,16 +54,7 @@ void sfa_agent_link_reset(void);
 /* Feed bytes as if they came from the serial port (poll uses it; harnesses too). */
 void sfa_agent_feed(const uint8_t *data, size_t n);
 
-/* ---- release record and the cloud function's text (also used by the OTA binding) ---- */
-
-typedef struct {
-    char name[SFA_NAME_MAX + 1];
-    char version[SFA_NAME_MAX + 1];
-    uint8_t sha256[32];
-} sfa_record;
-
-int sfa_record_read(sfa_record *rec);        /* SFA_OK, or 1 when the sector holds none */
-int sfa_record_write(const sfa_record *rec); /* SFA_OK or SFA_ERR_FLASH */
+/* ---- the cloud function's text (also used by the OTA binding) ---- */
 
 #define SFA_CLOUD_VAR_MAX 622      /* a string variable's limit on a Core */
 #define SFA_CLOUD_FUNCTION "sfdigest" /* Spark.function: the keys docs/ota.md names */

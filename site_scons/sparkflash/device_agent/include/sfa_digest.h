@@ -28,8 +28,8 @@ void sfa_sha256_final(sfa_sha256 *s, uint8_t out[32]);
 
 /* Lower-case hex of n bytes into out (2n chars, no NUL). */
 void sfa_hex(char *out, const uint8_t *data, size_t n);
-/* "0123456789abcdef" (the agent's one copy) */
-extern const char sfa_digits[17];
+/* The lower-case digit of 0-15. */
+char sfa_hex_digit(unsigned d);
 
 #ifdef __cplusplus
 }

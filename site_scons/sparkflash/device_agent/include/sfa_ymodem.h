@@ -37,8 +37,8 @@ struct sfa_ym {
     uint32_t size, received;
     uint32_t last_ms;
     int result;
-    const char *why;        /* static text of a transfer failure (SFA_YM_ERR_TRANSFER); "" for
-                             * the callbacks' refusals, which their owner words itself */
+    const char *why;        /* once failed: static text of a transfer failure (SFA_YM_ERR_TRANSFER);
+                             * "" for the callbacks' refusals, which their owner words itself */
     uint32_t why_at;        /* byte offset of the failure */
     char name[SFA_YM_NAME_MAX + 1];
     uint8_t *frame;         /* SFA_YM_FRAME_MAX bytes, owned by the caller (shared when idle) */

@@ -1,6 +1,6 @@
 /* The agent's serial side: stock keys `i` and `f`, line commands ID, SUM, SUMS, SAVE, REC
  * (docs/device-agent.md §2), one YMODEM receiver. A state machine fed bytes: nothing here
- * waits; SUM/SUMS hash at most one 1 KiB chunk per poll. */
+ * waits; SUM/SUMS hash at most one 256-byte chunk per poll. */
 #include <stdarg.h>
 #include <string.h>
 
@@ -9,11 +9,10 @@
 #include "sfa_internal.h"
 #include "sfa_ymodem.h"
 
-#define JOB_CHUNK 1024u
 #define INSTALL_DELAY_MS 100u
 
 /* the order matters: below M_YMODEM the line parser owns the input, from M_SUM on a job runs */
-enum mode { M_LINE, M_DISCARD, M_YMODEM, M_INSTALL, M_SUM, M_SUMS };
+enum mode { M_LINE, M_YMODEM, M_INSTALL, M_SUM, M_SUMS };
 enum ym_kind { K_SAVE, K_FIRMWARE };
 
 static const char FW_PROMPT[] = "Waiting for the binary file to be sent ... (press 'a' to abort)\r\n";
@@ -24,9 +23,10 @@ static const char SHA_TEXT[] = "sha256: 64 hex digits";
 static const char TOO_LONG[] = "line longer than 160 characters";
 static const char WRITE_FAILED[] = "ERR 3 %s write failed at 0x%x\r\n"; /* what, address */
 
-/* One buffer (A.shared), three uses that never overlap in time: the cloud text at its start (kept
- * while idle; the first CLOUD_GUARD bytes are never reused), the YMODEM frame / SUM read
- * buffer after the guard, and the command line at its end (line mode only). */
+/* One buffer (A.shared), uses that never overlap in time: the cloud text at its start (kept
+ * while idle; the first CLOUD_GUARD bytes are never reused), the YMODEM frame after the guard,
+ * the SUM read buffer and a gathered cloud command after the cloud text, and the command line
+ * at its end (line mode only). */
 #define CLOUD_GUARD 16u
 #define SHARED_SIZE (CLOUD_GUARD + SFA_YM_FRAME_MAX)
 static const char BUSY[] = "ERR 4 busy";
@@ -44,13 +44,13 @@ static struct {
     uint8_t cloud;     /* replies go to the cloud text (sfa_cloud_call runs) */
     uint16_t len;
     uint16_t cloud_len; /* characters of the cloud text so far */
+    sfa_ym ym;
     uint32_t dest, length;
     uint32_t job_addr, job_left, job_crc; /* job_crc: SUM's CRC, or SUMS' current piece */
     uint32_t install_at;
     sfa_writer w;
-    sfa_ym ym;
     sfa_sha256 sha;
-    uint8_t shared[SHARED_SIZE]; /* last: the small fields above are near the struct's start */
+    uint8_t shared[SHARED_SIZE]; /* last: the small fields and the receiver near the start (16-bit loads) */
 } A;
 static char *const line_buf = (char *)A.shared + SHARED_SIZE - (SFA_MAX_LINE + 2);
 
@@ -66,14 +66,14 @@ static void out(const void *data, size_t n)
         n = room;  /* the cloud text is cut, never overrun */
     }
     memcpy(A.shared + A.cloud_len, data, n);
-    A.cloud_len = (uint16_t)(A.cloud_len + n);
-    A.shared[A.cloud_len] = '\0';
+    A.cloud_len = (uint16_t)(A.cloud_len + n);  /* sfa_cloud_call terminates the text */
 }
 
 static void put(const char *s) { out(s, strlen(s)); }
 
 /* A reply from a template: "%s" a text, "%x" 8 hex digits, "%h" hex, "%d" decimal (each
  * takes the next argument, uint32_t for numbers), "%S" a 32-byte digest as 64 hex digits,
+ * "%n" n characters at p (two arguments: uint32_t n, then p),
  * "%i" the 24 hex digits of the device id. One call per reply keeps the call sites small. */
 static void say(const char *fmt, ...)
 {
@@ -99,11 +99,14 @@ static void say(const char *fmt, ...)
         } else if (c == 'i') {
             sfa_hal_device_id(d);
             out(d, 24);
+        } else if (c == 'n') {
+            uint32_t n = va_arg(ap, uint32_t);
+            out(va_arg(ap, const char *), n);
         } else {  /* v in base 10 or 16, at least 8 digits for %x */
             uint32_t v = va_arg(ap, uint32_t), base = c == 'd' ? 10u : 16u;
             int i = 10;
             do {
-                d[--i] = sfa_digits[v % base];
+                d[--i] = sfa_hex_digit(v % base);
                 v /= base;
             } while (v || (c == 'x' && i > 2));
             out(d + i, (size_t)(10 - i));
@@ -190,14 +193,15 @@ static void ymodem_check(void)
 }
 
 /* ---- SUM / SUMS jobs ---- */
-/* Over the cloud the job runs to its end inside the call, reading through the part of the
- * buffer between the gathered command (parsed by now) and the serial line. */
-#define CLOUD_CHUNK 256u
-typedef char sfa_cloud_chunk_fits[(CLOUD_PENDING + CLOUD_CHUNK <= SHARED_SIZE - (SFA_MAX_LINE + 2)) ? 1 : -1];
+/* The job reads through the part of the buffer between the cloud text and the serial line:
+ * over the cloud the gathered command is parsed by then (the job runs to its end inside the
+ * call), over serial the cloud text is lost anyway and cloud calls are refused meanwhile. */
+#define JOB_CHUNK 256u
+typedef char sfa_job_chunk_fits[(CLOUD_PENDING + JOB_CHUNK <= SHARED_SIZE - (SFA_MAX_LINE + 2)) ? 1 : -1];
 static void job_step(void)
 {
-    uint8_t *buf = A.shared + (A.cloud ? CLOUD_PENDING : CLOUD_GUARD);
-    uint32_t n = A.cloud ? CLOUD_CHUNK : JOB_CHUNK;
+    uint8_t *buf = A.shared + CLOUD_PENDING;
+    uint32_t n = JOB_CHUNK;
     int sums = A.mode == M_SUMS;
     uint32_t to_boundary = SFA_SECTOR_SIZE - (A.job_addr & (SFA_SECTOR_SIZE - 1u));
     if (n > to_boundary) {  /* SUMS' pieces end at sector boundaries (SUM's chunks may as well) */
@@ -257,19 +261,16 @@ static __attribute__((noinline)) int hex_digit(char c)
 /* A word of 1-8 hex digits, nothing else. */
 static int parse_hex(const char *s, uint32_t *out)
 {
-    uint32_t v = 0, n = (uint32_t)strlen(s);
-    if (n < 1 || n > 8) {
-        return 0;
-    }
-    for (; *s; s++) {
-        int d = hex_digit(*s);
-        if (d < 0) {
+    uint32_t v = 0, n = 0;
+    for (; s[n]; n++) {
+        int d = hex_digit(s[n]);
+        if (d < 0 || n == 8) {
             return 0;
         }
         v = (v << 4) | (uint32_t)d;
     }
     *out = v;
-    return 1;
+    return n > 0;
 }
 
 #define MAX_WORDS 6
@@ -283,7 +284,8 @@ static int word_of(const char *w)
     const char *p = WORDS;
     int i = 0;
     for (; i < W_NONE && strcmp(w, p) != 0; i++) {
-        p += strlen(p) + 1;
+        while (*p++) {  /* to the next word */
+        }
     }
     return i;
 }
@@ -291,20 +293,20 @@ static int word_of(const char *w)
 /* "OK <name> <version> <sha256>" or "OK -" */
 static void cmd_rec(void)
 {
-    sfa_record rec;
-    if (sfa_record_read(&rec) != SFA_OK) {
+    uint8_t slot[SFA_REC_SLOT];
+    if (sfa_record_read(slot) != SFA_OK) {
         put("OK -\r\n");
     } else {
-        say("OK %s %s %S\r\n", rec.name, rec.version, rec.sha256);
+        say("OK %n %n %S\r\n", (uint32_t)slot[4], slot + SFA_REC_NAME, (uint32_t)slot[5], slot + SFA_REC_VERSION,
+            slot + SFA_REC_SHA);  /* the lengths at 4 and 5 */
     }
 }
 
 /* REC SET <name> <version> <sha256> */
 static void cmd_rec_set(char *const *w)
 {
-    sfa_record rec;
-    uint32_t nl = (uint32_t)strlen(w[2]), vl = (uint32_t)strlen(w[3]);
-    if (!sfa_record_name_ok(w[2], nl) || !sfa_record_name_ok(w[3], vl)) {
+    uint8_t sha[32];
+    if (!sfa_record_name_ok(w[2], (uint32_t)strlen(w[2])) || !sfa_record_name_ok(w[3], (uint32_t)strlen(w[3]))) {
         reply_err(SFA_ERR_SYNTAX, "name/version: 1-32 of A-Za-z0-9._+-");
         return;
     }
@@ -312,15 +314,13 @@ static void cmd_rec_set(char *const *w)
     for (uint32_t i = 0; i < 64 && !bad; i++) {
         int d = hex_digit(w[4][i]);
         bad = d < 0;
-        rec.sha256[i / 2] = (uint8_t)((rec.sha256[i / 2] << 4) | (d & 15));
+        sha[i / 2] = (uint8_t)((sha[i / 2] << 4) | (d & 15));
     }
     if (bad) {
         reply_err(SFA_ERR_SYNTAX, SHA_TEXT);
         return;
     }
-    memcpy(rec.name, w[2], nl + 1);
-    memcpy(rec.version, w[3], vl + 1);
-    if (sfa_record_write(&rec) != SFA_OK) {
+    if (sfa_record_write(w[2], w[3], sha) != SFA_OK) {
         say(WRITE_FAILED, "release record", (uint32_t)SFA_RECORD_START);
         return;
     }
@@ -351,12 +351,13 @@ static void run_line(char *line, uint32_t len)
     uint32_t a = 0, l = 0;
     int nums = nw >= 3 && parse_hex(w[1], &a) && parse_hex(w[2], &l);
     int internal = 0, cmd = word_of(w[0]), sums = cmd == W_SUMS;
+    uint32_t pieces = pieces_of(a, l);
     if ((sums || cmd == W_SUM) && nw == 3) {
         if (!nums) {
             reply_err(SFA_ERR_SYNTAX, NUMBERS);
         } else if (!sfa_range_in_flash(a, l, &internal)) {
             reply_err(SFA_ERR_RANGE, "not inside one flash memory");
-        } else if (A.cloud && sums && 9u * pieces_of(a, l) + 10u > SFA_CLOUD_VAR_MAX) {
+        } else if (A.cloud && sums && 9u * pieces + 10u > SFA_CLOUD_VAR_MAX) {
             reply_err(SFA_ERR_RANGE, "more sector CRCs than the variable holds");
         } else {
             if (!A.cloud) {
@@ -369,7 +370,7 @@ static void run_line(char *line, uint32_t len)
             A.job_crc = 0;
             sfa_sha256_init(&A.sha);
             if (sums) {
-                say("OK %d", pieces_of(a, l));
+                say("OK %d", pieces);
             }
         }
     } else if (cmd == W_SAVE && (nw == 3 || (nw == 4 && word_of(w[3]) == W_ANY))) {
@@ -395,16 +396,11 @@ static void run_line(char *line, uint32_t len)
     }
 }
 
+/* A.len counts the line's characters; SFA_MAX_LINE + 2 marks a line too long, skipped to its LF. */
 static void line_byte(uint8_t b)
 {
-    if (A.mode == M_DISCARD) {
-        if (b == '\n') {
-            A.mode = M_LINE;
-            reply_err(SFA_ERR_SYNTAX, TOO_LONG);
-        }
-        return;
-    }
-    if (A.len == 0 && (b < 'A' || b > 'Z')) {  /* a line starts with a capital letter */
+    uint32_t n = A.len;
+    if (n == 0 && (b < 'A' || b > 'Z')) {  /* a line starts with a capital letter */
         if (b == 'i') {  /* a stock key acts at once when it starts a line */
             say("Your core id is %i\r\nsparkflash-agent 1\r\n");
         } else if (b == 'f') {
@@ -414,33 +410,29 @@ static void line_byte(uint8_t b)
         return;  /* CR, LF, NUL, space and other keys are ignored, as stock firmware does */
     }
     if (b == '\n') {
-        uint32_t n = A.len;
-        while (line_buf[n - 1] == '\r') {  /* stops at the latest at the line's first letter */
-            n--;
-        }
         A.len = 0;
+        if (n <= SFA_MAX_LINE + 1) {
+            while (line_buf[n - 1] == '\r') {  /* stops at the latest at the line's first letter */
+                n--;
+            }
+        }
         if (n > SFA_MAX_LINE) {
             reply_err(SFA_ERR_SYNTAX, TOO_LONG);
         } else {
             run_line(line_buf, n);
         }
-        return;
-    }
-    if (A.len < SFA_MAX_LINE + 1) {
-        line_buf[A.len++] = (char)b;
+    } else if (n <= SFA_MAX_LINE) {
+        line_buf[A.len++] = (char)b;  /* up to SFA_MAX_LINE + 1: CRs may follow the last one */
     } else {
-        A.len = 0;
-        A.mode = M_DISCARD;
+        A.len = SFA_MAX_LINE + 2;  /* too long: nothing more is kept */
     }
 }
 
 /* ---- the loop ---- */
 void sfa_agent_begin(void)
 {
-    memset(&A, 0, sizeof A);
-    A.mode = M_LINE;
+    memset(&A, 0, sizeof A);  /* M_LINE, an empty cloud text */
     A.ym.frame = A.shared + CLOUD_GUARD;
-    A.shared[0] = '\0';
 }
 
 void sfa_agent_link_reset(void)
@@ -514,7 +506,6 @@ int sfa_cloud_call(const char *arg)
         cloud_text_lost();
         return SFA_ERR_TRANSFER;
     }
-    text[0] = '\0';
     A.cloud = 1;
     A.cloud_len = 0;
     n -= (size_t)more;
@@ -537,8 +528,6 @@ int sfa_cloud_call(const char *arg)
         }
     }
     A.cloud = 0;
-    if (A.cloud_len >= 2) {
-        text[A.cloud_len - 2] = '\0';  /* every reply is one line: drop its CR LF */
-    }
+    text[A.cloud_len - 2] = '\0';  /* there is a reply (at least "ERR 1 ..."), one line: drop its CR LF */
     return text[0] == 'E' ? text[4] - '0' : SFA_OK;  /* "ERR <code> ..." (else "OK ...") */
 }

@@ -1,35 +1,33 @@
-/* CRC-32, CRC-16/XMODEM and SHA-256 (FIPS 180-4), written for a small MCU: nibble tables
- * in flash, no heap, one 64-byte block of state. */
+/* CRC-32, CRC-16/XMODEM and SHA-256 (FIPS 180-4), written for flash size on a small MCU:
+ * the CRCs bit by bit (no tables), no heap, one 64-byte block of state. */
 #include "sfa_digest.h"
 
 #include <string.h>
 
-static const uint32_t crc32_nibble[16] = {
-    0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u, 0x4db26158u, 0x5005713cu,
-    0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu, 0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
-};
-
+/* Bit by bit (reflected, poly 0xEDB88320): no table; SUM's time goes to SHA-256 anyway. */
 uint32_t sfa_crc32_update(uint32_t crc, const uint8_t *data, size_t n)
 {
     crc = ~crc;
     while (n--) {
         crc ^= *data++;
-        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
-        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
+        for (int i = 0; i < 8; i++) {
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+        }
     }
     return ~crc;
 }
 
+/* In the top half of a word: the shifted-out bit is the sign, no masking to 16 bits. */
 uint16_t sfa_crc16(const uint8_t *data, size_t n)
 {
-    uint16_t crc = 0;
+    uint32_t crc = 0;
     while (n--) {
-        crc = (uint16_t)(crc ^ (uint16_t)(*data++ << 8));
+        crc ^= (uint32_t)*data++ << 24;
         for (int i = 0; i < 8; i++) {
-            crc = (uint16_t)((crc & 0x8000u) ? ((unsigned)crc << 1) ^ 0x1021u : (unsigned)crc << 1);
+            crc = (crc << 1) ^ (0x10210000u & (0u - (crc >> 31)));
         }
     }
-    return crc;
+    return (uint16_t)(crc >> 16);
 }
 
 static const uint32_t K[64] = {
@@ -55,29 +53,35 @@ static uint32_t be32(uint32_t v)
 #endif
 }
 
+/* One array x[24] shifted down a word per round, for code size on Thumb-2: x[0..7] the
+ * working variables h, g, ..., a (the oldest first), x[8..23] the message schedule's next
+ * 16 words. After the shift, x[7] takes the new a, x[3] (d moved there) becomes e, and
+ * x[23] the schedule's next word (past round 48 unused). */
 static void compress(sfa_sha256 *s)
 {
-    uint32_t w[16];
-    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3];
-    uint32_t e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
-    for (unsigned i = 0; i < 64; i++) {
-        uint32_t wi;
-        if (i < 16) {
-            memcpy(&wi, s->block + 4 * i, 4);
-            wi = be32(wi);
-        } else {
-            uint32_t w15 = w[(i - 15) & 15], w2 = w[(i - 2) & 15];
-            uint32_t s0 = ror(w15, 7) ^ ror(w15, 18) ^ (w15 >> 3);
-            uint32_t s1 = ror(w2, 17) ^ ror(w2, 19) ^ (w2 >> 10);
-            wi = w[i & 15] + s0 + w[(i - 7) & 15] + s1;
-        }
-        w[i & 15] = wi;
-        uint32_t t1 = h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + wi;
-        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    uint32_t x[24];
+    for (unsigned j = 0; j < 8; j++) {
+        x[j] = s->h[7 - j];
     }
-    s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d;
-    s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
+    for (unsigned j = 0; j < 16; j++) {
+        uint32_t v;
+        memcpy(&v, s->block + 4 * j, 4);
+        x[8 + j] = be32(v);
+    }
+    for (unsigned i = 0; i < 64; i++) {
+        uint32_t a = x[7], e = x[3], w0 = x[8], w1 = x[9], w14 = x[22];
+        uint32_t t1 = x[0] + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & x[2]) ^ (~e & x[1])) + K[i] + w0;
+        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & x[6]) ^ (a & x[5]) ^ (x[6] & x[5]));
+        uint32_t next = w0 + (ror(w1, 7) ^ ror(w1, 18) ^ (w1 >> 3)) + x[17] +
+                        (ror(w14, 17) ^ ror(w14, 19) ^ (w14 >> 10));
+        memmove(x, x + 1, sizeof x - sizeof x[0]);
+        x[7] = t1 + t2;
+        x[3] += t1;
+        x[23] = next;
+    }
+    for (unsigned j = 0; j < 8; j++) {
+        s->h[7 - j] += x[j];
+    }
 }
 
 void sfa_sha256_init(sfa_sha256 *s)
@@ -124,12 +128,12 @@ void sfa_sha256_final(sfa_sha256 *s, uint8_t out[32])
     }
 }
 
-const char sfa_digits[17] = "0123456789abcdef";
+char sfa_hex_digit(unsigned d) { return (char)(d < 10u ? '0' + d : 'a' - 10u + d); }
 
 void sfa_hex(char *out, const uint8_t *data, size_t n)
 {
     while (n--) {
-        *out++ = sfa_digits[*data >> 4];
-        *out++ = sfa_digits[*data++ & 15u];
+        *out++ = sfa_hex_digit(*data >> 4);
+        *out++ = sfa_hex_digit(*data++ & 15u);
     }
 }

@@ -95,25 +95,24 @@ int sfa_writer_write(sfa_writer *w, uint32_t address, const uint8_t *data, uint3
         return SFA_ERR_FLASH;  /* never outside the destination */
     }
     uint32_t first = address & ~(SFA_SECTOR_SIZE - 1u), end = address + n;
-    for (uint32_t s = first; s < end; s += SFA_SECTOR_SIZE) {
-        if (s >= w->prepared) {
-            uint32_t wlo = s > address ? s : address;
-            uint32_t whi = s + SFA_SECTOR_SIZE < w->hi ? s + SFA_SECTOR_SIZE : w->hi;
+    for (int t = 0; t < SFA_TRIES; t++) {
+        /* the first try erases the sectors the file enters here (blank to the file's end);
+         * a retry starts the block over: blank it again, keep everything else */
+        for (uint32_t s = first; s < end; s += SFA_SECTOR_SIZE) {
+            if (t == 0 && s < w->prepared) {
+                continue;
+            }
+            uint32_t wlo = s > address ? s : address, top = t ? end : w->hi;
+            uint32_t whi = s + SFA_SECTOR_SIZE < top ? s + SFA_SECTOR_SIZE : top;
             if (!prepare(s, wlo, whi)) {
+                if (t) {
+                    break;
+                }
                 w->bad_at = s;
                 return SFA_ERR_FLASH;
             }
-            w->prepared = s + SFA_SECTOR_SIZE;
-        }
-    }
-    for (int t = 0; t < SFA_TRIES; t++) {
-        if (t > 0) {  /* start the block over: blank it again, keep everything else */
-            for (uint32_t s = first; s < end; s += SFA_SECTOR_SIZE) {
-                uint32_t wlo = s > address ? s : address;
-                uint32_t whi = s + SFA_SECTOR_SIZE < end ? s + SFA_SECTOR_SIZE : end;
-                if (!prepare(s, wlo, whi)) {
-                    break;
-                }
+            if (t == 0) {
+                w->prepared = s + SFA_SECTOR_SIZE;
             }
         }
         sfa_hal_flash_write(data, address, n);

@@ -30,10 +30,17 @@ const char *sfa_save_range_error(uint32_t address, uint32_t length, int any_area
 int sfa_range_in_flash(uint32_t address, uint32_t length, int *internal);
 void sfa_read_any(uint8_t *buf, uint32_t address, uint32_t n, int internal);
 
-/* 1-8 hex digits, nothing else. */
-int sfa_parse_hex(const char *s, uint32_t n, uint32_t *out);
-
-/* Release record text checks: 1-32 of [A-Za-z0-9._+-]. */
+/* The release record (docs/device-agent.md §5), kept as its 128-byte slot: name and version
+ * NUL-padded at SFA_REC_NAME and SFA_REC_VERSION, the SHA-256 at SFA_REC_SHA. */
+#define SFA_REC_SLOT 128u
+#define SFA_REC_NAME 8u
+#define SFA_REC_VERSION 40u
+#define SFA_REC_SHA 72u
+/* The latest valid slot into slot: SFA_OK, or 1 when the sector holds none. */
+int sfa_record_read(uint8_t slot[SFA_REC_SLOT]);
+/* Append a record (name and version checked by sfa_record_name_ok): SFA_OK or SFA_ERR_FLASH. */
+int sfa_record_write(const char *name, const char *version, const uint8_t sha256[32]);
+/* 1-32 of [A-Za-z0-9._+-]. */
 int sfa_record_name_ok(const char *s, uint32_t n);
 
 #endif

@@ -19,18 +19,18 @@
 
 static void send1(uint8_t b) { sfa_ym_send(&b, 1); }
 
-static void send2(uint8_t a, uint8_t b)
+/* ACK, then C: a header taken */
+static void ack_c(void)
 {
-    uint8_t two[2] = {a, b};
-    sfa_ym_send(two, 2);
+    send1(ACK);
+    send1(CRC_START);
 }
 
-static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
+/* Called only while the session runs (feed and tick check the state first). Out of line: it
+ * has eight callers. */
+static __attribute__((noinline)) void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
 {
     static const uint8_t cancel[8] = {CAN, CAN, CAN, CAN, CAN, CAN, CAN, CAN};
-    if (ym->state == SFA_YM_DONE || ym->state == SFA_YM_FAILED) {
-        return;
-    }
     if (send_cancel) {
         sfa_ym_send(cancel, sizeof cancel);
     }
@@ -40,7 +40,12 @@ static void fail(sfa_ym *ym, int result, const char *why, int send_cancel)
     ym->why_at = ym->received;
 }
 
-void sfa_ym_cancel(sfa_ym *ym, int result, const char *why) { fail(ym, result, why, 1); }
+void sfa_ym_cancel(sfa_ym *ym, int result, const char *why)
+{
+    if (ym->state < SFA_YM_DONE) {
+        fail(ym, result, why, 1);
+    }
+}
 
 /* One more consecutive error: answer it with `reply`, or cancel the session after too many. */
 static void error(sfa_ym *ym, const char *why, uint8_t reply)
@@ -60,7 +65,6 @@ void sfa_ym_start(sfa_ym *ym, uint32_t now_ms)
     ym->starts = 1;
     ym->seq = 1;
     ym->last_ms = now_ms;
-    ym->why = "";
     send1(CRC_START);
 }
 
@@ -99,17 +103,15 @@ static void on_header(sfa_ym *ym, const uint8_t *payload, uint32_t plen)
         size = (size > (0xffffffffu - d) / 10u) ? 0xffffffffu : size * 10u + d;  /* saturates */
         has_size = 1;
     }
-    ym->have_file = 1;
+    ym->have_file = 1;  /* the first file: received and seq are still 0 and 1 from sfa_ym_start */
     ym->size = size;
-    ym->received = 0;
-    ym->seq = 1;
     int r = sfa_ym_on_header(ym->name, size, has_size);
     if (r != SFA_YM_OK) {
         fail(ym, r, "", 1);  /* the owner words its own refusals (why is for transfer errors) */
         return;
     }
     ym->state = SFA_YM_DATA;
-    send2(ACK, CRC_START);
+    ack_c();
 }
 
 static void on_block(sfa_ym *ym)
@@ -128,7 +130,7 @@ static void on_block(sfa_ym *ym)
         return;
     }
     if (seq == 0 && ym->received == 0) {  /* the header again: our ACK was lost */
-        send2(ACK, CRC_START);
+        ack_c();
         return;
     }
     if (seq == (uint8_t)(ym->seq - 1u)) {  /* duplicate: our ACK was lost */
