@@ -1,7 +1,8 @@
 """Compile ahead: an edited source starts compiling before SCons has read the SConstruct.
 
-In a one-file edit make starts the compile ~0.03 s after it was run; SCons needs ~0.13 s to
-import itself and ~0.15 s more to read the SConstruct and decide the source's ~100 headers.
+In a one-file edit make starts the compile ~0.03 s after it was run; scons needs ~0.1 s to
+start and import SCons and ~0.15 s more to read the SConstruct and decide the source's ~100
+headers.
 `start()` (called from site_scons/site_init.py, which SCons runs right after its import) reads
 what the last successful build with the same command line recorded: each object's command
 line as SCons spawned it, its environment, and the stat of every file SCons knew it to
@@ -55,9 +56,8 @@ def _stat(path: str) -> Stat | None:
 
 @dataclass
 class _Early:
-    """One compile started early: the command SCons must spawn for it to count."""
+    """One compile started early (kept by the command line SCons must spawn for it to count)."""
 
-    line: str
     env: dict[str, str]
     target: str
     temp: str
@@ -188,8 +188,7 @@ def _launch(o: dict[str, Any], names: list[str], env: dict[str, str]) -> None:
             f.close()
         return
     out, err = files
-    line = " ".join(o["args"])
-    _state.early[line] = _Early(line, env, target, temp, snapshot, o["values"], proc, out, err)
+    _state.early[" ".join(o["args"])] = _Early(env, target, temp, snapshot, o["values"], proc, out, err)
 
 
 def _scratch(path: str) -> IO[bytes]:
@@ -252,8 +251,8 @@ def record(objects: list[Any]) -> None:
         return  # nothing was compiled and nothing changed: the record still holds
     if _NO_BUILD & set(_state.argv) or SCons.Script.GetOption("no_exec") or SCons.Script.GetOption("clean"):
         return
-    old = {o["target"]: o for o in _state.old.get("objects", [])} if _state.old else {}
-    env = next((s["env"] for s in _state.spawned.values()), _state.old.get("env") if _state.old else None)
+    old = {o["target"]: o for o in _state.old.get("objects", [])}
+    env = next((s["env"] for s in _state.spawned.values()), _state.old.get("env"))
     if env is None:
         return
     names: dict[str, int] = {}
