@@ -71,12 +71,8 @@ class _Early:
         """"" if SCons' view of the object's dependencies is what this compile saw, else why not."""
         if self.proc.wait():
             return "the early compile failed"
-        values: list[str] = []
-        for child in node.children():
-            if isinstance(child, SCons.Node.Python.Value):
-                values.append(str(child))
-                continue
-            path = child.get_abspath()
+        files, values = _dependencies(node)
+        for path in files:
             if path not in self.snapshot:
                 return f"{path}: a new dependency"
             if _stat(path) != self.snapshot[path]:
@@ -93,6 +89,18 @@ class _Early:
             os.unlink(self.temp)
         except OSError:
             pass
+
+
+def _dependencies(node: Any) -> tuple[list[str], list[str]]:
+    """What SCons lists for an object: its files (absolute paths) and its Value nodes."""
+    files: list[str] = []
+    values: list[str] = []
+    for child in node.children():
+        if isinstance(child, SCons.Node.Python.Value):
+            values.append(str(child))
+        else:
+            files.append(child.get_abspath())
+    return files, values
 
 
 def record_path(argv: list[str]) -> str:
@@ -262,13 +270,8 @@ def record(objects: list[Any]) -> None:
         now = _state.spawned.get(target) or old.get(target)
         if now is None or now.get("env", env) != env:
             continue
-        deps: list[int] = []
-        values: list[str] = []
-        for child in node.children():
-            if isinstance(child, SCons.Node.Python.Value):
-                values.append(str(child))
-            else:
-                deps.append(names.setdefault(child.get_abspath(), len(names)))
+        paths, values = _dependencies(node)
+        deps = [names.setdefault(path, len(names)) for path in paths]
         entries.append({"target": target, "args": now["args"], "out": now["out"], "deps": deps, "values": values})
     files = {name: list(_stat(name) or ()) for name in names}
     data = {"version": _VERSION, "argv": _state.argv, "env": env, "names": list(names), "files": files,
