@@ -5,7 +5,9 @@ same command on the very same inputs. Each test checks the outputs against a cle
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,21 @@ def test_it_can_be_turned_off(fresh_checkout: Path) -> None:
     _build(fresh_checkout)  # on again: what it compiles is recorded
     targets = [o["target"] for o in json.loads(_record(fresh_checkout).read_text())["objects"]]
     assert targets == [str(_object(fresh_checkout, "application.o"))]
+
+
+def test_a_real_tree_edit_is_compiled_ahead(tree_sets: Callable[[str], Path], tmp_path: Path,
+                                            fresh_checkout: Path) -> None:
+    """spark_11 from ../shared/peers: the edit the benchmark makes (src/spark_wiring.cpp),
+    served by the early compile; the image equals a clean build's of the edited tree."""
+    trees = tmp_path / "trees"
+    shutil.copytree(tree_sets("spark_11").parent, trees, symlinks=True)
+    arg = f"CORE_FIRMWARE={trees / 'core-firmware'}"
+    _build(fresh_checkout, arg)
+    _edit(trees / "core-firmware/src/spark_wiring.cpp", "\nint sparkflash_ahead_real = 1;\n")
+    assert ("CXX", "spark_wiring.cpp") in _build(fresh_checkout, arg)
+    assert _last(fresh_checkout, arg)["used"] == [str(_object(fresh_checkout, "spark_wiring.o"))]
+    image = (fresh_checkout / "build/release/firmware.bin").read_bytes()
+    shutil.rmtree(fresh_checkout / "build")
+    (fresh_checkout / ".sconsign.dblite").unlink()
+    _build(fresh_checkout, arg)
+    assert (fresh_checkout / "build/release/firmware.bin").read_bytes() == image
