@@ -1,20 +1,21 @@
-"""Compile ahead (sparkflash/scons/compile_ahead.py): an edited source compiles while SCons
-reads the SConstruct, and SCons uses that compile only where it would have run the very
-same command on the very same inputs. Each test checks the outputs against a clean build."""
+"""Compile ahead (sparkflash/scons/compile_ahead.py, early_compile.py, launch.py): an edited
+source compiles, and the firmware links, while SCons loads and reads the SConstruct; SCons
+uses an early run only where it would have run the very same command on the very same
+inputs. Each test checks the outputs against a clean build or SCons' own link."""
 
 from __future__ import annotations
 
-import json
+import marshal
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from test_stale_traps import _build, _same_as_clean_build, toolchain_copy  # noqa: F401 (a fixture)
+from test_stale_traps import _build, _ran, _same_as_clean_build, toolchain_copy  # noqa: F401 (a fixture)
 
 from sparkflash.firmware.workspace import run_scons
-from sparkflash.scons.compile_ahead import record_path
+from sparkflash.scons.early_compile import record_path
 
 APP = "examples/core-firmware/src/application.cpp"
 HEADER = "examples/core-firmware/inc/data_region.h"
@@ -25,9 +26,31 @@ def _record(checkout: Path, *args: str) -> Path:
     return checkout / record_path(["-Q", "-j2", *args])
 
 
+def _read(checkout: Path, *args: str) -> dict[str, Any]:
+    data: dict[str, Any] = marshal.loads(_record(checkout, *args).read_bytes())
+    return data
+
+
 def _last(checkout: Path, *args: str) -> dict[str, Any]:
-    last: dict[str, Any] = json.loads(_record(checkout, *args).read_text())["last"]
+    last: dict[str, Any] = _read(checkout, *args)["last"]
     return last
+
+
+ELF = "build/release/firmware.elf"
+OUTPUTS = ("firmware.elf", "firmware.map", "firmware.bin", "firmware.hex")
+
+
+def _same_as_scons_link(checkout: Path, *args: str) -> None:
+    """The .elf, .map and images equal those of SCons' own link of the same objects (the
+    .elf removed, then a build with compile ahead off)."""
+    out = checkout / "build/release"
+    served = {name: (out / name).read_bytes() for name in OUTPUTS}
+    (out / "firmware.elf").unlink()
+    r = run_scons(checkout, "-j2", *args, env={"SPARKFLASH_COMPILE_AHEAD": "off"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "LINK" in r.stdout
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == served[name], f"{name} differs from SCons' own link"
 
 
 def _object(checkout: Path, name: str) -> Path:
@@ -46,9 +69,12 @@ def test_an_edited_source_is_compiled_ahead_and_used(fresh_checkout: Path, tmp_p
     _edit(fresh_checkout / APP, "\nint sparkflash_ahead_1 = 1;\n")
     ran = _build(fresh_checkout)
     assert ("CXX", "application.cpp") in ran  # SCons decided to compile it, and printed it
-    assert _last(fresh_checkout)["used"] == [str(_object(fresh_checkout, "application.o"))]
+    last = _last(fresh_checkout)
+    assert last["used"] == [str(_object(fresh_checkout, "application.o")), str(fresh_checkout / ELF)]
+    assert last["from"] == "site_init" and last["dropped"] == {}
     _same_as_clean_build(fresh_checkout, tmp_path)
     assert _build(fresh_checkout) == set()  # what SCons recorded is what is on disk
+    _same_as_scons_link(fresh_checkout)
 
 
 def test_a_different_command_is_never_used(fresh_checkout: Path, tmp_path: Path) -> None:
@@ -56,15 +82,17 @@ def test_a_different_command_is_never_used(fresh_checkout: Path, tmp_path: Path)
     lacks it, so the early compile (which defines a symbol) must be left unused."""
     _build(fresh_checkout)
     record = _record(fresh_checkout)
-    data = json.loads(record.read_text())
+    data = _read(fresh_checkout)
     entry = next(o for o in data["objects"] if o["target"].endswith("/application.o"))
     entry["args"].insert(1, "-DSPARKFLASH_AHEAD_WRONG=1")
-    record.write_text(json.dumps(data))
+    entry["out"] += 1
+    record.write_bytes(marshal.dumps(data))
     _edit(fresh_checkout / APP,
           "\n#ifdef SPARKFLASH_AHEAD_WRONG\nint sparkflash_wrong = 1;\n#endif\nint sparkflash_ahead_2 = 2;\n")
     _build(fresh_checkout)
     last = _last(fresh_checkout)
     assert last["used"] == [] and last["unused"] == [str(_object(fresh_checkout, "application.o"))]
+    assert "not the object the early link read" in last["dropped"][str(fresh_checkout / ELF)]
     symbols = subprocess.run(["arm-none-eabi-nm", str(_object(fresh_checkout, "application.o"))],
                              capture_output=True, text=True, check=True).stdout
     assert "sparkflash_ahead_2" in symbols and "sparkflash_wrong" not in symbols
@@ -116,23 +144,85 @@ def test_it_can_be_turned_off(fresh_checkout: Path) -> None:
     assert not _record(fresh_checkout).exists()
     _edit(fresh_checkout / APP, "\nint sparkflash_ahead_3 = 3;\n")
     _build(fresh_checkout)  # on again: what it compiles is recorded
-    targets = [o["target"] for o in json.loads(_record(fresh_checkout).read_text())["objects"]]
-    assert targets == [str(_object(fresh_checkout, "application.o"))]
+    data = _read(fresh_checkout)
+    assert [o["target"] for o in data["objects"]] == [str(_object(fresh_checkout, "application.o"))]
+    assert [k["target"] for k in data["links"]] == [str(fresh_checkout / ELF)]
 
 
 def test_a_real_tree_edit_is_compiled_ahead(tree_sets: Callable[[str], Path], tmp_path: Path,
                                             fresh_checkout: Path) -> None:
     """spark_11 from ../shared/peers: the edit the benchmark makes (src/spark_wiring.cpp),
-    served by the early compile; the image equals a clean build's of the edited tree."""
+    served by the early compile and link; the outputs equal SCons' own link, and the image a
+    clean build's of the edited tree."""
     trees = tmp_path / "trees"
     shutil.copytree(tree_sets("spark_11").parent, trees, symlinks=True)
     arg = f"CORE_FIRMWARE={trees / 'core-firmware'}"
     _build(fresh_checkout, arg)
     _edit(trees / "core-firmware/src/spark_wiring.cpp", "\nint sparkflash_ahead_real = 1;\n")
     assert ("CXX", "spark_wiring.cpp") in _build(fresh_checkout, arg)
-    assert _last(fresh_checkout, arg)["used"] == [str(_object(fresh_checkout, "spark_wiring.o"))]
+    assert _last(fresh_checkout, arg)["used"] == [str(_object(fresh_checkout, "spark_wiring.o")), str(fresh_checkout / ELF)]
+    _same_as_scons_link(fresh_checkout, arg)
     image = (fresh_checkout / "build/release/firmware.bin").read_bytes()
     shutil.rmtree(fresh_checkout / "build")
     (fresh_checkout / ".sconsign.dblite").unlink()
     _build(fresh_checkout, arg)
     assert (fresh_checkout / "build/release/firmware.bin").read_bytes() == image
+
+
+def _launch(checkout: Path, *args: str) -> set[tuple[str, str]]:
+    r = run_scons(checkout, "-j2", *args, launcher=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return _ran(r.stdout)
+
+
+def test_sparkflash_scons_starts_the_compile_before_scons(fresh_checkout: Path, tmp_path: Path) -> None:
+    """sparkflash-scons starts the compile itself and hands it to the SCons it becomes."""
+    _launch(fresh_checkout)
+    _edit(fresh_checkout / APP, "\nint sparkflash_ahead_4 = 4;\n")
+    assert ("CXX", "application.cpp") in _launch(fresh_checkout)
+    last = _last(fresh_checkout)
+    assert last["from"] == "sparkflash-scons"
+    assert last["used"] == [str(_object(fresh_checkout, "application.o")), str(fresh_checkout / ELF)]
+    assert _launch(fresh_checkout) == set()
+    _same_as_clean_build(fresh_checkout, tmp_path)
+    _same_as_scons_link(fresh_checkout)
+
+
+def test_sparkflash_scons_is_scons(fresh_checkout: Path) -> None:
+    """Same arguments, output and exit status as scons: a failing build fails alike, and
+    SCons' own options pass through."""
+    _launch(fresh_checkout)
+    _edit(fresh_checkout / APP, "\nint sparkflash_broken = ;\n")
+    ours, theirs = run_scons(fresh_checkout, "-j2", launcher=True), run_scons(fresh_checkout, "-j2")
+    assert ours.returncode == theirs.returncode == 2
+    assert (ours.stdout + ours.stderr).count("expected primary-expression") == 1
+    assert "application.o] Error 1" in ours.stderr
+    r = run_scons(fresh_checkout, "-C", str(fresh_checkout), "-n", launcher=True)
+    assert r.returncode == 0 and "CXX" in r.stdout  # -n: nothing runs, nothing starts early
+
+
+def test_a_linker_script_saved_during_the_early_link_drops_it(fresh_checkout: Path, tmp_path: Path,
+                                                              toolchain_copy: Path) -> None:  # noqa: F811
+    """The linker script changes while the early link runs: SCons links again itself. A
+    wrapper around the g++ driver of a toolchain copy does the save, once."""
+    gxx = toolchain_copy / "bin/arm-none-eabi-g++"
+    gxx.rename(gxx.with_name("arm-none-eabi-g++.real"))
+    flag = tmp_path / "save-script-once"
+    script = next((fresh_checkout / "examples/core-firmware/linker").glob("*.ld"))
+    gxx.write_text(f'#!/bin/sh\n"$0.real" "$@"\nrc=$?\ncase "$*" in *firmware.elf*)\n'
+                   f'  if [ -e "{flag}" ]; then rm -f "{flag}"; printf "\\n/* saved */\\n" >> "{script}"; fi;;\n'
+                   'esac\nexit $rc\n')
+    gxx.chmod(0o755)
+    arg = f"ARM_TOOLCHAIN={toolchain_copy}"
+    _build(fresh_checkout, arg)
+    _edit(fresh_checkout / APP, "\nint sparkflash_ahead_5 = 5;\n")
+    flag.write_text("")
+    _build(fresh_checkout, arg)
+    assert not flag.exists()  # the early link ran the wrapper
+    last = _last(fresh_checkout, arg)
+    elf = str(fresh_checkout / ELF)
+    assert last["used"] == [str(_object(fresh_checkout, "application.o"))]
+    assert "changed during the early link" in last["dropped"][elf]
+    _build(fresh_checkout, arg)  # SCons hashed the script before the save: it catches up, as without us
+    assert _build(fresh_checkout, arg) == set()
+    _same_as_clean_build(fresh_checkout, tmp_path, arg)

@@ -2,7 +2,9 @@
 each real tree set (spark_11, flasher, flasher_hal from ../shared/peers, or one tree given
 with --core-firmware) scons beside the trees' own makefiles, ratios side by side: clean
 -j2, one-file edit, no-op, and a full build of a fresh clone with a warm CACHE_DIR against
-make's clean -j2; plus whether both .bin files are byte-identical.
+make's clean -j2; plus whether both .bin files are byte-identical. "scons" is
+sparkflash-scons, the command docs/build.md gives (scons with its early compiles started
+before SCons loads); the one-file edit also times plain `python -m SCons` in the same rounds.
 
     tools/bench build [--repeat N] [--sets spark_11,flasher,flasher_hal] [--core-firmware PATH]
 
@@ -45,9 +47,10 @@ SPEC_MAKE_NOOP_S = 0.22  # shared/specs/core-firmware-build.md §7: the makefile
 SCONS_ENV = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
-def _scons(checkout: Path, *args: str) -> Callable[[], None]:
+def _scons(checkout: Path, *args: str, launcher: bool = True) -> Callable[[], None]:
+    """A build as docs/build.md tells users to run it (sparkflash-scons), or plain scons."""
     def go() -> None:
-        r = run_scons(checkout, *args, env=SCONS_ENV)
+        r = run_scons(checkout, *args, env=SCONS_ENV, launcher=launcher)
         if r.returncode:
             raise SystemExit(f"bench build: scons {' '.join(args)} failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
 
@@ -161,10 +164,12 @@ def _tree_set(source: Path, work: Path, repeat: int, label: str) -> dict[str, ob
                           "scons": (scons_clean, _scons(checkout, "-j2", variables))}, repeat)
     noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")),
                          "scons": (_nothing, _scons(checkout, "-j2", variables))}, repeat)
+    scons_edit = _editor(fw_scons / CORE_EDIT)  # one editor: each build sees a text no build has seen
     edit = _interleaved(
         {
             "make": (_editor(fw_make / CORE_EDIT), _make(fw_make, "-j2")),
-            "scons": (_editor(fw_scons / CORE_EDIT), _scons(checkout, "-j2", variables)),
+            "scons": (scons_edit, _scons(checkout, "-j2", variables)),
+            "plain_scons": (scons_edit, _scons(checkout, "-j2", variables, launcher=False)),
         },
         repeat,
     )
@@ -188,6 +193,7 @@ def _tree_set(source: Path, work: Path, repeat: int, label: str) -> dict[str, ob
         "one_file_rebuild_cpu_s": edit[f"{side}_cpu"],
     } for side in ("make", "scons"))
     scons["warm_cache_fresh_clone_s"] = warm["scons"]
+    scons["one_file_rebuild_plain_scons_s"] = edit["plain_scons"]
     return {
         "tree": label,  # never a path of this machine: the record is committed
         "make": make,
@@ -198,6 +204,7 @@ def _tree_set(source: Path, work: Path, repeat: int, label: str) -> dict[str, ob
         "bin_identical": make_bin.read_bytes() == scons_bin.read_bytes(),
         "clean_j2_scons_over_make": clean_j2,
         "one_file_scons_over_make": edit_ratio,
+        "one_file_plain_scons_over_make": _paired(edit, "plain_scons", "make"),
         "noop_scons_over_make": noop_ratio,
         "make_clean_j2_over_scons_warm_cache": warm_ratio,
         "noop_s_at_spec_speed": round(noop_ratio["median"] * SPEC_MAKE_NOOP_S, 3),

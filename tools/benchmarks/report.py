@@ -143,7 +143,9 @@ def _build_ratios(r: dict[str, Any]) -> list[tuple[str, float | None]]:
     for name, t in trees:
         if not t:
             continue
-        rows += [(f"{name} no-op: scons time / make time", lookup(t, "noop_scons_over_make.median")),
+        rows += [(f"{name} one-file edit: plain scons (no launcher) time / make time",
+                  lookup(t, "one_file_plain_scons_over_make.median")),
+                 (f"{name} no-op: scons time / make time", lookup(t, "noop_scons_over_make.median")),
                  (f"{name} clean -j2: scons CPU / make CPU (medians)",
                   _ratio(lookup(t, "scons.clean_j2_cpu_s"), lookup(t, "make.clean_j2_cpu_s"))),
                  (f"{name} one-file edit: scons CPU / make CPU (medians)",

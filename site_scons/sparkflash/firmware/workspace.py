@@ -31,21 +31,26 @@ def make_checkout(dest: Path, root: Path = REPO_ROOT) -> Path:
     return dest
 
 
-def _scons_command() -> list[str]:
-    """This interpreter's SCons if it has one (the venv), else the project venv's."""
-    if importlib.util.find_spec("SCons") is not None:
-        return [sys.executable, "-m", "SCons"]
-    venv = REPO_ROOT / ".venv" / "bin" / "python"
-    return [str(venv), "-m", "SCons"] if venv.exists() else ["scons"]
+def _scons_command(launcher: bool = False) -> list[str]:
+    """This interpreter's SCons if it has one (the venv), else the project venv's; with
+    `launcher`, its sparkflash-scons (the console script, as a user runs it)."""
+    python = sys.executable if importlib.util.find_spec("SCons") is not None else str(REPO_ROOT / ".venv/bin/python")
+    if not Path(python).exists():
+        return ["sparkflash-scons" if launcher else "scons"]
+    if launcher:
+        script = Path(python).with_name("sparkflash-scons")
+        return [str(script)] if script.exists() else [python, "-m", "sparkflash.scons.launch"]
+    return [python, "-m", "SCons"]
 
 
 def run_scons(
-    checkout: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    checkout: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600, launcher: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """`scons -Q ARGS` in `checkout` with this interpreter (so it sees this venv's packages)."""
+    """`scons -Q ARGS` in `checkout` with this interpreter (so it sees this venv's packages);
+    `sparkflash-scons -Q ARGS` with `launcher`."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [*_scons_command(), "-Q", *args],
+        [*_scons_command(launcher), "-Q", *args],
         cwd=checkout,
         env=full_env,
         capture_output=True,

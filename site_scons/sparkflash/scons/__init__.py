@@ -14,11 +14,11 @@ or one tool at a time, wiring the graph yourself (as this repository's SConstruc
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 __all__ = ["toolpath"]
 
 
 def toolpath() -> str:
     """The directory holding arm_gcc, spark_core, sparkflash_release, sparkflash_deploy and sparkflash_all."""
-    return str(Path(__file__).resolve().parent)
+    return os.path.dirname(os.path.realpath(__file__))  # not pathlib: sparkflash-scons imports this package first

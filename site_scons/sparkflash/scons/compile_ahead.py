@@ -1,94 +1,45 @@
-"""Compile ahead: an edited source starts compiling before SCons has read the SConstruct.
+"""Compile and link ahead: after an edit, the compile and the link run while SCons loads.
 
-In a one-file edit make starts the compile ~0.03 s after it was run; scons needs ~0.1 s to
-start and import SCons and ~0.15 s more to read the SConstruct and decide the source's ~100
-headers.
-`start()` (called from site_scons/site_init.py, which SCons runs right after its import) reads
-what the last successful build with the same command line recorded: each object's command
-line as SCons spawned it, its environment, and the stat of every file SCons knew it to
-depend on. Objects whose dependencies changed since (at most as many as -j allows) start
-compiling at once, into a temporary file beside the object.
+In a one-file edit make starts the compile ~0.03 s after it was run; scons needs ~0.08 s to
+import SCons and ~0.25 s more to read the SConstruct and decide every object before the link.
+`start()` (called from site_scons/site_init.py, which SCons runs right after its import)
+adopts the early compiles sparkflash-scons started before it became this process, or starts
+them itself (sparkflash.scons.early_compile: what the last successful build with the same
+command line recorded, and which of its objects are due). A thread then links, into
+temporary outputs, once those compiles have ended, if every other input of the link is as
+recorded.
 
-SCons still decides everything. `spawn()` is the compile environments' SPAWN: when SCons
-runs an object's command, an early compile is used only if it is exactly that command line
-with the same environment, it succeeded, and every dependency SCons now knows for the
-object (sources, headers, tool files) is among those stat'ed before the early compile began
-and unchanged (inode, size, mtime and ctime in ns) until it ended; otherwise it is dropped
-and the command runs as usual. gcc does not record its -o name, so the object is the same
-bytes either way. `record()` rewrites the record after each successful build; it also keeps
-what the last run used, dropped and never got asked for (`last`), which the tests read.
+SCons still decides everything. `spawn()` is the firmware environment's SPAWN: when SCons
+runs a command, an early run is used only if it is exactly that command line with the same
+environment, it succeeded, and every dependency SCons now knows for the target (sources,
+headers, tool files; for the link its objects, archives and script) is among those stat'ed
+before the early run began and unchanged (inode, size, mtime and ctime in ns) until it ended,
+an early object the link read being the one SCons just took. Otherwise it is dropped and the
+command runs as usual. gcc does not record its -o name, and ld names its inputs only in the
+map, whose temporary names are put back: the outputs are the same bytes either way.
+`record()` rewrites the record after each successful build; it also keeps what the last run
+used, dropped and never got asked for (`last`), which the tests read.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
-import json
 import os
 import shlex
-import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import SCons.Node.FS
 import SCons.Node.Python
 import SCons.Script
-from SCons.Platform.posix import escape as shell_escape
 from SCons.Platform.posix import subprocess_spawn
 
-__all__ = ["record", "record_path", "spawn", "start"]
+from sparkflash.scons import early_compile
+from sparkflash.scons.early_compile import NO_BUILD, Early
 
-_VERSION = 1
-_NO_BUILD = {"-c", "--clean", "--remove", "-n", "--no-exec", "--just-print", "--dry-run", "--recon", "-q", "--question",
-             "-h", "--help", "-H", "--help-options", "--interactive", "--cache-show"}
-
-Stat = tuple[int, int, int, int]
-
-
-def _stat(path: str) -> Stat | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-@dataclass
-class _Early:
-    """One compile started early (kept by the command line SCons must spawn for it to count)."""
-
-    env: dict[str, str]
-    target: str
-    temp: str
-    snapshot: dict[str, Stat | None]  # every recorded dependency, stat'ed before the compile began
-    values: list[str]  # the object's Value dependencies (the toolchain's content) as recorded
-    proc: subprocess.Popen[bytes]
-    out: IO[bytes]
-    err: IO[bytes]
-
-    def usable(self, node: Any) -> str:
-        """"" if SCons' view of the object's dependencies is what this compile saw, else why not."""
-        if self.proc.wait():
-            return "the early compile failed"
-        files, values = _dependencies(node)
-        for path in files:
-            if path not in self.snapshot:
-                return f"{path}: a new dependency"
-            if _stat(path) != self.snapshot[path]:
-                return f"{path}: changed during the early compile"
-        return "" if sorted(values) == sorted(self.values) else "the toolchain changed"
-
-    def discard(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for f in (self.out, self.err):
-            f.close()
-        try:
-            os.unlink(self.temp)
-        except OSError:
-            pass
+__all__ = ["record", "spawn", "start"]
 
 
 def _dependencies(node: Any) -> tuple[list[str], list[str]]:
@@ -103,10 +54,45 @@ def _dependencies(node: Any) -> tuple[list[str], list[str]]:
     return files, values
 
 
-def record_path(argv: list[str]) -> str:
-    """The record of builds run with these arguments, relative to the SConstruct's directory."""
-    key = hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:16]
-    return f"build/.sparkflash/compile-ahead-{key}.json"
+def _unusable(early: Early, node: Any) -> str:
+    """"" if SCons' view of the object's dependencies is what the early compile saw, else why not."""
+    if early.wait():
+        return "the early compile failed"
+    files, values = _dependencies(node)
+    for path in files:
+        if path not in early.snapshot:
+            return f"{path}: a new dependency"
+        if early_compile.stat(path) != early.snapshot[path]:
+            return f"{path}: changed during the early compile"
+    return "" if sorted(values) == sorted(early.values) else "the toolchain changed"
+
+
+_MAP = "-Wl,-Map,"
+_lock = threading.Lock()  # an early object moved into place vs. an early link holding on to it
+
+
+@dataclass
+class _Link:
+    """A link started early, by a thread, once the early compiles it links have ended."""
+
+    entry: dict[str, Any]  # as recorded
+    inputs: list[Early]  # the early compiles whose objects it links
+    thread: threading.Thread | None = None
+    run: Early | None = None  # the linker, once started
+    held: dict[str, str] = field(default_factory=dict)  # object -> the hard link to it the linker reads
+    words: list[tuple[bytes, bytes]] = field(default_factory=list)  # temporary path -> real one, in the map
+    temp_map: str = ""
+    why: str = ""  # why it never started
+
+    def discard(self) -> None:
+        if self.run is not None:
+            self.run.discard()
+        for path in (*self.held.values(), self.temp_map):
+            if path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
 
 @dataclass
@@ -115,7 +101,10 @@ class _State:
     stale: bool = False  # the record had objects whose dependencies changed
     argv: list[str] = field(default_factory=list)
     old: dict[str, Any] = field(default_factory=dict)  # the record as this run found it
-    early: dict[str, _Early] = field(default_factory=dict)  # by command line
+    early: dict[str, Early] = field(default_factory=dict)  # by command line
+    early_from: str = ""  # who started them: "sparkflash-scons" or "site_init"
+    links: dict[str, _Link] = field(default_factory=dict)  # by command line
+    closing: bool = False  # the process exits: no early link may start any more
     spawned: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> what this run spawned
     used: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
@@ -124,140 +113,195 @@ class _State:
 _state = _State()
 
 
-def _jobs(argv: list[str]) -> int:
-    for i, a in enumerate(argv):
-        value = a[2:] if a.startswith("-j") and len(a) > 2 else a.partition("=")[2] if a.startswith("--jobs=") else None
-        if value is None and a in ("-j", "--jobs") and i + 1 < len(argv):
-            value = argv[i + 1]
-        if value is not None:
-            return int(value) if value.isdigit() and int(value) > 0 else 1
-    return 1
-
-
 def start(argv: list[str] | None = None) -> None:
-    """Start the compiles of objects whose dependencies changed since the last build."""
+    """Adopt the early compiles `sparkflash-scons` started for this process, or start the
+    compiles of objects whose dependencies changed since the last build."""
+    handed, early_compile.launched = early_compile.launched, None
     if os.environ.get("SPARKFLASH_COMPILE_AHEAD") == "off":
         return  # nothing started, nothing recorded: SCons alone
     argv = list(sys.argv[1:] if argv is None else argv)
     _state.argv, _state.started = argv, True
-    if _NO_BUILD & set(argv):
-        return
-    old = _load(record_path(argv), argv)
-    if old is None:
-        return
-    _state.old = old
+    if handed is not None and handed[0] == argv:
+        old, stale, early = handed[1]
+    else:
+        for e in handed[1][2] if handed is not None else []:  # not for these arguments (never: one argv)
+            e.discard()
+        old, stale, early = early_compile.start(argv)
+    _state.old, _state.stale = old or {}, stale
+    if early:
+        atexit.register(_discard_all)
+        _state.early = {e.line: e for e in early}
+        _state.early_from = "site_init" if handed is None else "sparkflash-scons"
+        if old is not None:
+            _start_links(old, early)
+
+
+def _start_links(old: dict[str, Any], early: list[Early]) -> None:
+    """An early link for each recorded link of these early compiles' objects whose other
+    inputs (objects, archives, scripts) are as recorded."""
+    by_target = {e.target: e for e in early}
     names, files = old["names"], old["files"]
-    now = {name: _stat(name) for name in names}
-    changed = [o for o in old["objects"] if any(now[names[i]] != (tuple(files[names[i]]) or None) for i in o["deps"])]
-    _state.stale = bool(changed)
-    if not changed or len(changed) > _jobs(argv):
-        return
-    atexit.register(_discard_all)
-    for o in changed:
-        _launch(o, names, old["env"])
+    for entry in old["links"]:
+        inputs = [by_target[t] for _, t in entry["objects"] if t in by_target]
+        others = [names[i] for i in entry["deps"] if names[i] not in by_target]
+        if not inputs or any(early_compile.stat(n) != (files[n] or None) for n in others):
+            continue  # nothing of ours to link, or something SCons will rebuild first (an archive)
+        link = _Link(entry, inputs)
+        link.thread = threading.Thread(target=_launch_link, args=(link, names, old["env"]), daemon=True)
+        _state.links[" ".join(entry["args"])] = link
+        link.thread.start()
 
 
-def _load(path: str, argv: list[str]) -> dict[str, Any] | None:
-    """The record if it is one, for these arguments, and consistent; else None (a build
-    without compiles ahead, which then writes a new record)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        names, files, env = old["names"], old["files"], old["env"]
-        ok = (old["version"] == _VERSION and old["argv"] == argv and isinstance(env, dict)
-              and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
-              and all(isinstance(n, str) and isinstance(files[n], list) and len(files[n]) in (0, 4) for n in names))
-        for o in old["objects"]:
-            args, out = o["args"], o["out"]
-            ok = ok and (isinstance(o["target"], str) and isinstance(args, list) and all(isinstance(a, str) for a in args)
-                         and isinstance(out, int) and 0 < out < len(args) and all(isinstance(v, str) for v in o["values"])
-                         and all(isinstance(i, int) and 0 <= i < len(names) for i in o["deps"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return old if ok else None
-
-
-def _launch(o: dict[str, Any], names: list[str], env: dict[str, str]) -> None:
-    target = o["target"]
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        return
-    temp = os.path.join(folder, f".{os.path.basename(target)}.ahead-{os.getpid()}")
-    args = list(o["args"])
-    args[o["out"]] = shell_escape(temp)
-    snapshot = {names[i]: _stat(names[i]) for i in o["deps"]}  # before the compiler reads any of them
-    files: list[IO[bytes]] = []
-    try:
-        for suffix in (".out", ".err"):
-            files.append(_scratch(temp + suffix))
-        proc = subprocess.Popen(["sh", "-c", " ".join(args)], env=env, stdout=files[0], stderr=files[1], close_fds=True)
-    except OSError:  # an unwritable build directory, no sh: SCons will compile it as usual
-        for f in files:
-            f.close()
-        return
-    out, err = files
-    _state.early[" ".join(o["args"])] = _Early(env, target, temp, snapshot, o["values"], proc, out, err)
-
-
-def _scratch(path: str) -> IO[bytes]:
-    """An open file already unlinked (tempfile's TemporaryFile, without importing tempfile:
-    this runs before the SConstruct, on every build)."""
-    f = open(path, "w+b")  # noqa: SIM115 (closed by _Early.discard)
-    os.unlink(path)
-    return f
+def _launch_link(link: _Link, names: list[str], env: dict[str, str]) -> None:
+    """Wait for the early compiles, then link their objects (through hard links: SCons may
+    move one into place meanwhile) into temporary outputs."""
+    for e in link.inputs:
+        if e.wait():
+            link.why = f"the early compile of {e.target} failed (exit status {e.status})"
+            return
+    entry = link.entry
+    args = list(entry["args"])
+    with _lock:
+        if _state.closing:
+            return
+        for e in link.inputs:
+            source = e.temp if os.path.exists(e.temp) else e.target if e.target in _state.used else ""
+            held = f"{e.temp}.link"
+            try:
+                os.link(source, held)
+            except OSError:
+                link.why = f"{e.target}: the early compile's object is gone"
+                return
+            link.held[e.target] = held
+        for i, target in entry["objects"]:
+            if target in link.held:
+                word = os.path.join(os.path.dirname(args[i]), os.path.basename(link.held[target]))
+                link.words.append((word.encode(), args[i].encode()))
+                args[i] = word
+        out = shlex.split(args[entry["out"]])[0]
+        link.words.append((early_compile.temp_name(out).encode(), out.encode()))
+        args[entry["out"]] = early_compile.escape(early_compile.temp_name(out))
+        if entry["map"] >= 0:
+            map_word = args[entry["map"]][len(_MAP):]
+            args[entry["map"]] = _MAP + early_compile.temp_name(map_word)
+            link.temp_map = os.path.abspath(early_compile.temp_name(map_word))
+        snapshot = {names[i]: early_compile.stat(names[i]) for i in entry["deps"] if names[i] not in link.held}
+        link.run = early_compile.run(entry, args, early_compile.temp_name(entry["target"]), snapshot, env)
+        if link.run is None:
+            link.why = "the early link could not start"
 
 
 def _discard_all() -> None:
+    with _lock:
+        _state.closing = True
+    for link in _state.links.values():
+        link.discard()
     for e in _state.early.values():
         e.discard()
+    _state.links.clear()
     _state.early.clear()
 
 
 def _target_of(args: list[str]) -> tuple[int, str] | None:
-    """The index of the -o word and the path it names (unescaped), if there is one."""
+    """The index of the -o (or --output) word and the path it names (unescaped), if there is one."""
+    i = next((n + 1 for n, a in enumerate(args) if a in ("-o", "--output")), 0)
     try:
-        i = args.index("-o") + 1
-        words = shlex.split(args[i])
+        words = shlex.split(args[i]) if i else []
     except (ValueError, IndexError):
         return None
     return (i, os.path.abspath(words[0])) if len(words) == 1 else None
 
 
+def _replay(early: Early) -> None:
+    """What an early run printed, where SCons' command would have printed it."""
+    for fd, stream in ((early.out, sys.stdout), (early.err, sys.stderr)):
+        data = early.output(fd)
+        stream.flush()
+        while data:
+            data = data[os.write(stream.fileno(), data):]
+
+
+def _link_unusable(link: _Link, node: Any) -> str:
+    """"" if the early link read what SCons would link now, else why not."""
+    if link.thread is not None:
+        link.thread.join()
+    if link.run is None:
+        return link.why or "the early link did not start"
+    if link.run.wait():
+        return "the early link failed"
+    for target, held in link.held.items():
+        now, read = early_compile.stat(target), early_compile.stat(held)
+        if target not in _state.used or now is None or read is None or now[:3] != read[:3]:
+            return f"{target}: not the object the early link read"
+    files, values = _dependencies(node)
+    for path in files:
+        if path in link.held:
+            continue
+        if path not in link.run.snapshot:
+            return f"{path}: a new dependency"
+        if early_compile.stat(path) != link.run.snapshot[path]:
+            return f"{path}: changed during the early link"
+    return "" if sorted(values) == sorted(link.run.values) else "the toolchain changed"
+
+
+def _serve_link(link: _Link) -> None:
+    """Move the early link's outputs into place, the map naming the real files."""
+    assert link.run is not None
+    os.replace(link.run.temp, link.entry["target"])
+    if link.temp_map:
+        with open(link.temp_map, "rb") as f:
+            text = f.read()
+        for temp, real in link.words:
+            text = text.replace(temp, real)
+        real_map = os.path.abspath(link.entry["args"][link.entry["map"]][len(_MAP):])
+        with open(link.temp_map, "wb") as f:
+            f.write(text)
+        os.replace(link.temp_map, real_map)
+        link.temp_map = ""
+    _replay(link.run)
+
+
 def spawn(sh: str, escape: Any, cmd: str, args: list[str], env: dict[str, str]) -> int:
-    """SPAWN of the compile environments: an early compile of this exact command if it
-    still holds, else the command (as SCons' own POSIX spawn runs it)."""
+    """SPAWN of the firmware environments: an early compile or link of this exact command
+    if it still holds, else the command (as SCons' own POSIX spawn runs it)."""
     line = " ".join(args)
     out = _target_of(args)
-    early = _state.early.pop(line, None)
-    if early is not None:
-        why = "another environment" if early.env != env else early.usable(SCons.Node.FS.get_default_fs().File(early.target))
+    early, link = _state.early.pop(line, None), _state.links.pop(line, None)
+    target = early.target if early is not None else link.entry["target"] if link is not None else ""
+    if target:
+        node = SCons.Node.FS.get_default_fs().File(target)
+        why = ("another environment" if env != _state.old.get("env")
+               else _unusable(early, node) if early is not None else _link_unusable(link, node) if link is not None else "")
         if not why:
-            os.replace(early.temp, early.target)
-            for f, stream in ((early.out, sys.stdout), (early.err, sys.stderr)):
-                f.seek(0)
-                data = f.read()
-                stream.flush()
-                while data:
-                    data = data[os.write(stream.fileno(), data):]
-            early.discard()
-            _state.used.append(early.target)
+            if early is not None:
+                with _lock:  # an early link sees the temporary file, or the object in place and used
+                    os.replace(early.temp, early.target)
+                    _state.used.append(target)
+                _replay(early)
+                early.discard()
+            elif link is not None:
+                _serve_link(link)
+                link.discard()
+                _state.used.append(target)
             if out:
                 _state.spawned[out[1]] = {"args": args, "out": out[0], "env": env}
             return 0
-        _state.dropped[early.target] = why
-        early.discard()
+        _state.dropped[target] = why
+        for run in (early, link):
+            if run is not None:
+                run.discard()
     rc: int = subprocess_spawn(sh, escape, cmd, args, env)
     if rc == 0 and out:
         _state.spawned[out[1]] = {"args": args, "out": out[0], "env": env}
     return rc
 
 
-def record(objects: list[Any]) -> None:
-    """After a successful build: each object's command (spawned now, or as recorded before)
-    and the stat of its dependencies, which are all current now."""
+def record(objects: list[Any], links: list[Any]) -> None:
+    """After a successful build: each object's and link's command (spawned now, or as
+    recorded before) and the stat of its dependencies, which are all current now."""
     if not _state.started or not (_state.spawned or _state.stale):
         return  # nothing was compiled and nothing changed: the record still holds
-    if _NO_BUILD & set(_state.argv) or SCons.Script.GetOption("no_exec") or SCons.Script.GetOption("clean"):
+    if NO_BUILD & set(_state.argv) or SCons.Script.GetOption("no_exec") or SCons.Script.GetOption("clean"):
         return
     old = {o["target"]: o for o in _state.old.get("objects", [])}
     env = next((s["env"] for s in _state.spawned.values()), _state.old.get("env"))
@@ -273,12 +317,26 @@ def record(objects: list[Any]) -> None:
         paths, values = _dependencies(node)
         deps = [names.setdefault(path, len(names)) for path in paths]
         entries.append({"target": target, "args": now["args"], "out": now["out"], "deps": deps, "values": values})
-    files = {name: list(_stat(name) or ()) for name in names}
-    data = {"version": _VERSION, "argv": _state.argv, "env": env, "names": list(names), "files": files,
-            "objects": entries, "last": {"used": _state.used, "dropped": _state.dropped,
-                                         "unused": sorted(e.target for e in _state.early.values())}}
-    path = record_path(_state.argv)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(f"{path}.{os.getpid()}", "w", encoding="utf-8") as f:
-        json.dump(data, f, separators=(",", ":"))
-    os.replace(f"{path}.{os.getpid()}", path)
+    compiled = {e["target"] for e in entries}
+    old_links = {k["target"]: k for k in _state.old.get("links", [])}
+    link_entries: list[dict[str, Any]] = []
+    for node in links:
+        target = node.get_abspath()
+        now = _state.spawned.get(target) or old_links.get(target)
+        if now is None or now.get("env", env) != env:
+            continue
+        args = now["args"]
+        objs = [(i, os.path.abspath(w)) for i, w in enumerate(args)
+                if i != now["out"] and w == shlex.quote(w) and os.path.abspath(w) in compiled]
+        map_at = next((i for i, w in enumerate(args) if w.startswith(_MAP) and w == shlex.quote(w)), -1)
+        paths, values = _dependencies(node)
+        deps = [names.setdefault(path, len(names)) for path in paths]
+        link_entries.append({"target": target, "args": args, "out": now["out"], "map": map_at, "objects": objs,
+                             "deps": deps, "values": values})
+    files = {name: early_compile.stat(name) or () for name in names}
+    early_compile.write({
+        "version": early_compile.VERSION, "argv": _state.argv, "env": env, "names": list(names), "files": files,
+        "objects": entries, "links": link_entries,
+        "last": {"used": _state.used, "dropped": _state.dropped, "from": _state.early_from,
+                 "unused": sorted([*(e.target for e in _state.early.values()),
+                                   *(k.entry["target"] for k in _state.links.values())])}})

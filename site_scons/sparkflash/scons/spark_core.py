@@ -383,7 +383,7 @@ def _firmware(env: Any) -> dict[str, Any]:
 
         env.Depends(binary, env.Command(f"{out}/agent.size", elf, agent_size_action))
     _rescan_if_include_dirs_changed(env, tree)
-    _after_build(lambda: compile_ahead.record([*built, *objs.values(), *agent_objs]), only_if_ok=True)
+    _after_build(lambda: compile_ahead.record([*built, *objs.values(), *agent_objs], [elf]), only_if_ok=True)
     return {"elf": elf, "bin": binary, "hex": hexfile, "map": map_file, "size": size, "dir": env.Dir(out), "tree": tree,
             "objects": [*built, *objs.values()], "first": _changed_sources_first(tree, by_output)}
 
