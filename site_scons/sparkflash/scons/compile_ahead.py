@@ -154,7 +154,8 @@ def _start_links(old: dict[str, Any], early: list[Early]) -> None:
 
 def _launch_link(link: _Link, names: list[str], env: dict[str, str]) -> None:
     """Wait for the early compiles, then link their objects (through hard links: SCons may
-    move one into place meanwhile) into temporary outputs."""
+    move one into place meanwhile) into temporary outputs, and put the real names of the
+    objects and the .elf into the map."""
     for e in link.inputs:
         if e.wait():
             link.why = f"the early compile of {e.target} failed (exit status {e.status})"
@@ -189,6 +190,18 @@ def _launch_link(link: _Link, names: list[str], env: dict[str, str]) -> None:
         link.run = early_compile.run(entry, args, early_compile.temp_name(entry["target"]), snapshot, env)
         if link.run is None:
             link.why = "the early link could not start"
+            return
+    if link.run.wait() or not link.temp_map:
+        return
+    with _lock:  # the map names the real files (done here: SCons may still be deciding)
+        if _state.closing:
+            return
+        with open(link.temp_map, "rb") as f:
+            text = f.read()
+        for temp, real in link.words:
+            text = text.replace(temp, real)
+        with open(link.temp_map, "wb") as f:
+            f.write(text)
 
 
 def _discard_all() -> None:
@@ -245,18 +258,11 @@ def _link_unusable(link: _Link, node: Any) -> str:
 
 
 def _serve_link(link: _Link) -> None:
-    """Move the early link's outputs into place, the map naming the real files."""
+    """Move the early link's outputs into place."""
     assert link.run is not None
     os.replace(link.run.temp, link.entry["target"])
     if link.temp_map:
-        with open(link.temp_map, "rb") as f:
-            text = f.read()
-        for temp, real in link.words:
-            text = text.replace(temp, real)
-        real_map = os.path.abspath(link.entry["args"][link.entry["map"]][len(_MAP):])
-        with open(link.temp_map, "wb") as f:
-            f.write(text)
-        os.replace(link.temp_map, real_map)
+        os.replace(link.temp_map, os.path.abspath(link.entry["args"][link.entry["map"]][len(_MAP):]))
         link.temp_map = ""
     _replay(link.run)
 
