@@ -138,44 +138,19 @@ def start(argv: list[str] | None = None) -> None:
 
 def _start_links(old: dict[str, Any], early: list[Early]) -> None:
     """An early link for each recorded link of these early compiles' objects whose other
-    inputs (objects, archives, scripts) are as recorded."""
+    inputs (objects, archives, scripts) are as recorded. Its command is made here; the
+    thread that waits for the compiles only has to start it."""
     by_target = {e.target: e for e in early}
     names, files = old["names"], old["files"]
     for entry in old["links"]:
         inputs = [by_target[t] for _, t in entry["objects"] if t in by_target]
-        others = [names[i] for i in entry["deps"] if names[i] not in by_target]
-        if not inputs or any(early_compile.stat(n) != (files[n] or None) for n in others):
+        others = {names[i]: files[names[i]] or None for i in entry["deps"] if names[i] not in by_target}
+        if not inputs or any(early_compile.stat(n) != st for n, st in others.items()):
             continue  # nothing of ours to link, or something SCons will rebuild first (an archive)
-        link = _Link(entry, inputs)
-        link.thread = threading.Thread(target=_launch_link, args=(link, names, old["env"]), daemon=True)
-        _state.links[" ".join(entry["args"])] = link
-        link.thread.start()
-
-
-def _launch_link(link: _Link, names: list[str], env: dict[str, str]) -> None:
-    """Wait for the early compiles, then link their objects (through hard links: SCons may
-    move one into place meanwhile) into temporary outputs, and put the real names of the
-    objects and the .elf into the map."""
-    for e in link.inputs:
-        if e.wait():
-            link.why = f"the early compile of {e.target} failed (exit status {e.status})"
-            return
-    entry = link.entry
-    args = list(entry["args"])
-    with _lock:
-        if _state.closing:
-            return
-        for e in link.inputs:
-            source = e.temp if os.path.exists(e.temp) else e.target if e.target in _state.used else ""
-            held = f"{e.temp}.link"
-            try:
-                os.link(source, held)
-            except OSError:
-                link.why = f"{e.target}: the early compile's object is gone"
-                return
-            link.held[e.target] = held
+        link = _Link(entry, inputs, held={e.target: f"{e.temp}.link" for e in inputs})
+        args = list(entry["args"])
         for i, target in entry["objects"]:
-            if target in link.held:
+            if target in link.held:  # the same folder, so the word stays a plain relative path
                 word = os.path.join(os.path.dirname(args[i]), os.path.basename(link.held[target]))
                 link.words.append((word.encode(), args[i].encode()))
                 args[i] = word
@@ -186,11 +161,42 @@ def _launch_link(link: _Link, names: list[str], env: dict[str, str]) -> None:
             map_word = args[entry["map"]][len(_MAP):]
             args[entry["map"]] = _MAP + early_compile.temp_name(map_word)
             link.temp_map = os.path.abspath(early_compile.temp_name(map_word))
-        snapshot = {names[i]: early_compile.stat(names[i]) for i in entry["deps"] if names[i] not in link.held}
-        link.run = early_compile.run(entry, args, early_compile.temp_name(entry["target"]), snapshot, env)
-        if link.run is None:
-            link.why = "the early link could not start"
-            return
+        link.thread = threading.Thread(target=_launch_link, args=(link, args, others, old["env"]), daemon=True)
+        _state.links[" ".join(entry["args"])] = link
+        # the thread must get the interpreter back within 0.5 ms (not 5) when a compile ends:
+        # SCons' own thread is busy deciding the other objects all that time
+        sys.setswitchinterval(_SWITCH)
+        link.thread.start()
+
+
+_SWITCH = 0.0005
+_DEFAULT_SWITCH = sys.getswitchinterval()
+
+
+def _launch_link(link: _Link, args: list[str], snapshot: dict[str, Any], env: dict[str, str]) -> None:
+    """Wait for the early compiles, then link their objects (through hard links: SCons may
+    move one into place meanwhile) into temporary outputs, and put the real names of the
+    objects and the .elf into the map."""
+    try:
+        for e in link.inputs:
+            if e.wait():
+                link.why = f"the early compile of {e.target} failed (exit status {e.status})"
+                return
+        with _lock:
+            if _state.closing:
+                return
+            for e in link.inputs:
+                try:
+                    os.link(e.temp if e.target not in _state.used else e.target, link.held[e.target])
+                except OSError:
+                    link.why = f"{e.target}: the early compile's object is gone"
+                    return
+            link.run = early_compile.run(link.entry, args, early_compile.temp_name(link.entry["target"]), snapshot, env)
+            if link.run is None:
+                link.why = "the early link could not start"
+                return
+    finally:
+        sys.setswitchinterval(_DEFAULT_SWITCH)
     if link.run.wait() or not link.temp_map:
         return
     with _lock:  # the map names the real files (done here: SCons may still be deciding)
