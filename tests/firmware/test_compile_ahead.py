@@ -99,26 +99,36 @@ def test_a_different_command_is_never_used(fresh_checkout: Path, tmp_path: Path)
     _same_as_clean_build(fresh_checkout, tmp_path)
 
 
+def _build_saving_during(checkout: Path, toolchain: Path, driver: str, when: str, path: Path, text: str,
+                         edit: str) -> tuple[str, dict[str, Any]]:
+    """Edit APP and build, a wrapper around `driver` of the toolchain copy appending `text`
+    (printf format) to `path` once, right after its run whose arguments contain `when`; the
+    build's argument and the record's `last`."""
+    real = toolchain / "bin" / driver
+    real.rename(real.with_name(driver + ".real"))
+    flag = toolchain.parent / f"{driver}.save-once"  # beside the toolchain copy, not in it
+    real.write_text(f'#!/bin/sh\n"$0.real" "$@"\nrc=$?\ncase "$*" in *{when}*)\n'
+                    f'  if [ -e "{flag}" ]; then rm -f "{flag}"; printf "{text}" >> "{path}"; fi;;\n'
+                    'esac\nexit $rc\n')
+    real.chmod(0o755)
+    arg = f"ARM_TOOLCHAIN={toolchain}"
+    _build(checkout, arg)
+    _edit(checkout / APP, edit)
+    flag.write_text("")
+    _build(checkout, arg)
+    assert not flag.exists()  # the early run ran the wrapper
+    return arg, _last(checkout, arg)
+
+
 def test_a_header_changed_during_the_early_compile_drops_it(fresh_checkout: Path, tmp_path: Path,
                                                            toolchain_copy: Path) -> None:  # noqa: F811
     """An editor saves a header while the early compile runs (after the compiler has read
     it): the early object is stale, so SCons must compile again. A wrapper around the real
     gcc of a toolchain copy does the save, once, when a flag file exists."""
-    gcc = toolchain_copy / "bin/arm-none-eabi-gcc"
-    gcc.rename(gcc.with_name("arm-none-eabi-gcc.real"))
-    flag, header = tmp_path / "save-header-once", fresh_checkout / HEADER
-    gcc.write_text(f'#!/bin/sh\n"$0.real" "$@"\nrc=$?\ncase "$*" in *application.cpp*)\n'
-                   f'  if [ -e "{flag}" ]; then rm -f "{flag}"; printf "\\n#define SPARKFLASH_SAVED 1\\n" >> "{header}"; fi;;\n'
-                   'esac\nexit $rc\n')
-    gcc.chmod(0o755)
-    arg = f"ARM_TOOLCHAIN={toolchain_copy}"
-    _build(fresh_checkout, arg)
-    _edit(fresh_checkout / APP, "\n#ifdef SPARKFLASH_SAVED\nint sparkflash_saved = 1;\n#endif\n")
-    flag.write_text("")
-    _build(fresh_checkout, arg)
-    assert not flag.exists()  # the early compile ran the wrapper
+    arg, last = _build_saving_during(fresh_checkout, toolchain_copy, "arm-none-eabi-gcc", "application.cpp",
+                                     fresh_checkout / HEADER, "\\n#define SPARKFLASH_SAVED 1\\n",
+                                     "\n#ifdef SPARKFLASH_SAVED\nint sparkflash_saved = 1;\n#endif\n")
     app = str(_object(fresh_checkout, "application.o"))
-    last = _last(fresh_checkout, arg)
     assert app not in last["used"] and "changed during the early compile" in last["dropped"][app]
     symbols = subprocess.run(["arm-none-eabi-nm", app], capture_output=True, text=True, check=True).stdout
     assert "sparkflash_saved" in symbols  # compiled again, with the saved header
@@ -205,21 +215,9 @@ def test_a_linker_script_saved_during_the_early_link_drops_it(fresh_checkout: Pa
                                                               toolchain_copy: Path) -> None:  # noqa: F811
     """The linker script changes while the early link runs: SCons links again itself. A
     wrapper around the g++ driver of a toolchain copy does the save, once."""
-    gxx = toolchain_copy / "bin/arm-none-eabi-g++"
-    gxx.rename(gxx.with_name("arm-none-eabi-g++.real"))
-    flag = tmp_path / "save-script-once"
     script = next((fresh_checkout / "examples/core-firmware/linker").glob("*.ld"))
-    gxx.write_text(f'#!/bin/sh\n"$0.real" "$@"\nrc=$?\ncase "$*" in *firmware.elf*)\n'
-                   f'  if [ -e "{flag}" ]; then rm -f "{flag}"; printf "\\n/* saved */\\n" >> "{script}"; fi;;\n'
-                   'esac\nexit $rc\n')
-    gxx.chmod(0o755)
-    arg = f"ARM_TOOLCHAIN={toolchain_copy}"
-    _build(fresh_checkout, arg)
-    _edit(fresh_checkout / APP, "\nint sparkflash_ahead_5 = 5;\n")
-    flag.write_text("")
-    _build(fresh_checkout, arg)
-    assert not flag.exists()  # the early link ran the wrapper
-    last = _last(fresh_checkout, arg)
+    arg, last = _build_saving_during(fresh_checkout, toolchain_copy, "arm-none-eabi-g++", "firmware.elf", script,
+                                     "\\n/* saved */\\n", "\nint sparkflash_ahead_5 = 5;\n")
     elf = str(fresh_checkout / ELF)
     assert last["used"] == [str(_object(fresh_checkout, "application.o"))]
     assert "changed during the early link" in last["dropped"][elf]

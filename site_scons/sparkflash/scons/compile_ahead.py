@@ -320,31 +320,25 @@ def record(objects: list[Any], links: list[Any]) -> None:
     if env is None:
         return
     names: dict[str, int] = {}
-    entries: list[dict[str, Any]] = []
-    for node in objects:
+
+    def entry(node: Any, recorded: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The node's command as spawned now or recorded before, and its dependencies."""
         target = node.get_abspath()
-        now = _state.spawned.get(target) or old.get(target)
+        now = _state.spawned.get(target) or recorded.get(target)
         if now is None or now.get("env", env) != env:
-            continue
+            return None
         paths, values = _dependencies(node)
-        deps = [names.setdefault(path, len(names)) for path in paths]
-        entries.append({"target": target, "args": now["args"], "out": now["out"], "deps": deps, "values": values})
+        return {"target": target, "args": now["args"], "out": now["out"],
+                "deps": [names.setdefault(path, len(names)) for path in paths], "values": values}
+
+    entries = [e for e in (entry(node, old) for node in objects) if e is not None]
     compiled = {e["target"] for e in entries}
-    old_links = {k["target"]: k for k in _state.old.get("links", [])}
-    link_entries: list[dict[str, Any]] = []
-    for node in links:
-        target = node.get_abspath()
-        now = _state.spawned.get(target) or old_links.get(target)
-        if now is None or now.get("env", env) != env:
-            continue
-        args = now["args"]
-        objs = [(i, os.path.abspath(w)) for i, w in enumerate(args)
-                if i != now["out"] and w == shlex.quote(w) and os.path.abspath(w) in compiled]
-        map_at = next((i for i, w in enumerate(args) if w.startswith(_MAP) and w == shlex.quote(w)), -1)
-        paths, values = _dependencies(node)
-        deps = [names.setdefault(path, len(names)) for path in paths]
-        link_entries.append({"target": target, "args": args, "out": now["out"], "map": map_at, "objects": objs,
-                             "deps": deps, "values": values})
+    link_entries = [e for e in (entry(node, {k["target"]: k for k in _state.old.get("links", [])}) for node in links)
+                    if e is not None]
+    for e in link_entries:  # which words are objects (the early link swaps them), which the map
+        e["objects"] = [(i, os.path.abspath(w)) for i, w in enumerate(e["args"])
+                        if i != e["out"] and w == shlex.quote(w) and os.path.abspath(w) in compiled]
+        e["map"] = next((i for i, w in enumerate(e["args"]) if w.startswith(_MAP) and w == shlex.quote(w)), -1)
     files = {name: early_compile.stat(name) or () for name in names}
     early_compile.write({
         "version": early_compile.VERSION, "argv": _state.argv, "env": env, "names": list(names), "files": files,
