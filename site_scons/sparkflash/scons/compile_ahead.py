@@ -54,16 +54,19 @@ def _dependencies(node: Any) -> tuple[list[str], list[str]]:
     return files, values
 
 
-def _unusable(early: Early, node: Any) -> str:
-    """"" if SCons' view of the object's dependencies is what the early compile saw, else why not."""
+def _unusable(early: Early, node: Any, what: str = "compile", skip: dict[str, str] | None = None) -> str:
+    """"" if SCons' view of the target's dependencies (but those in `skip`) is what the
+    early run saw when it began, else why not."""
     if early.wait():
-        return "the early compile failed"
+        return f"the early {what} failed"
     files, values = _dependencies(node)
     for path in files:
+        if skip and path in skip:
+            continue
         if path not in early.snapshot:
             return f"{path}: a new dependency"
         if early_compile.stat(path) != early.snapshot[path]:
-            return f"{path}: changed during the early compile"
+            return f"{path}: changed during the early {what}"
     return "" if sorted(values) == sorted(early.values) else "the toolchain changed"
 
 
@@ -88,11 +91,7 @@ class _Link:
         if self.run is not None:
             self.run.discard()
         for path in (*self.held.values(), self.temp_map):
-            if path:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+            early_compile.remove(path)
 
 
 @dataclass
@@ -246,21 +245,12 @@ def _link_unusable(link: _Link, node: Any) -> str:
         link.thread.join()
     if link.run is None:
         return link.why or "the early link did not start"
-    if link.run.wait():
-        return "the early link failed"
+    why = _unusable(link.run, node, "link", skip=link.held)  # the early objects: checked below
     for target, held in link.held.items():
         now, read = early_compile.stat(target), early_compile.stat(held)
-        if target not in _state.used or now is None or read is None or now[:3] != read[:3]:
-            return f"{target}: not the object the early link read"
-    files, values = _dependencies(node)
-    for path in files:
-        if path in link.held:
-            continue
-        if path not in link.run.snapshot:
-            return f"{path}: a new dependency"
-        if early_compile.stat(path) != link.run.snapshot[path]:
-            return f"{path}: changed during the early link"
-    return "" if sorted(values) == sorted(link.run.values) else "the toolchain changed"
+        if not why and (target not in _state.used or now is None or read is None or now[:3] != read[:3]):
+            why = f"{target}: not the object the early link read"
+    return why
 
 
 def _serve_link(link: _Link) -> None:

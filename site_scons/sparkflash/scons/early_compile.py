@@ -21,8 +21,8 @@ TYPE_CHECKING = False  # typing costs the launcher 5 ms (it imports re)
 if TYPE_CHECKING:
     from typing import Any, TypeGuard
 
-__all__ = ["Early", "Started", "due", "escape", "jobs", "launch", "launched", "load", "record_path", "run", "start", "stat",
-           "temp_name", "write"]
+__all__ = ["Early", "Started", "due", "escape", "jobs", "launch", "launched", "load", "record_path", "remove", "run",
+           "start", "stat", "temp_name", "write"]
 
 VERSION = 2
 NO_BUILD = {"-c", "--clean", "--remove", "-n", "--no-exec", "--just-print", "--dry-run", "--recon", "-q", "--question",
@@ -166,14 +166,20 @@ class Early:
             except OSError:
                 pass
         self.out = self.err = -1
+        remove(self.temp)
+
+
+def remove(path: str) -> None:
+    """Remove `path` if it is there."""
+    if path:
         try:
-            os.unlink(self.temp)
+            os.unlink(path)
         except OSError:
             pass
 
 
 def escape(path: str) -> str:
-    """`path` as one sh word."""
+    """`path` as one sh word (shlex.quote would import re: the launcher's 6 ms)."""
     for c in "\\\"$`":
         path = path.replace(c, "\\" + c)
     return f'"{path}"'
@@ -187,7 +193,8 @@ def scratch(path: str) -> int:
 
 
 def shell(env: dict[str, str]) -> str | None:
-    """`sh` as found on the environment's PATH (where SCons' spawn finds it)."""
+    """`sh` as found on the environment's PATH, where SCons' spawn finds it (shutil.which
+    would cost the launcher its import)."""
     for folder in os.get_exec_path(env):
         path = os.path.join(folder, "sh")
         if os.access(path, os.X_OK):
