@@ -330,7 +330,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "%u link %s\n", (unsigned)sfa_hal_millis(), up ? "up" : "down");
         }
         if (link_up && !up) {
-            tcflush(master, TCIOFLUSH);
+            tcflush(master, TCOFLUSH);  /* replies to the host that left; input: a new host may already have written */
             sfa_agent_link_reset();
         }
         link_up = up;
