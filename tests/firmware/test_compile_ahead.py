@@ -6,12 +6,15 @@ inputs. Each test checks the outputs against a clean build or SCons' own link.""
 from __future__ import annotations
 
 import marshal
+import os
+import pickle
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import SCons.Util
 from test_stale_traps import _build, _ran, _same_as_clean_build, toolchain_copy  # noqa: F401 (a fixture)
 
 from sparkflash.firmware.workspace import run_scons
@@ -22,8 +25,9 @@ HEADER = "examples/core-firmware/inc/data_region.h"
 
 
 def _record(checkout: Path, *args: str) -> Path:
-    """The record of `_build(checkout, *args)` (run_scons: scons -Q -j2 ARGS)."""
-    return checkout / record_path(["-Q", "-j2", *args])
+    """The record of `_build(checkout, *args)` (run_scons: scons -Q -j2 ARGS), which the
+    scons process finds in the same SPARKFLASH_HOME as this one (tests/conftest.py)."""
+    return Path(record_path(["-Q", "-j2", *args], str(checkout)))
 
 
 def _read(checkout: Path, *args: str) -> dict[str, Any]:
@@ -53,6 +57,23 @@ def _same_as_scons_link(checkout: Path, *args: str) -> None:
         assert (out / name).read_bytes() == served[name], f"{name} differs from SCons' own link"
 
 
+def _recorded_hash(checkout: Path, path: str) -> str:
+    """The content hash SCons' .sconsign holds for `path` (relative to the checkout)."""
+    import SCons.dblite
+    import SCons.SConsign  # noqa: F401 (the class the entries were pickled as)
+
+    folder, name = os.path.split(path)
+    csig: str = pickle.loads(SCons.dblite.open(str(checkout / ".sconsign"), "r")[folder])[name].ninfo.csig
+    return csig
+
+
+def _hashes_are_the_files(checkout: Path) -> None:
+    """What SCons recorded for the served .elf and .map (hashed ahead, beside SCons) is
+    the hash of what is on disk."""
+    for path in (ELF, "build/release/firmware.map"):
+        assert _recorded_hash(checkout, path) == SCons.Util.hash_file_signature(str(checkout / path)), path
+
+
 def _object(checkout: Path, name: str) -> Path:
     found = list((checkout / "build/release").rglob(name))
     assert len(found) == 1, found
@@ -72,6 +93,7 @@ def test_an_edited_source_is_compiled_ahead_and_used(fresh_checkout: Path, tmp_p
     last = _last(fresh_checkout)
     assert last["used"] == [str(_object(fresh_checkout, "application.o")), str(fresh_checkout / ELF)]
     assert last["from"] == "site_init" and last["dropped"] == {}
+    _hashes_are_the_files(fresh_checkout)
     _same_as_clean_build(fresh_checkout, tmp_path)
     assert _build(fresh_checkout) == set()  # what SCons recorded is what is on disk
     _same_as_scons_link(fresh_checkout)
@@ -173,10 +195,17 @@ def test_a_real_tree_edit_is_compiled_ahead(tree_sets: Callable[[str], Path], tm
     assert _last(fresh_checkout, arg)["used"] == [str(_object(fresh_checkout, "spark_wiring.o")), str(fresh_checkout / ELF)]
     _same_as_scons_link(fresh_checkout, arg)
     image = (fresh_checkout / "build/release/firmware.bin").read_bytes()
-    shutil.rmtree(fresh_checkout / "build")
-    (fresh_checkout / ".sconsign.dblite").unlink()
+    _clean(fresh_checkout)
     _build(fresh_checkout, arg)
     assert (fresh_checkout / "build/release/firmware.bin").read_bytes() == image
+    last = _last(fresh_checkout, arg)  # the clean build's first two compiles ran while SCons loaded
+    assert len(last["used"]) == 2 and last["dropped"] == {} and last["unused"] == [], last
+
+
+def _clean(checkout: Path) -> None:
+    """What the benchmark's clean does (and `make clean`: the objects go)."""
+    shutil.rmtree(checkout / "build")
+    (checkout / ".sconsign.dblite").unlink()
 
 
 def _launch(checkout: Path, *args: str) -> set[tuple[str, str]]:
@@ -193,9 +222,27 @@ def test_sparkflash_scons_starts_the_compile_before_scons(fresh_checkout: Path, 
     last = _last(fresh_checkout)
     assert last["from"] == "sparkflash-scons"
     assert last["used"] == [str(_object(fresh_checkout, "application.o")), str(fresh_checkout / ELF)]
+    _hashes_are_the_files(fresh_checkout)
     assert _launch(fresh_checkout) == set()
     _same_as_clean_build(fresh_checkout, tmp_path)
     _same_as_scons_link(fresh_checkout)
+
+
+def test_after_a_clean_the_first_compiles_start_before_scons(fresh_checkout: Path, tmp_path: Path) -> None:
+    """The record outlives `rm -r build .sconsign.dblite`: sparkflash-scons starts the first
+    -j2 compiles of the clean build, SCons meets them first and uses them."""
+    _launch(fresh_checkout)
+    image = (fresh_checkout / "build/release/firmware.bin").read_bytes()
+    _clean(fresh_checkout)
+    ran = _launch(fresh_checkout)
+    last = _last(fresh_checkout)
+    assert last["from"] == "sparkflash-scons" and last["dropped"] == {} and last["unused"] == [], last
+    first = [o["target"] for o in _read(fresh_checkout)["objects"][:2]]
+    assert sorted(last["used"]) == sorted(first) and all(Path(t).is_file() for t in first)
+    assert len(ran) > 2  # SCons compiled the others itself
+    assert (fresh_checkout / "build/release/firmware.bin").read_bytes() == image
+    assert _launch(fresh_checkout) == set()
+    _same_as_clean_build(fresh_checkout, tmp_path)
 
 
 def test_sparkflash_scons_is_scons(fresh_checkout: Path) -> None:

@@ -10,10 +10,11 @@ before SCons loads); the one-file edit also times plain `python -m SCons` in the
 
 Everything runs in temporary copies: the repository's build/ and the given trees are not
 touched. Figures are medians of N runs (wall seconds); make and scons take turns in every
-round, and each scons/make ratio is the median of the per-round ratios. A clean scons
-build is `rm -r build .sconsign.dblite` (as `make clean` removes make's objects); the
-per-user record of the toolchain's hashes and of make's plan (sparkflash.firmware.buildcache)
-stays, as a ccache directory would: it validates itself against the files it was made from.
+round (make first in odd rounds, scons first in even ones), and each scons/make ratio is
+the median of the per-round ratios. A clean scons build is `rm -r build .sconsign.dblite`
+(as `make clean` removes make's objects); the per-user records of the toolchain's hashes, of make's plan and of the last build's commands
+(sparkflash.firmware.buildcache) stay, as a ccache directory would: each validates itself
+against the files it was made from (no object is kept: a clean build compiles everything).
 report.py turns the tree-set ratios into issue 12's target rows.
 """
 
@@ -116,12 +117,14 @@ def _children_cpu() -> float:
 
 def _interleaved(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]], repeat: int) -> dict[str, float]:
     """Median wall time of each (prepare, run) pair, the pairs taking turns in every round so
-    that make and scons see the same machine load; `<name>_cpu` is the median user+sys CPU
-    time of the child processes, which load from other processes barely changes."""
+    that make and scons see the same machine load, in the reverse order every other round
+    (a machine slowing down or speeding up during a round favours neither); `<name>_cpu` is
+    the median user+sys CPU time of the child processes, which load from other processes
+    barely changes."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, (prepare, go) in runs.items():
+    for round_ in range(repeat):
+        for name, (prepare, go) in list(runs.items())[::-1 if round_ % 2 else 1]:
             prepare()
             t, c = time.perf_counter(), _children_cpu()
             go()

@@ -33,6 +33,12 @@ _COMSTRS = {
 }
 
 
+#: every compile of the firmware trees: make's flags ($SPARK_ARGS) plus -pipe, so the
+#: assembler reads the compiler's output as it comes instead of from a temporary file once
+#: the compiler is done (0.89-0.95x the time of one compile, alternating; same object bytes)
+COMPILE_COM = "$CC -pipe $SPARK_ARGS -o $TARGET $SOURCES"
+
+
 def _size_check(target: list[Any], source: list[Any], env: Any) -> None:
     """Print the size table, write it to the target; fail if over the board's limits or if
     the image has no valid vector table (then no .bin/.hex is made: they depend on it)."""

@@ -1,13 +1,14 @@
-"""Compile and link ahead: after an edit, the compile and the link run while SCons loads.
+"""Compile and link ahead: after an edit, the compile and the link run while SCons loads;
+after a clean, the first -j compiles do.
 
 In a one-file edit make starts the compile ~0.03 s after it was run; scons needs ~0.08 s to
 import SCons and ~0.25 s more to read the SConstruct and decide every object before the link.
 `start()` (called from site_scons/site_init.py, which SCons runs right after its import)
 adopts the early compiles sparkflash-scons started before it became this process, or starts
 them itself (sparkflash.scons.early_compile: what the last successful build with the same
-command line recorded, and which of its objects are due). A thread then links, into
-temporary outputs, once those compiles have ended, if every other input of the link is as
-recorded.
+command line recorded, and which of its objects are missing or due, the first -j of them).
+A thread then links, into temporary outputs, once those compiles have ended, if every other
+input of the link is as recorded.
 
 SCons still decides everything. `spawn()` is the firmware environment's SPAWN: when SCons
 runs a command, an early run is used only if it is exactly that command line with the same
@@ -34,9 +35,11 @@ from typing import Any
 import SCons.Node.FS
 import SCons.Node.Python
 import SCons.Script
+import SCons.Util
 from SCons.Platform.posix import subprocess_spawn
 
-from sparkflash.scons import early_compile
+from sparkflash.firmware.buildcache import prune
+from sparkflash.scons import early_compile, stored_hashes
 from sparkflash.scons.early_compile import NO_BUILD, Early
 
 __all__ = ["record", "spawn", "start"]
@@ -86,6 +89,7 @@ class _Link:
     words: list[tuple[bytes, bytes]] = field(default_factory=list)  # temporary path -> real one, in the map
     temp_map: str = ""
     why: str = ""  # why it never started
+    hashes: dict[str, tuple[tuple[int, int, int], str]] = field(default_factory=dict)  # output -> its temporary's
 
     def discard(self) -> None:
         if self.run is not None:
@@ -99,6 +103,7 @@ class _State:
     started: bool = False  # start() ran: without it nothing is recorded
     stale: bool = False  # the record had objects whose dependencies changed
     argv: list[str] = field(default_factory=list)
+    top: str = ""  # the SConstruct's directory (SCons runs there)
     old: dict[str, Any] = field(default_factory=dict)  # the record as this run found it
     early: dict[str, Early] = field(default_factory=dict)  # by command line
     early_from: str = ""  # who started them: "sparkflash-scons" or "site_init"
@@ -119,13 +124,13 @@ def start(argv: list[str] | None = None) -> None:
     if os.environ.get("SPARKFLASH_COMPILE_AHEAD") == "off":
         return  # nothing started, nothing recorded: SCons alone
     argv = list(sys.argv[1:] if argv is None else argv)
-    _state.argv, _state.started = argv, True
+    _state.argv, _state.top, _state.started = argv, os.getcwd(), True
     if handed is not None and handed[0] == argv:
         old, stale, early = handed[1]
     else:
         for e in handed[1][2] if handed is not None else []:  # not for these arguments (never: one argv)
             e.discard()
-        old, stale, early = early_compile.start(argv)
+        old, stale, early = early_compile.start(argv, _state.top)
     _state.old, _state.stale = old or {}, stale
     if early:
         atexit.register(_discard_all)
@@ -196,17 +201,39 @@ def _launch_link(link: _Link, args: list[str], snapshot: dict[str, Any], env: di
                 return
     finally:
         sys.setswitchinterval(_DEFAULT_SWITCH)
-    if link.run.wait() or not link.temp_map:
+    if link.run.wait():
         return
-    with _lock:  # the map names the real files (done here: SCons may still be deciding)
-        if _state.closing:
-            return
-        with open(link.temp_map, "rb") as f:
-            text = f.read()
-        for temp, real in link.words:
-            text = text.replace(temp, real)
-        with open(link.temp_map, "wb") as f:
-            f.write(text)
+    elf = threading.Thread(target=_hash_ahead, args=(link, link.run.temp, link.entry["target"]), daemon=True)
+    elf.start()  # beside the map's rewrite: hashlib lets go of the interpreter
+    try:
+        with _lock:  # the map names the real files (done here: SCons may still be deciding)
+            if _state.closing or not link.temp_map:
+                return
+            with open(link.temp_map, "rb") as f:
+                text = f.read()
+            for temp, real in link.words:
+                text = text.replace(temp, real)
+            with open(link.temp_map, "wb") as f:
+                f.write(text)
+        _hash_ahead(link, link.temp_map, _map_of(link.entry), text)
+    finally:
+        elf.join()
+
+
+def _map_of(entry: dict[str, Any]) -> str:
+    """The map a recorded link writes (absolute)."""
+    word: str = entry["args"][entry["map"]]
+    return os.path.abspath(word[len(_MAP):])
+
+
+def _hash_ahead(link: _Link, temp: str, real: str, content: bytes | None = None) -> None:
+    """The content hash SCons computes for `real` right after the link, taken from `temp`
+    (to be moved there) now, while SCons is still waiting for the link thread."""
+    before = early_compile.stat(temp)
+    csig = (SCons.Util.hash_signature(content) if content is not None
+            else SCons.Util.hash_file_signature(temp, SCons.Node.FS.File.hash_chunksize))
+    if before is not None and early_compile.stat(temp) == before:
+        link.hashes[real] = (before[:3], csig)
 
 
 def _discard_all() -> None:
@@ -258,8 +285,10 @@ def _serve_link(link: _Link) -> None:
     assert link.run is not None
     os.replace(link.run.temp, link.entry["target"])
     if link.temp_map:
-        os.replace(link.temp_map, os.path.abspath(link.entry["args"][link.entry["map"]][len(_MAP):]))
+        os.replace(link.temp_map, _map_of(link.entry))
         link.temp_map = ""
+    for real, (key, csig) in link.hashes.items():
+        stored_hashes.hashed_ahead(real, key, csig)
     _replay(link.run)
 
 
@@ -330,9 +359,11 @@ def record(objects: list[Any], links: list[Any]) -> None:
                         if i != e["out"] and w == shlex.quote(w) and os.path.abspath(w) in compiled]
         e["map"] = next((i for i, w in enumerate(e["args"]) if w.startswith(_MAP) and w == shlex.quote(w)), -1)
     files = {name: early_compile.stat(name) or () for name in names}
-    early_compile.write({
-        "version": early_compile.VERSION, "argv": _state.argv, "env": env, "names": list(names), "files": files,
-        "objects": entries, "links": link_entries,
+    folder = early_compile.write({
+        "version": early_compile.VERSION, "argv": _state.argv, "top": _state.top, "env": env, "names": list(names),
+        "files": files, "objects": entries, "links": link_entries,
         "last": {"used": _state.used, "dropped": _state.dropped, "from": _state.early_from,
                  "unused": sorted([*(e.target for e in _state.early.values()),
                                    *(k.entry["target"] for k in _state.links.values())])}})
+    if folder is not None:  # one record per checkout and command line: the oldest go
+        prune(folder, early_compile.RECORD_PREFIX, suffix=".marshal")

@@ -6,9 +6,10 @@ right after SCons' import. So this module imports nothing but `os` and `marshal`
 (json alone would cost the launcher 7 ms of `re`). What SCons then does with them is
 sparkflash.scons.compile_ahead's business.
 
-The record (`build/.sparkflash/compile-ahead-<key>.marshal`, one per command line) is ours,
-written whole and renamed into place by the last successful build; it is still checked
-entry by entry, and anything unexpected means "no early compile", never an error.
+The record (`compile-ahead-<key>.marshal`, one per checkout and command line, in the
+per-user folder of sparkflash.firmware.buildcache, so that `rm -r build` does not lose it)
+is ours, written whole and renamed into place by the last successful build; it is still
+checked entry by entry, and anything unexpected means "no early compile", never an error.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import _thread
 import marshal
 import os
 
+from sparkflash.usercache import build_records_folder
+
 TYPE_CHECKING = False  # typing costs the launcher 5 ms (it imports re)
 if TYPE_CHECKING:
     from typing import Any, TypeGuard
 
-__all__ = ["Early", "Started", "due", "escape", "jobs", "launch", "launched", "load", "record_path", "remove", "run",
-           "start", "stat", "temp_name", "write"]
+__all__ = ["RECORD_PREFIX", "Early", "Started", "due", "escape", "jobs", "launch", "launched", "load", "record_path",
+           "remove", "run", "start", "stat", "temp_name", "write"]
 
-VERSION = 2
+VERSION = 3
+RECORD_PREFIX = "compile-ahead-"
 NO_BUILD = {"-c", "--clean", "--remove", "-n", "--no-exec", "--just-print", "--dry-run", "--recon", "-q", "--question",
             "-h", "--help", "-H", "--help-options", "--interactive", "--cache-show"}
 
@@ -43,14 +47,18 @@ def stat(path: str) -> Stat | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def record_path(argv: list[str]) -> str:
-    """The record of builds run with these arguments, relative to the SConstruct's directory
-    (a 64-bit FNV-1a of the arguments: hashlib costs 3 ms to import; the record holds its
-    arguments, so a collision only means no early compile)."""
+def record_path(argv: list[str], top: str) -> str:
+    """The record of builds run with these arguments in the SConstruct directory `top`: in
+    the per-user folder, else (SPARKFLASH_BUILD_CACHE=off, a folder that is not there or
+    not writable) under top/build/.sparkflash. Its name is a 64-bit FNV-1a of both (hashlib
+    costs 3 ms to import); the record holds them, so a collision only means no early compile."""
     key = 0xCBF29CE484222325
-    for byte in "\0".join(argv).encode("utf-8", "surrogateescape"):
+    for byte in "\0".join([top, *argv]).encode("utf-8", "surrogateescape"):
         key = ((key ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return f"build/.sparkflash/compile-ahead-{key:016x}.marshal"
+    folder = build_records_folder()
+    if folder is None or not os.access(folder, os.W_OK | os.X_OK):  # as buildcache.build_cache_dir falls back
+        folder = os.path.join(top, "build", ".sparkflash")
+    return os.path.join(folder, f"{RECORD_PREFIX}{key:016x}.marshal")
 
 
 def jobs(argv: list[str]) -> int:
@@ -68,8 +76,9 @@ def _strings(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(s, str) for s in value)
 
 
-def _valid(old: Any, argv: list[str]) -> bool:
-    if not (isinstance(old, dict) and old.get("version") == VERSION and old.get("argv") == argv):
+def _valid(old: Any, argv: list[str], top: str) -> bool:
+    if not (isinstance(old, dict) and old.get("version") == VERSION and old.get("argv") == argv
+            and old.get("top") == top):
         return False
     names, files, env, objects = old.get("names"), old.get("files"), old.get("env"), old.get("objects")
     if not (_strings(names) and isinstance(files, dict) and isinstance(env, dict) and isinstance(objects, list)):
@@ -93,32 +102,40 @@ def _valid(old: Any, argv: list[str]) -> bool:
                        and isinstance(x[1], str) for x in k["objects"]) for k in links)
 
 
-def load(argv: list[str]) -> dict[str, Any] | None:
-    """The record for these arguments if there is one and it is consistent, else None (a
-    build without early compiles, which then writes a new record)."""
+def load(argv: list[str], top: str) -> dict[str, Any] | None:
+    """The record for these arguments in `top` if there is one and it is consistent, else
+    None (a build without early compiles, which then writes a new record)."""
     try:
-        with open(record_path(argv), "rb") as f:
+        with open(record_path(argv, top), "rb") as f:
             old = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    return old if _valid(old, argv) else None
+    return old if _valid(old, argv, top) else None
 
 
-def write(data: dict[str, Any]) -> None:
-    """Replace the record of data["argv"] whole."""
-    path = record_path(data["argv"])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def write(data: dict[str, Any]) -> str | None:
+    """Replace the record of data["argv"] in data["top"] whole; its folder, or None if it
+    cannot be written (the next build then starts nothing early)."""
+    path = record_path(data["argv"], data["top"])
     temp = f"{path}.{os.getpid()}"
-    with open(temp, "wb") as f:
-        marshal.dump(data, f)
-    os.replace(temp, path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(temp, "wb") as f:
+            marshal.dump(data, f)
+        os.replace(temp, path)
+    except OSError:
+        remove(temp)
+        return None
+    return os.path.dirname(path)
 
 
 def due(old: dict[str, Any]) -> list[dict[str, Any]]:
-    """The recorded objects one of whose dependencies changed since the record was written."""
+    """The recorded objects that are missing or one of whose dependencies changed since the
+    record was written, in the record's order (the order SCons meets them)."""
     names, files = old["names"], old["files"]
     now = {name: stat(name) for name in names}
-    return [o for o in old["objects"] if any(now[names[i]] != (files[names[i]] or None) for i in o["deps"])]
+    return [o for o in old["objects"]
+            if any(now[names[i]] != (files[names[i]] or None) for i in o["deps"]) or stat(o["target"]) is None]
 
 
 class Early:
@@ -213,10 +230,11 @@ def run(o: dict[str, Any], args: list[str], temp: str, snapshot: dict[str, Stat 
     """Start `args` (the recorded entry `o`'s command with temporary outputs) in sh, its
     stdout and stderr kept; None where it cannot start (SCons will run it as usual)."""
     sh = shell(env)
-    if sh is None or not os.path.isdir(os.path.dirname(temp) or "."):
+    if sh is None:
         return None
     fds: list[int] = []
     try:
+        os.makedirs(os.path.dirname(temp) or ".", exist_ok=True)  # after a clean, as SCons would
         for suffix in (".out", ".err"):
             fds.append(scratch(temp + suffix))
         pid = os.posix_spawn(sh, ["sh", "-c", " ".join(args)], env,
@@ -237,15 +255,15 @@ def launch(o: dict[str, Any], names: list[str], env: dict[str, str]) -> Early | 
     return run(o, args, temp, snapshot, env)
 
 
-def start(argv: list[str]) -> Started:
-    """The record for `argv`, whether any of its objects is due, and the early compiles
-    started for them (none if more are due than -j runs at once, or if the arguments build
-    nothing)."""
-    old = None if NO_BUILD & set(argv) else load(argv)
+def start(argv: list[str], top: str) -> Started:
+    """The record for `argv` in `top`, whether any of its objects is due, and the early
+    compiles started for the first -j of them (none if the arguments build nothing): SCons
+    meets them first and waits for them, so no more than -j compiles run at once. After
+    a clean (`rm -r build`) every object is due, and the build's first compiles run while
+    SCons loads."""
+    old = None if NO_BUILD & set(argv) else load(argv, top)
     if old is None:
         return None, False, []
     changed = due(old)
-    if not changed or len(changed) > jobs(argv):
-        return old, bool(changed), []
-    started = [launch(o, old["names"], old["env"]) for o in changed]
-    return old, True, [e for e in started if e is not None]
+    started = [launch(o, old["names"], old["env"]) for o in changed[:jobs(argv)]]
+    return old, bool(changed), [e for e in started if e is not None]

@@ -27,7 +27,7 @@ def main() -> None:
     argv = sys.argv[1:]
     if (os.environ.get("SPARKFLASH_COMPILE_AHEAD") != "off" and os.path.isfile("site_scons/site_init.py")
             and not any(a.startswith(_ELSEWHERE) for a in argv)):
-        early_compile.launched = (argv, early_compile.start(argv))  # for site_init, in this process
+        early_compile.launched = (argv, early_compile.start(argv, os.getcwd()))  # for site_init, in this process
     import SCons.Script  # here, not at the top: the compiles above start before SCons loads
 
     SCons.Script.main()

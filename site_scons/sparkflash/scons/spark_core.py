@@ -32,6 +32,7 @@ from sparkflash.firmware.coretree import (
     load_tree,
 )
 from sparkflash.scons import compile_ahead, stored_hashes
+from sparkflash.scons.arm_gcc import COMPILE_COM
 
 DEFAULT_TREE = "examples/core-firmware"
 
@@ -136,14 +137,13 @@ def _objects(env: Any, comp: Component, obj_dir: str, prefix: tuple[str, ...], m
         key = (c.args, c.macro_maps)
         cenv = groups.get(key)
         if cenv is None:
-            com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
             cenv = groups[key] = env.Clone(
                 CPPPATH=[_relative_to_top(d, top) for d in _include_dirs(c.args)],
                 # last matching map wins: the macro maps (deeper dirs) after the general ones
                 SPARK_ARGS=[*prefix, *(_escape(_relative_to_top(a, top)) for a in c.args),
                             *(extra if c.lang != "asm" else []), *maps,
                             *(f"-fmacro-prefix-map={_relative_to_top(d, top)}={rel}" for d, rel in c.macro_maps)],
-                CCCOM=com, CXXCOM=com, ASPPCOM=com, ASCOM=com, SHCCCOM=com,
+                CCCOM=COMPILE_COM, CXXCOM=COMPILE_COM, ASPPCOM=COMPILE_COM, ASCOM=COMPILE_COM, SHCCCOM=COMPILE_COM,
             )
         nodes[c.output] = cenv.Object(f"{obj_dir}/{comp.object_path(c)}", str(c.source))[0]
     return nodes

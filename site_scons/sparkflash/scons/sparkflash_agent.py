@@ -10,6 +10,7 @@ from typing import Any
 from sparkflash import device_agent
 from sparkflash.device_agent.cost import FLASH_GOAL, RAM_GOAL, agent_cost
 from sparkflash.firmware.coretree import FirmwareTree
+from sparkflash.scons.arm_gcc import COMPILE_COM
 
 __all__ = ["SIZE_FLAGS", "UNIT_FLAGS", "WRAP_FLAGS", "agent_objects", "agent_size_action"]
 
@@ -60,11 +61,11 @@ def agent_objects(env: Any, out: str, tree: FirmwareTree, maps: list[str]) -> li
                                          "to take the agent's flags from")
         args = [("-isystem" + a[2:]) if a.startswith("-I") else a for a in base]
         lang = ["-std=gnu99"] if suffix == ".c" else []
-        com = "$CC $SPARK_ARGS -o $TARGET $SOURCES"
         defines = ["-DSFA_SAVE_BEGIN"] if save_begin else []
         unit = UNIT_FLAGS if src == device_agent.core_unit_source() else []
         aenv = env.Clone(SPARK_ARGS=[*tree.compile_prefix, f"-I{inc}", *(a.replace("$", "$$") for a in args), *lang,
-                                     *SIZE_FLAGS, *unit, "-Wextra", "-Werror", *defines, *maps], CCCOM=com, CXXCOM=com)
+                                     *SIZE_FLAGS, *unit, "-Wextra", "-Werror", *defines, *maps],
+                         CCCOM=COMPILE_COM, CXXCOM=COMPILE_COM)
         objs.append(aenv.Object(f"{out}/sparkflash_agent/{Path(src).stem}.o", str(src))[0])
     return objs
 

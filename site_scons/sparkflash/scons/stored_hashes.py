@@ -7,7 +7,8 @@ follows the last one within a second, an editor saving twice) keeps the old hash
 output built from it is stale. This module applies git's racy-index rule instead: a
 recorded hash is trusted only for a file whose mtime second ended before the last build
 wrote its records (the .sconsign database's mtime), so no write after that build can hide
-behind it. Everything else is hashed again, which costs a read of files changed recently.
+behind it. Everything else is hashed again, which costs a read of files changed recently,
+but for the outputs of an early link, whose hashes it took while SCons waited for it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ import SCons.Node.FS
 import SCons.SConsign
 
 _last_write: list[int] = []  # whole second of the .sconsign database as this run found it
+_ahead: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> (inode, size, mtime_ns), hash
+
+
+def hashed_ahead(path: str, key: tuple[int, int, int], csig: str) -> None:
+    """The hash of the file now at `path` (inode, size and mtime `key`), taken by an early
+    link while SCons waited (sparkflash.scons.compile_ahead): used once, if still that file."""
+    _ahead[path] = (key, csig)
 
 
 def records_written() -> int:
@@ -37,8 +45,16 @@ def records_written() -> int:
 
 
 def _stored_csig(node: Any) -> str:
-    """The recorded hash if the file is as recorded and was last written before that
-    record was saved; "" to make SCons hash it."""
+    """The hash taken ahead of this very file, or the recorded hash if the file is as
+    recorded and was last written before that record was saved; "" to make SCons hash it."""
+    ahead = _ahead.pop(node.get_abspath(), None)
+    if ahead is not None:
+        try:
+            st = os.stat(node.get_abspath())
+        except OSError:
+            st = None
+        if st is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == ahead[0]:
+            return ahead[1]
     ninfo = getattr(node.get_stored_info(), "ninfo", None)
     csig = getattr(ninfo, "csig", None)
     stamp = getattr(ninfo, "timestamp", None)
