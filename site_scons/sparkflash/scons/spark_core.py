@@ -31,7 +31,7 @@ from sparkflash.firmware.coretree import (
     FirmwareTree,
     load_tree,
 )
-from sparkflash.scons import compile_ahead, stored_hashes
+from sparkflash.scons import compile_ahead, stored_hashes, unchanged_records
 from sparkflash.scons.arm_gcc import COMPILE_COM
 
 DEFAULT_TREE = "examples/core-firmware"
@@ -411,6 +411,7 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     # hashes are reused only where that cannot hide a write (sparkflash.scons.stored_hashes).
     env.Decider("content")
     stored_hashes.install()
+    unchanged_records.install()
     if env["IMPLICIT_CACHE"]:
         SCons.Script.SetOption("implicit_cache", 1)  # a no-op stays under 0.5 s (docs/build.md)
     if "compiledb" in SCons.Script.COMMAND_LINE_TARGETS:  # its emitter costs every build ~20 ms
