@@ -179,8 +179,8 @@ _DEFAULT_SWITCH = sys.getswitchinterval()
 
 def _launch_link(link: _Link, args: list[str], snapshot: dict[str, Any], env: dict[str, str]) -> None:
     """Wait for the early compiles, then link their objects (through hard links: SCons may
-    move one into place meanwhile) into temporary outputs, and put the real names of the
-    objects and the .elf into the map."""
+    move one into place meanwhile) into temporary outputs, put the real names of the
+    objects and the .elf into the map, and hash both outputs."""
     try:
         for e in link.inputs:
             if e.wait():
@@ -199,10 +199,14 @@ def _launch_link(link: _Link, args: list[str], snapshot: dict[str, Any], env: di
             if link.run is None:
                 link.why = "the early link could not start"
                 return
-    finally:
+        if not link.run.wait():
+            _after_ld(link)
+    finally:  # the fast switch costs nothing while this thread sleeps, and SCons waits for its end
         sys.setswitchinterval(_DEFAULT_SWITCH)
-    if link.run.wait():
-        return
+
+
+def _after_ld(link: _Link) -> None:
+    assert link.run is not None
     elf = threading.Thread(target=_hash_ahead, args=(link, link.run.temp, link.entry["target"]), daemon=True)
     elf.start()  # beside the map's rewrite: hashlib lets go of the interpreter
     try:
@@ -230,9 +234,12 @@ def _hash_ahead(link: _Link, temp: str, real: str, content: bytes | None = None)
     """The content hash SCons computes for `real` right after the link, taken from `temp`
     (to be moved there) now, while SCons is still waiting for the link thread."""
     before = early_compile.stat(temp)
-    csig = (SCons.Util.hash_signature(content) if content is not None
-            else SCons.Util.hash_file_signature(temp, SCons.Node.FS.File.hash_chunksize))
-    if before is not None and early_compile.stat(temp) == before:
+    if before is None:
+        return
+    # in one read (the same digest as SCons' 64 KiB chunks): each chunk would be a round of
+    # handing the interpreter back and forth with the map's rewrite
+    csig = SCons.Util.hash_signature(content) if content is not None else SCons.Util.hash_file_signature(temp, before[1] + 1)
+    if early_compile.stat(temp) == before:
         link.hashes[real] = (before[:3], csig)
 
 
