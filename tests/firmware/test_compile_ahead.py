@@ -258,6 +258,21 @@ def test_sparkflash_scons_is_scons(fresh_checkout: Path) -> None:
     assert r.returncode == 0 and "CXX" in r.stdout  # -n: nothing runs, nothing starts early
 
 
+def test_sparkflash_scons_skips_the_teardown_only_when_nothing_is_lost(tmp_path: Path) -> None:
+    """It leaves without freeing the interpreter only when no file it opened is still open
+    for writing: a file object an SConstruct left open gets its buffer written; output and
+    exit status are scons' own either way."""
+    (tmp_path / "SConstruct").write_text(
+        "import sys\nsys.stdout.write('x' * 200000 + 'end\\n')\n"
+        "if ARGUMENTS.get('OPEN'):\n    sys.kept = open('left-open.txt', 'w')\n    sys.kept.write('kept')\n"
+        "Exit(int(ARGUMENTS.get('STATUS', '0')))\n")
+    for args, status in ((["OPEN=1"], 0), (["STATUS=3"], 3), ([], 0)):
+        r = run_scons(tmp_path, *args, launcher=True)
+        assert r.returncode == status, r.stderr
+        assert r.stdout == "x" * 200000 + "end\n"
+    assert (tmp_path / "left-open.txt").read_text() == "kept"
+
+
 def test_a_linker_script_saved_during_the_early_link_drops_it(fresh_checkout: Path, tmp_path: Path,
                                                               toolchain_copy: Path) -> None:  # noqa: F811
     """The linker script changes while the early link runs: SCons links again itself. A

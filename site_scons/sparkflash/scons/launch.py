@@ -7,13 +7,20 @@ imports nothing heavy), then runs SCons' own entry point in the same process (as
 script does); site_init then hands the compiles (and the record, read once) to SCons' SPAWN
 (sparkflash.scons.compile_ahead), which uses one only where it would run that very command
 on the very same inputs.
-Everything else is plain scons: same arguments, output and exit status.
+Everything else is plain scons: same arguments, output and exit status. At the end, once
+the exit handlers have run and the output is flushed, it leaves without tearing the
+interpreter down (freeing SCons' graph of ~10^5 objects: ~15 ms of a no-op) when nothing can
+be lost that way: no thread left that exit would wait for, no file open for writing but
+those it was started with.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import os
 import sys
+from typing import NoReturn
 
 from sparkflash.scons import early_compile
 
@@ -28,9 +35,48 @@ def main() -> None:
     if (os.environ.get("SPARKFLASH_COMPILE_AHEAD") != "off" and os.path.isfile("site_scons/site_init.py")
             and not any(a.startswith(_ELSEWHERE) for a in argv)):
         early_compile.launched = (argv, early_compile.start(argv, os.getcwd()))  # for site_init, in this process
+    inherited = _open_for_writing()
     import SCons.Script  # here, not at the top: the compiles above start before SCons loads
 
-    SCons.Script.main()
+    try:
+        SCons.Script.main()
+    except SystemExit as e:
+        _exit(e.code, inherited)
+    _exit(0, inherited)
+
+
+def _exit(code: object, inherited: dict[int, tuple[int, int]] | None) -> NoReturn:
+    """Exit as SystemExit(code) would, skipping the interpreter's teardown where safe."""
+    import threading  # loaded by SCons by now
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()  # each runs once: they are gone from the registry afterwards
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    threads = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+    now = _open_for_writing()
+    if inherited is not None and now is not None and now.items() <= inherited.items() and not threads:
+        os._exit(code or 0)
+    sys.exit(code)
+
+
+def _open_for_writing() -> dict[int, tuple[int, int]] | None:
+    """The descriptors open for writing and the file of each (a Python file object on one
+    may still hold data that it writes only when freed); None if they cannot be listed."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return None
+    out = {}
+    for fd in fds:
+        try:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_WRONLY | os.O_RDWR):
+                st = os.fstat(fd)
+                out[fd] = (st.st_dev, st.st_ino)
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+    return out
 
 
 if __name__ == "__main__":
