@@ -12,9 +12,10 @@ Everything runs in temporary copies: the repository's build/ and the given trees
 touched. Figures are medians of N runs (wall seconds); make and scons take turns in every
 round (make first in odd rounds, scons first in even ones), and each scons/make ratio is
 the median of the per-round ratios. A clean scons build is `rm -r build .sconsign.dblite`
-(as `make clean` removes make's objects); the per-user records of the toolchain's hashes, of make's plan and of the last build's commands
-(sparkflash.firmware.buildcache) stay, as a ccache directory would: each validates itself
-against the files it was made from (no object is kept: a clean build compiles everything).
+(as `make clean` removes make's objects); the per-user records of the toolchain's hashes,
+of make's plan and of the last build's commands (sparkflash.firmware.buildcache) stay, as
+a ccache directory would: each validates itself against the files it was made from (no
+object is kept: a clean build compiles everything).
 report.py turns the tree-set ratios into issue 12's target rows.
 """
 
