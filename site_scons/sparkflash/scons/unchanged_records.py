@@ -2,7 +2,7 @@
 
 SCons stores the entry of every node it visits, so every directory's entries are pickled
 and the whole .sconsign.dblite is rewritten after each build (~11 ms after a one-file
-edit of spark_11: 33 directories, ~270 entries, for the 4 that changed). A node that was
+edit of spark_11: 33 directories, ~270 entries, for the 3 that changed). A node that was
 not rebuilt and whose hash, mtime and size are those recorded would get back what it
 has: its entry is not touched, nor its directory's, so only directories with a changed
 entry are written again (none after a no-op). Nodes SCons built are always stored.
