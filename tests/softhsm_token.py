@@ -46,7 +46,7 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
         if os.environ.get("CI"):
             pytest.fail("softhsm2 is not installed although tools/setup installs it (apt package softhsm2)")
         pytest.skip("softhsm2 is not installed (apt-get install softhsm2)")
-    pkcs11 = pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed")
+    import pkcs11  # a dependency of the package (pyproject.toml): never missing
     from pkcs11 import Attribute, KeyType, Mechanism
     from pkcs11.util.ec import encode_named_curve_parameters
 

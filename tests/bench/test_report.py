@@ -100,6 +100,8 @@ def test_results_md_has_every_figure_target_and_verdict(report: ModuleType, tmp_
 
 
 def test_plots_are_png_files_linked_from_the_report(report: ModuleType, tmp_path: Path) -> None:
+    if os.environ.get("CI"):  # tools/setup installs the bench extra: a missing one fails there
+        import matplotlib  # noqa: F401
     pytest.importorskip("matplotlib")
     report.write(results(), tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()

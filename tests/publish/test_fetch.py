@@ -108,7 +108,6 @@ def test_cli_deploy_of_an_altered_release_exits_3_with_the_device_untouched(
 def test_cli_deploys_a_channel_release_from_s3_to_a_virtual_core(
         make_release: MakeRelease, signer: FileSigner, s3_url: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("sparkflash.deploy.dfu", reason="the DFU transport is not in this tree")
     from sparkflash.virtual.core import CoreOptions, VirtualCore
 
     dist = make_release("1.0.0", BLOBS)

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from sparkflash.publish.local_server import LocalS3Process
 
 SITE_TOOLS = Path(__file__).resolve().parents[2] / "site_scons" / "sparkflash" / "scons"
@@ -100,7 +98,6 @@ regions:
 
 
 def test_scons_flash_ext_then_flash_write_their_regions_by_dfu(tmp_path: Path, s3_server: LocalS3Process) -> None:
-    pytest.importorskip("sparkflash.deploy.dfu", reason="the DFU transport is not in this tree")
     from sparkflash.virtual.core import CoreOptions, VirtualCore
 
     (tmp_path / "SConstruct").write_text(SCONSTRUCT)
