@@ -206,6 +206,7 @@ def _launch_link(link: _Link, args: list[str], snapshot: dict[str, Any], env: di
 
 
 def _after_ld(link: _Link) -> None:
+    """The map with the real names, and both outputs hashed (the .elf in a second thread)."""
     assert link.run is not None
     elf = threading.Thread(target=_hash_ahead, args=(link, link.run.temp, link.entry["target"]), daemon=True)
     elf.start()  # beside the map's rewrite: hashlib lets go of the interpreter

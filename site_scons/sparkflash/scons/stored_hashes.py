@@ -20,6 +20,8 @@ import SCons.dblite
 import SCons.Node.FS
 import SCons.SConsign
 
+from sparkflash.scons import early_compile
+
 _last_write: list[int] = []  # whole second of the .sconsign database as this run found it
 _ahead: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> (inode, size, mtime_ns), hash
 
@@ -48,13 +50,8 @@ def _stored_csig(node: Any) -> str:
     """The hash taken ahead of this very file, or the recorded hash if the file is as
     recorded and was last written before that record was saved; "" to make SCons hash it."""
     ahead = _ahead.pop(node.get_abspath(), None)
-    if ahead is not None:
-        try:
-            st = os.stat(node.get_abspath())
-        except OSError:
-            st = None
-        if st is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == ahead[0]:
-            return ahead[1]
+    if ahead is not None and (early_compile.stat(node.get_abspath()) or ())[:3] == ahead[0]:
+        return ahead[1]
     ninfo = getattr(node.get_stored_info(), "ninfo", None)
     csig = getattr(ninfo, "csig", None)
     stamp = getattr(ninfo, "timestamp", None)
