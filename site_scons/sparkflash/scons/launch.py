@@ -20,9 +20,12 @@ import atexit
 import fcntl
 import os
 import sys
-from typing import NoReturn
 
 from sparkflash.scons import early_compile
+
+TYPE_CHECKING = False  # typing (and the re it imports) would cost the compiles' start 10-15 ms
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 #: options that change the directory, the SConstruct or site_scons: the record and site_init
 #: found from the current directory may not be the build's, so nothing starts early
