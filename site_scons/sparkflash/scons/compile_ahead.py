@@ -347,6 +347,7 @@ def record(objects: list[Any], links: list[Any]) -> None:
     if env is None:
         return
     names: dict[str, int] = {}
+    index: dict[Any, int] = {}  # dependency node -> its name's index, -1 for a Value (~40 per object, mostly shared)
 
     def entry(node: Any, recorded: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """The node's command as spawned now or recorded before, and its dependencies."""
@@ -354,9 +355,18 @@ def record(objects: list[Any], links: list[Any]) -> None:
         now = _state.spawned.get(target) or recorded.get(target)
         if now is None or now.get("env", env) != env:
             return None
-        paths, values = _dependencies(node)
-        return {"target": target, "args": now["args"], "out": now["out"],
-                "deps": [names.setdefault(path, len(names)) for path in paths], "values": values}
+        deps: list[int] = []
+        values: list[str] = []
+        for child in node.children():
+            i = index.get(child)
+            if i is None:
+                i = index[child] = (-1 if isinstance(child, SCons.Node.Python.Value)
+                                    else names.setdefault(child.get_abspath(), len(names)))
+            if i < 0:
+                values.append(str(child))
+            else:
+                deps.append(i)
+        return {"target": target, "args": now["args"], "out": now["out"], "deps": deps, "values": values}
 
     entries = [e for e in (entry(node, old) for node in objects) if e is not None]
     compiled = {e["target"] for e in entries}
@@ -373,5 +383,5 @@ def record(objects: list[Any], links: list[Any]) -> None:
         "last": {"used": _state.used, "dropped": _state.dropped, "from": _state.early_from,
                  "unused": sorted([*(e.target for e in _state.early.values()),
                                    *(k.entry["target"] for k in _state.links.values())])}})
-    if folder is not None:  # one record per checkout and command line: the oldest go
+    if folder is not None and not _state.old:  # a record added: one per checkout and command line, the oldest go
         prune(folder, early_compile.RECORD_PREFIX, suffix=".marshal")
