@@ -1,17 +1,16 @@
 """The toolchain's hashes and make's plan outlive build/ (sparkflash.firmware.buildcache):
-a clean build after `rm -r build .sconsign.dblite` reuses them instead of hashing ~170 MB
+a clean build after `rm -r build .sconsign*` reuses them instead of hashing ~170 MB
 and running make again; SPARKFLASH_BUILD_CACHE=off keeps them in the checkout."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from sparkflash.firmware.buildcache import build_cache_dir, prune
-from sparkflash.firmware.workspace import run_scons
+from sparkflash.firmware.workspace import clean_scons, run_scons
 
 KINDS = ("makeplan-", "toolchain-files-", "toolchain-content-")
 
@@ -31,8 +30,7 @@ def test_records_survive_a_clean_build_dir(fresh_checkout: Path, tmp_path: Path)
     first = _records(cache)
     assert {k for k in KINDS if any(n.startswith(k) for n in first)} == set(KINDS)
     assert _records(fresh_checkout / "build/.sparkflash") == {}
-    shutil.rmtree(fresh_checkout / "build")
-    (fresh_checkout / ".sconsign.dblite").unlink()
+    clean_scons(fresh_checkout)
     _build(fresh_checkout, SPARKFLASH_BUILD_CACHE=str(cache))
     assert _records(cache) == first  # nothing probed or hashed again: no record rewritten
     assert (fresh_checkout / "build/release/firmware.bin").stat().st_size > 0

@@ -17,8 +17,9 @@ from typing import Any
 import SCons.Util
 from test_stale_traps import _build, _ran, _same_as_clean_build, toolchain_copy  # noqa: F401 (a fixture)
 
-from sparkflash.firmware.workspace import run_scons
+from sparkflash.firmware.workspace import clean_scons, run_scons
 from sparkflash.scons.early_compile import record_path
+from sparkflash.scons.stored_hashes import HASH_FORMAT
 
 APP = "examples/core-firmware/src/application.cpp"
 HEADER = "examples/core-firmware/inc/data_region.h"
@@ -63,7 +64,8 @@ def _recorded_hash(checkout: Path, path: str) -> str:
     import SCons.SConsign  # noqa: F401 (the class the entries were pickled as)
 
     folder, name = os.path.split(path)
-    csig: str = pickle.loads(SCons.dblite.open(str(checkout / ".sconsign"), "r")[folder])[name].ninfo.csig
+    records = SCons.dblite.open(str(checkout / f".sconsign_{HASH_FORMAT}"), "r")
+    csig: str = pickle.loads(records[folder])[name].ninfo.csig
     return csig
 
 
@@ -71,7 +73,7 @@ def _hashes_are_the_files(checkout: Path) -> None:
     """What SCons recorded for the served .elf and .map (hashed ahead, beside SCons) is
     the hash of what is on disk."""
     for path in (ELF, "build/release/firmware.map"):
-        assert _recorded_hash(checkout, path) == SCons.Util.hash_file_signature(str(checkout / path)), path
+        assert _recorded_hash(checkout, path) == SCons.Util.hash_file_signature(str(checkout / path), hash_format=HASH_FORMAT), path
 
 
 def _object(checkout: Path, name: str) -> Path:
@@ -204,8 +206,8 @@ def test_a_real_tree_edit_is_compiled_ahead(tree_sets: Callable[[str], Path], tm
 
 def _clean(checkout: Path) -> None:
     """What the benchmark's clean does (and `make clean`: the objects go)."""
-    shutil.rmtree(checkout / "build")
-    (checkout / ".sconsign.dblite").unlink()
+    assert (checkout / f".sconsign_{HASH_FORMAT}.dblite").is_file()
+    clean_scons(checkout)
 
 
 def _launch(checkout: Path, *args: str) -> set[tuple[str, str]]:
@@ -229,7 +231,7 @@ def test_sparkflash_scons_starts_the_compile_before_scons(fresh_checkout: Path, 
 
 
 def test_after_a_clean_the_first_compiles_start_before_scons(fresh_checkout: Path, tmp_path: Path) -> None:
-    """The record outlives `rm -r build .sconsign.dblite`: sparkflash-scons starts the first
+    """The record outlives `rm -r build .sconsign*`: sparkflash-scons starts the first
     -j2 compiles of the clean build, SCons meets them first and uses them."""
     _launch(fresh_checkout)
     image = (fresh_checkout / "build/release/firmware.bin").read_bytes()

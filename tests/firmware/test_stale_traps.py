@@ -18,6 +18,7 @@ import pytest
 
 from sparkflash.firmware.toolchain import find_toolchain
 from sparkflash.firmware.workspace import run_scons
+from sparkflash.scons.stored_hashes import HASH_FORMAT
 
 _COMMANDS = re.compile(r"^(CC|CXX|AS|AR|LINK)\s+(\S+)", re.MULTILINE)
 MFLAGS = ("-mcpu=cortex-m3", "-mthumb")
@@ -165,7 +166,7 @@ def test_header_rewritten_in_the_second_of_the_last_build_is_seen(fresh_checkout
     second = int(time.time()) - 3
     os.utime(header, (second + 0.2, second + 0.2))
     assert ("CXX", "application.cpp") not in _build(fresh_checkout)  # same content: nothing to do, S recorded
-    os.utime(fresh_checkout / ".sconsign.dblite", (second + 0.9, second + 0.9))
+    os.utime(fresh_checkout / f".sconsign_{HASH_FORMAT}.dblite", (second + 0.9, second + 0.9))
     header.write_text(header.read_text().replace("LED_GREEN = 2", "LED_GREEN = 6"))
     os.utime(header, (second + 0.5, second + 0.5))
     assert ("CXX", "application.cpp") in _build(fresh_checkout)

@@ -11,7 +11,7 @@ before SCons loads); the one-file edit also times plain `python -m SCons` in the
 Everything runs in temporary copies: the repository's build/ and the given trees are not
 touched. Figures are medians of N runs (wall seconds); make and scons take turns in every
 round (make first in odd rounds, scons first in even ones), and each scons/make ratio is
-the median of the per-round ratios. A clean scons build is `rm -r build .sconsign.dblite`
+the median of the per-round ratios. A clean scons build is `rm -r build .sconsign*`
 (as `make clean` removes make's objects); the per-user records of the toolchain's hashes,
 of make's plan and of the last build's commands (sparkflash.firmware.buildcache) stay, as
 a ccache directory would: each validates itself against the files it was made from (no
@@ -29,12 +29,13 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sparkflash.firmware.coretree import COMMON, COMMUNICATION
 from sparkflash.firmware.toolchain import find_toolchain
-from sparkflash.firmware.workspace import PEERS, make_checkout, run_make, run_scons, unpack_tree_set
+from sparkflash.firmware.workspace import PEERS, clean_scons, make_checkout, run_make, run_scons, unpack_tree_set
 
 TREE_SETS = ("spark_11", "flasher", "flasher_hal")
 EXAMPLE_EDIT = "examples/core-firmware/src/application.cpp"
@@ -59,12 +60,6 @@ def _scons(checkout: Path, *args: str, launcher: bool = True) -> Callable[[], No
     return go
 
 
-def _clean_scons(checkout: Path) -> Callable[[], None]:
-    def clean() -> None:
-        shutil.rmtree(checkout / "build", ignore_errors=True)
-        (checkout / ".sconsign.dblite").unlink(missing_ok=True)
-
-    return clean
 
 
 def _editor(path: Path) -> Callable[[], None]:
@@ -88,7 +83,7 @@ def _sha(path: Path) -> str:
 
 
 def _example(checkout: Path, repeat: int) -> dict[str, float]:
-    clean, build = _clean_scons(checkout), _scons(checkout, "-j2")
+    clean, build = partial(clean_scons, checkout), _scons(checkout, "-j2")
     runs = {
         "clean_j1": (clean, _scons(checkout, "-j1")),
         "clean_j2": (clean, build),
@@ -163,7 +158,7 @@ def _tree_set(source: Path, work: Path, repeat: int, label: str) -> dict[str, ob
     fw_make, fw_scons = work / "make/core-firmware", work / "scons/core-firmware"
     checkout = make_checkout(work / "checkout")
     variables = f"CORE_FIRMWARE={fw_scons}"
-    make_clean, scons_clean = _make(fw_make, "clean"), _clean_scons(checkout)
+    make_clean, scons_clean = _make(fw_make, "clean"), partial(clean_scons, checkout)
     clean = _interleaved({"make": (make_clean, _make(fw_make, "-j2")),
                           "scons": (scons_clean, _scons(checkout, "-j2", variables))}, repeat)
     noop = _interleaved({"make": (_nothing, _make(fw_make, "-j2")),

@@ -15,7 +15,7 @@ from sparkflash.firmware import PACKAGE_DIR
 from sparkflash.firmware.coretree import COMMON, COMMUNICATION, NEWLIB_COMPAT_DEFINES, NEWLIB_COMPAT_LINK
 from sparkflash.firmware.toolchain import find_toolchain
 
-__all__ = ["PEERS", "REPO_ROOT", "make_checkout", "run_make", "run_scons", "unpack_tree_set"]
+__all__ = ["PEERS", "REPO_ROOT", "clean_scons", "make_checkout", "run_make", "run_scons", "unpack_tree_set"]
 
 REPO_ROOT = PACKAGE_DIR.parents[2]
 PEERS = REPO_ROOT.parent / "shared" / "peers"  # the real trees, as archives (../shared/peers/README)
@@ -29,6 +29,13 @@ def make_checkout(dest: Path, root: Path = REPO_ROOT) -> Path:
     for d in ("site_scons", "examples"):
         shutil.copytree(root / d, dest / d, ignore=_IGNORE, symlinks=True, dirs_exist_ok=True)
     return dest
+
+
+def clean_scons(checkout: Path) -> None:
+    """`rm -r build .sconsign*`: a checkout's outputs go, and SCons' records of them."""
+    shutil.rmtree(checkout / "build", ignore_errors=True)
+    for records in checkout.glob(".sconsign*"):
+        records.unlink()
 
 
 def _scons_command(launcher: bool = False) -> list[str]:

@@ -89,7 +89,7 @@ class _Link:
     words: list[tuple[bytes, bytes]] = field(default_factory=list)  # temporary path -> real one, in the map
     temp_map: str = ""
     why: str = ""  # why it never started
-    hashes: dict[str, tuple[tuple[int, int, int], str]] = field(default_factory=dict)  # output -> its temporary's
+    hashes: dict[str, tuple[tuple[int, int, int], str, str]] = field(default_factory=dict)  # output -> its temporary's
 
     def discard(self) -> None:
         if self.run is not None:
@@ -121,6 +121,7 @@ def start(argv: list[str] | None = None) -> None:
     """Adopt the early compiles `sparkflash-scons` started for this process, or start the
     compiles of objects whose dependencies changed since the last build."""
     handed, early_compile.launched = early_compile.launched, None
+    stored_hashes.use_hash_format()  # before an early link hashes its outputs
     if os.environ.get("SPARKFLASH_COMPILE_AHEAD") == "off":
         return  # nothing started, nothing recorded: SCons alone
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -241,7 +242,7 @@ def _hash_ahead(link: _Link, temp: str, real: str, content: bytes | None = None)
     # handing the interpreter back and forth with the map's rewrite
     csig = SCons.Util.hash_signature(content) if content is not None else SCons.Util.hash_file_signature(temp, before[1] + 1)
     if early_compile.stat(temp) == before:
-        link.hashes[real] = (before[:3], csig)
+        link.hashes[real] = (before[:3], csig, SCons.Util.get_current_hash_algorithm_used())
 
 
 def _discard_all() -> None:
@@ -295,8 +296,8 @@ def _serve_link(link: _Link) -> None:
     if link.temp_map:
         os.replace(link.temp_map, _map_of(link.entry))
         link.temp_map = ""
-    for real, (key, csig) in link.hashes.items():
-        stored_hashes.hashed_ahead(real, key, csig)
+    for real, (key, csig, algorithm) in link.hashes.items():
+        stored_hashes.hashed_ahead(real, key, csig, algorithm)
     _replay(link.run)
 
 
