@@ -73,7 +73,8 @@ def _hashes_are_the_files(checkout: Path) -> None:
     """What SCons recorded for the served .elf and .map (hashed ahead, beside SCons) is
     the hash of what is on disk."""
     for path in (ELF, "build/release/firmware.map"):
-        assert _recorded_hash(checkout, path) == SCons.Util.hash_file_signature(str(checkout / path), hash_format=HASH_FORMAT), path
+        on_disk = SCons.Util.hash_file_signature(str(checkout / path), hash_format=HASH_FORMAT)
+        assert _recorded_hash(checkout, path) == on_disk, path
 
 
 def _object(checkout: Path, name: str) -> Path:

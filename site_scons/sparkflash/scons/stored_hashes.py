@@ -18,8 +18,8 @@ from typing import Any
 
 import SCons.dblite
 import SCons.Node.FS
-import SCons.Script
 import SCons.SConsign
+import SCons.Script
 import SCons.Util
 
 from sparkflash.scons import early_compile
