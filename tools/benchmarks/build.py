@@ -84,7 +84,7 @@ def _sha(path: Path) -> str:
 
 def _example(checkout: Path, repeat: int) -> dict[str, float]:
     clean, build = partial(clean_scons, checkout), _scons(checkout, "-j2")
-    runs = {
+    runs: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
         "clean_j1": (clean, _scons(checkout, "-j1")),
         "clean_j2": (clean, build),
         "noop": (_nothing, build),
