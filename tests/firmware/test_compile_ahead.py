@@ -58,23 +58,23 @@ def _same_as_scons_link(checkout: Path, *args: str) -> None:
         assert (out / name).read_bytes() == served[name], f"{name} differs from SCons' own link"
 
 
-def _recorded_hash(checkout: Path, path: str) -> str:
+def _recorded_hash(checkout: Path, path: str, algorithm: str = HASH_FORMAT) -> str:
     """The content hash SCons' .sconsign holds for `path` (relative to the checkout)."""
     import SCons.dblite
     import SCons.SConsign  # noqa: F401 (the class the entries were pickled as)
 
     folder, name = os.path.split(path)
-    records = SCons.dblite.open(str(checkout / f".sconsign_{HASH_FORMAT}"), "r")
+    records = SCons.dblite.open(str(checkout / f".sconsign_{algorithm}"), "r")
     csig: str = pickle.loads(records[folder])[name].ninfo.csig
     return csig
 
 
-def _hashes_are_the_files(checkout: Path) -> None:
+def _hashes_are_the_files(checkout: Path, algorithm: str = HASH_FORMAT) -> None:
     """What SCons recorded for the served .elf and .map (hashed ahead, beside SCons) is
     the hash of what is on disk."""
     for path in (ELF, "build/release/firmware.map"):
-        on_disk = SCons.Util.hash_file_signature(str(checkout / path), hash_format=HASH_FORMAT)
-        assert _recorded_hash(checkout, path) == on_disk, path
+        on_disk = SCons.Util.hash_file_signature(str(checkout / path), hash_format=algorithm)
+        assert _recorded_hash(checkout, path, algorithm) == on_disk, path
 
 
 def _object(checkout: Path, name: str) -> Path:
@@ -100,6 +100,21 @@ def test_an_edited_source_is_compiled_ahead_and_used(fresh_checkout: Path, tmp_p
     _same_as_clean_build(fresh_checkout, tmp_path)
     assert _build(fresh_checkout) == set()  # what SCons recorded is what is on disk
     _same_as_scons_link(fresh_checkout)
+
+
+def test_hashes_are_sha256_unless_the_command_line_names_another(fresh_checkout: Path) -> None:
+    """SHA-256 by default; with --hash-format=md5, MD5 throughout, the early link's hashes
+    of the .elf and .map included."""
+    _build(fresh_checkout)
+    assert sorted(p.name for p in fresh_checkout.glob(".sconsign*")) == [f".sconsign_{HASH_FORMAT}.dblite"]
+    assert len(_recorded_hash(fresh_checkout, ELF)) == 64
+    _build(fresh_checkout, "--hash-format=md5")
+    _edit(fresh_checkout / APP, "\nint sparkflash_md5 = 1;\n")
+    assert ("CXX", "application.cpp") in _build(fresh_checkout, "--hash-format=md5")
+    assert str(fresh_checkout / ELF) in _last(fresh_checkout, "--hash-format=md5")["used"]
+    _hashes_are_the_files(fresh_checkout, "md5")
+    assert len(_recorded_hash(fresh_checkout, ELF, "md5")) == 32
+    assert _build(fresh_checkout, "--hash-format=md5") == set()
 
 
 def test_a_different_command_is_never_used(fresh_checkout: Path, tmp_path: Path) -> None:
