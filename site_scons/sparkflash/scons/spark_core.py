@@ -410,7 +410,7 @@ def generate(env: Any, arguments: dict[str, str] | None = None, **kw: Any) -> No
     # relinked within the same second as the last build would look unchanged. Recorded
     # hashes are reused only where that cannot hide a write (sparkflash.scons.stored_hashes).
     env.Decider("content")
-    stored_hashes.use_hash_format()
+    stored_hashes.use_hash_format()  # site_init set it already, if the SConstruct's folder has ours
     stored_hashes.install()
     unchanged_records.install()
     if env["IMPLICIT_CACHE"]:
