@@ -60,8 +60,6 @@ def _scons(checkout: Path, *args: str, launcher: bool = True) -> Callable[[], No
     return go
 
 
-
-
 def _editor(path: Path) -> Callable[[], None]:
     """Each call changes one source so that its object (and so the link) really changes."""
     original = path.read_text()
