@@ -45,15 +45,21 @@ from sparkflash.scons.early_compile import NO_BUILD, Early
 __all__ = ["record", "spawn", "start"]
 
 
-def _dependencies(node: Any) -> tuple[list[str], list[str]]:
-    """What SCons lists for an object: its files (absolute paths) and its Value nodes."""
+def _dependencies(node: Any, paths: dict[Any, str] | None = None) -> tuple[list[str], list[str]]:
+    """What SCons lists for an object: its files (absolute paths) and its Value nodes;
+    `paths` keeps each file node's path for the next call (objects share most headers)."""
     files: list[str] = []
     values: list[str] = []
     for child in node.children():
-        if isinstance(child, SCons.Node.Python.Value):
+        path = paths.get(child) if paths is not None else None
+        if path is not None:
+            files.append(path)
+        elif isinstance(child, SCons.Node.Python.Value):
             values.append(str(child))
         else:
             files.append(child.get_abspath())
+            if paths is not None:
+                paths[child] = files[-1]
     return files, values
 
 
@@ -348,7 +354,7 @@ def record(objects: list[Any], links: list[Any]) -> None:
     if env is None:
         return
     names: dict[str, int] = {}
-    index: dict[Any, int] = {}  # dependency node -> its name's index, -1 for a Value (~40 per object, mostly shared)
+    paths: dict[Any, str] = {}
 
     def entry(node: Any, recorded: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """The node's command as spawned now or recorded before, and its dependencies."""
@@ -356,18 +362,9 @@ def record(objects: list[Any], links: list[Any]) -> None:
         now = _state.spawned.get(target) or recorded.get(target)
         if now is None or now.get("env", env) != env:
             return None
-        deps: list[int] = []
-        values: list[str] = []
-        for child in node.children():
-            i = index.get(child)
-            if i is None:
-                i = index[child] = (-1 if isinstance(child, SCons.Node.Python.Value)
-                                    else names.setdefault(child.get_abspath(), len(names)))
-            if i < 0:
-                values.append(str(child))
-            else:
-                deps.append(i)
-        return {"target": target, "args": now["args"], "out": now["out"], "deps": deps, "values": values}
+        files, values = _dependencies(node, paths)
+        return {"target": target, "args": now["args"], "out": now["out"],
+                "deps": [names.setdefault(path, len(names)) for path in files], "values": values}
 
     entries = [e for e in (entry(node, old) for node in objects) if e is not None]
     compiled = {e["target"] for e in entries}
