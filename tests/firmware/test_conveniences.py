@@ -45,6 +45,19 @@ def test_cache_serves_a_clone_elsewhere(fresh_checkout: Path, tmp_path: Path) ->
         assert (clone / "build/release" / name).read_bytes() == (fresh_checkout / "build/release" / name).read_bytes()
 
 
+def test_an_up_to_date_build_fills_the_cache_only_when_asked(fresh_checkout: Path, tmp_path: Path) -> None:
+    """SCons stores only what it builds: the docs' --cache-populate fills a cache from a built checkout."""
+    cache_dir = tmp_path / "cache"
+    cache = f"CACHE_DIR={cache_dir}"
+    _ok(fresh_checkout)
+    _ok(fresh_checkout, cache)
+    assert not list(cache_dir.glob("*/*"))  # SCons' config and CACHEDIR.TAG, no entry
+    _ok(fresh_checkout, cache, "--cache-populate")
+    out = _ok(make_checkout(tmp_path / "clone"), cache)
+    assert not re.search(r"^(CC|CXX|AS|AR|LINK) ", out, re.MULTILINE), out
+    assert all(f"Retrieved `build/release/{name}' from cache" in out for name in OUTPUTS), out
+
+
 def test_extra_flags_reach_the_commands(fresh_checkout: Path) -> None:
     base = (_ok(fresh_checkout), (fresh_checkout / "build/release/firmware.bin").read_bytes())[1]
     out = _ok(fresh_checkout, "VERBOSE=1", "CPPDEFINES=SPARKFLASH_EXTRA=3 OTHER", "CFLAGS=-fno-inline",

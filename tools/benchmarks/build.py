@@ -175,7 +175,8 @@ def _tree_set(source: Path, work: Path, repeat: int, label: str) -> dict[str, ob
         (work / side / "core-firmware" / CORE_EDIT).write_text((source / CORE_EDIT).read_text())
     _make(fw_make, "-j2")()
     cache = f"CACHE_DIR={work / 'cache'}"
-    _scons(checkout, "-j2", variables, cache)()  # warms the cache
+    clean_scons(checkout)  # SCons caches only what it builds: a clean build fills the cache
+    _scons(checkout, "-j2", variables, cache)()
     clone = work / "clone"
     warm = _interleaved({"make": (make_clean, _make(fw_make, "-j2")),
                          "scons": (_fresh_clone(checkout, clone), _scons(clone, "-j2", variables, cache))}, repeat)
